@@ -1,0 +1,112 @@
+// Differentiable ops on Variables. Each is defined, forward and backward side by side, in
+// autograd/functions/<family>.cpp and registered in the gradient-check catalogue.
+#pragma once
+#include <vector>
+
+#include "autograd/variable.h"
+
+namespace moegrad::ag {
+
+using Dims = std::vector<std::int64_t>;
+
+// ---- arithmetic (broadcasting) -------------------------------------------------------------
+Variable add(const Variable& a, const Variable& b);
+Variable sub(const Variable& a, const Variable& b);
+Variable mul(const Variable& a, const Variable& b);
+Variable div(const Variable& a, const Variable& b);
+Variable pow(const Variable& a, const Variable& b);
+Variable maximum(const Variable& a, const Variable& b);
+Variable minimum(const Variable& a, const Variable& b);
+Variable add(const Variable& a, double b);
+Variable sub(const Variable& a, double b);
+Variable rsub(const Variable& a, double b);  // b - a
+Variable mul(const Variable& a, double b);
+Variable div(const Variable& a, double b);
+Variable pow(const Variable& a, double exponent);
+Variable where(const Tensor& cond, const Variable& a, const Variable& b);
+Variable clamp(const Variable& x, double lo, double hi);
+
+Variable operator+(const Variable& a, const Variable& b);
+Variable operator-(const Variable& a, const Variable& b);
+Variable operator*(const Variable& a, const Variable& b);
+Variable operator/(const Variable& a, const Variable& b);
+Variable operator-(const Variable& a);
+Variable operator+(const Variable& a, double b);
+Variable operator-(const Variable& a, double b);
+Variable operator*(const Variable& a, double b);
+Variable operator/(const Variable& a, double b);
+Variable operator+(double a, const Variable& b);
+Variable operator-(double a, const Variable& b);
+Variable operator*(double a, const Variable& b);
+
+// ---- unary --------------------------------------------------------------------------------
+Variable neg(const Variable& x);
+Variable exp(const Variable& x);
+Variable log(const Variable& x);
+Variable sqrt(const Variable& x);
+Variable rsqrt(const Variable& x);
+Variable abs(const Variable& x);
+Variable square(const Variable& x);
+Variable tanh(const Variable& x);
+Variable sigmoid(const Variable& x);
+Variable relu(const Variable& x);
+Variable leaky_relu(const Variable& x, double negative_slope = 0.01);
+Variable gelu(const Variable& x);
+Variable gelu_tanh(const Variable& x);
+Variable silu(const Variable& x);
+
+// ---- reductions ---------------------------------------------------------------------------
+Variable sum(const Variable& x, const Dims& dims = {}, bool keepdim = false);
+Variable mean(const Variable& x, const Dims& dims = {}, bool keepdim = false);
+Variable amax(const Variable& x, const Dims& dims = {}, bool keepdim = false);  // ties share
+Variable amin(const Variable& x, const Dims& dims = {}, bool keepdim = false);
+struct VariableIndices {
+  Variable values;  // differentiable
+  Tensor indices;   // i64, no gradient
+};
+VariableIndices max(const Variable& x, std::int64_t dim, bool keepdim = false);
+VariableIndices min(const Variable& x, std::int64_t dim, bool keepdim = false);
+Variable logsumexp(const Variable& x, const Dims& dims, bool keepdim = false);
+Variable norm(const Variable& x, double p = 2.0, const Dims& dims = {}, bool keepdim = false);
+Variable softmax(const Variable& x, std::int64_t dim);
+Variable log_softmax(const Variable& x, std::int64_t dim);
+Variable cumsum(const Variable& x, std::int64_t dim, bool exclusive = false, bool reverse = false);
+
+// ---- linear algebra -----------------------------------------------------------------------
+Variable matmul(const Variable& a, const Variable& b);
+
+// ---- views and shape ----------------------------------------------------------------------
+Variable reshape(const Variable& x, const Shape& shape);
+Variable view(const Variable& x, const Shape& shape);
+Variable flatten(const Variable& x, std::int64_t start_dim = 0, std::int64_t end_dim = -1);
+Variable permute(const Variable& x, const Dims& dims);
+Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1);
+Variable narrow(const Variable& x, std::int64_t dim, std::int64_t start, std::int64_t length);
+Variable slice(const Variable& x, std::int64_t dim, std::int64_t start, std::int64_t end, std::int64_t step = 1);
+Variable select(const Variable& x, std::int64_t dim, std::int64_t index);
+Variable expand(const Variable& x, const Shape& shape);
+Variable squeeze(const Variable& x, std::int64_t dim);
+Variable unsqueeze(const Variable& x, std::int64_t dim);
+Variable contiguous(const Variable& x);
+Variable to_dtype(const Variable& x, DType dtype);  // between f32 and f64
+
+// ---- indexing and joining -----------------------------------------------------------------
+VariableIndices topk(const Variable& x, std::int64_t k, std::int64_t dim = -1, bool largest = true);
+Variable gather(const Variable& x, std::int64_t dim, const Tensor& index);
+Variable scatter(const Variable& x, std::int64_t dim, const Tensor& index, const Variable& src);
+Variable scatter_add(const Variable& x, std::int64_t dim, const Tensor& index, const Variable& src);
+Variable index_select(const Variable& x, std::int64_t dim, const Tensor& index);
+Variable index_add(const Variable& x, std::int64_t dim, const Tensor& index, const Variable& src);
+Variable cat(const std::vector<Variable>& xs, std::int64_t dim);
+Variable stack(const std::vector<Variable>& xs, std::int64_t dim);
+std::vector<Variable> chunk(const Variable& x, std::int64_t chunks, std::int64_t dim);
+std::vector<Variable> split(const Variable& x, std::int64_t split_size, std::int64_t dim);
+std::vector<Variable> split(const Variable& x, const std::vector<std::int64_t>& sizes, std::int64_t dim);
+Variable pad(const Variable& x, const std::vector<std::int64_t>& pads, double value = 0.0);
+
+// ---- non-differentiable results (no gradient flows through them) -----------------------
+Tensor argmax(const Variable& x, std::int64_t dim, bool keepdim = false);
+Tensor argmin(const Variable& x, std::int64_t dim, bool keepdim = false);
+Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype = DType::i64);
+
+}  // namespace moegrad::ag

@@ -1,0 +1,91 @@
+// Unary elementwise ops. Each backward saves the input or the output, whichever the
+// derivative is cheaper in.
+#include "autograd/functions.h"
+#include "autograd/node.h"
+#include "autograd/registry.h"
+
+namespace moegrad::ag {
+
+MOEGRAD_DIFFERENTIABLE("neg", "exp", "log", "sqrt", "rsqrt", "abs", "square", "tanh", "sigmoid", "relu",
+                       "leaky_relu", "gelu", "gelu_tanh", "silu");
+
+using core::mul;
+
+Variable neg(const Variable& x) {
+  return record("neg", core::neg(x.value()), {x}, [](const Tensor& gy, const Needs&) { return Grads{core::neg(gy)}; });
+}
+
+Variable exp(const Variable& x) {
+  Tensor y = core::exp(x.value());
+  return record("exp", y, {x}, [y](const Tensor& gy, const Needs&) { return Grads{mul(gy, y)}; });
+}
+
+Variable log(const Variable& x) {
+  return record("log", core::log(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::div(gy, X)}; });
+}
+
+Variable sqrt(const Variable& x) {
+  Tensor y = core::sqrt(x.value());
+  return record("sqrt", y, {x}, [y](const Tensor& gy, const Needs&) { return Grads{core::div(gy, mul(y, 2.0))}; });
+}
+
+Variable rsqrt(const Variable& x) {
+  Tensor y = core::rsqrt(x.value());  // d/dx x^-1/2 = -y³/2
+  return record("rsqrt", y, {x}, [y](const Tensor& gy, const Needs&) {
+    return Grads{mul(gy, mul(core::mul(core::square(y), y), -0.5))};
+  });
+}
+
+Variable abs(const Variable& x) {
+  return record("abs", core::abs(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{mul(gy, core::sign(X))}; });
+}
+
+Variable square(const Variable& x) {
+  return record("square", core::square(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{mul(gy, mul(X, 2.0))}; });
+}
+
+Variable tanh(const Variable& x) {
+  Tensor y = core::tanh(x.value());
+  return record("tanh", y, {x}, [y](const Tensor& gy, const Needs&) {
+    return Grads{mul(gy, core::rsub(core::square(y), 1.0))};  // 1 - y²
+  });
+}
+
+Variable sigmoid(const Variable& x) {
+  Tensor y = core::sigmoid(x.value());
+  return record("sigmoid", y, {x}, [y](const Tensor& gy, const Needs&) {
+    return Grads{mul(gy, mul(y, core::rsub(y, 1.0)))};  // y(1-y)
+  });
+}
+
+Variable relu(const Variable& x) {
+  return record("relu", core::relu(x.value()), {x}, [X = x.value()](const Tensor& gy, const Needs&) {
+    return Grads{mul(gy, core::to_dtype(core::gt(X, 0.0), gy.dtype()))};
+  });
+}
+
+Variable leaky_relu(const Variable& x, double slope) {
+  return record("leaky_relu", core::leaky_relu(x.value(), slope), {x}, [X = x.value(), slope](const Tensor& gy, const Needs&) {
+    return Grads{core::leaky_relu_backward(gy, X, slope)};
+  });
+}
+
+Variable gelu(const Variable& x) {
+  return record("gelu", core::gelu(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_backward(gy, X)}; });
+}
+
+Variable gelu_tanh(const Variable& x) {
+  return record("gelu_tanh", core::gelu_tanh(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_tanh_backward(gy, X)}; });
+}
+
+Variable silu(const Variable& x) {
+  return record("silu", core::silu(x.value()), {x},
+                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::silu_backward(gy, X)}; });
+}
+
+}  // namespace moegrad::ag

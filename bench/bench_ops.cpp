@@ -1,0 +1,169 @@
+// Core op throughput against same-run denominators, one JSON line per measurement:
+//   matmul      GFLOP/s through core::matmul vs a direct cblas_sgemm of the same shape;
+//   elementwise / reductions  GB/s through core ops vs memcpy of the same traffic.
+// Traffic counts bytes read plus bytes written (memcpy of S bytes = 2 S). Timings are medians
+// of several samples after warm-up; core and the denominator are sampled alternately.
+#include <cblas.h>
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/ops.h"
+
+using namespace moegrad;
+using namespace moegrad::core;
+
+namespace {
+
+struct Config {
+  bool quick = false;
+  int samples = 9;
+  double sample_ms = 40;  // each sample repeats the call until about this long
+};
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Median ms per call of f and g, sampled alternately after a warm-up.
+std::pair<double, double> time_pair(const Config& cfg, const std::function<void()>& f,
+                                    const std::function<void()>& g) {
+  f();
+  g();
+  double t0 = now_ms();
+  f();
+  const double once = std::max(1e-3, now_ms() - t0);
+  const int iters = std::max(1, static_cast<int>(cfg.sample_ms / once));
+  std::vector<double> tf, tg;
+  for (int s = 0; s < cfg.samples; ++s) {
+    t0 = now_ms();
+    for (int i = 0; i < iters; ++i) f();
+    tf.push_back((now_ms() - t0) / iters);
+    t0 = now_ms();
+    for (int i = 0; i < iters; ++i) g();
+    tg.push_back((now_ms() - t0) / iters);
+  }
+  return {median(tf), median(tg)};
+}
+
+void bench_matmul(const Config& cfg, std::int64_t batch, std::int64_t m, std::int64_t k,
+                  std::int64_t n) {
+  Generator gen(1);
+  const Shape sa = batch > 1 ? Shape{batch, m, k} : Shape{m, k};
+  const Shape sb = batch > 1 ? Shape{batch, k, n} : Shape{k, n};
+  const Tensor a = rand(sa, {}, &gen), b = rand(sb, {}, &gen);
+  const Tensor c = zeros(batch > 1 ? Shape{batch, m, n} : Shape{m, n});
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  float* pc = c.data<float>();
+  auto core_call = [&] { Tensor y = matmul(a, b); };
+  auto blas_call = [&] {
+    for (std::int64_t i = 0; i < batch; ++i)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                  static_cast<int>(n), static_cast<int>(k), 1.0f, pa + i * m * k,
+                  static_cast<int>(k), pb + i * k * n, static_cast<int>(n), 0.0f,
+                  pc + i * m * n, static_cast<int>(n));
+  };
+  const auto [ms, blas_ms] = time_pair(cfg, core_call, blas_call);
+  const double flop = 2.0 * static_cast<double>(batch * m * n * k);
+  const std::string shape = batch > 1 ? fmt::format("{}x[{}x{}]@[{}x{}]", batch, m, k, k, n)
+                                      : fmt::format("[{}x{}]@[{}x{}]", m, k, k, n);
+  fmt::print(
+      "{{\"bench\":\"matmul\",\"device\":\"cpu\",\"dtype\":\"f32\",\"shape\":\"{}\",\"ms\":{:.4f},"
+      "\"gflops\":{:.2f},\"blas_ms\":{:.4f},\"blas_gflops\":{:.2f},\"ratio\":{:.3f}}}\n",
+      shape, ms, flop / ms * 1e-6, blas_ms, flop / blas_ms * 1e-6, blas_ms / ms);
+  std::fflush(stdout);
+}
+
+// GB/s of `op` moving `traffic` bytes vs memcpy moving the same traffic (S = traffic / 2).
+void bench_bandwidth(const Config& cfg, const std::string& op, const std::string& shape,
+                     double traffic, const std::function<void()>& f) {
+  const std::size_t bytes = static_cast<std::size_t>(traffic / 2);
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  auto copy = [&] { std::memcpy(dst.data(), src.data(), bytes); };
+  const auto [ms, copy_ms] = time_pair(cfg, f, copy);
+  const double gbps = traffic / ms * 1e-6, memcpy_gbps = traffic / copy_ms * 1e-6;
+  fmt::print(
+      "{{\"bench\":\"bandwidth\",\"device\":\"cpu\",\"dtype\":\"f32\",\"op\":\"{}\",\"shape\":\"{}\","
+      "\"ms\":{:.4f},\"gbps\":{:.2f},\"memcpy_ms\":{:.4f},\"memcpy_gbps\":{:.2f},\"ratio\":{:.3f}}}\n",
+      op, shape, ms, gbps, copy_ms, memcpy_gbps, gbps / memcpy_gbps);
+  std::fflush(stdout);
+}
+
+void bench_elementwise(const Config& cfg) {
+  const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 4096;  // 2M or 16M f32
+  const double n = static_cast<double>(rows * cols), f = sizeof(float);
+  const std::string shape = fmt::format("[{}x{}]", rows, cols);
+  Generator gen(2);
+  const Tensor x = rand({rows, cols}, {}, &gen), y = rand({rows, cols}, {}, &gen);
+  bench_bandwidth(cfg, "add", shape, 3 * n * f, [&] { Tensor z = add(x, y); });
+  bench_bandwidth(cfg, "mul", shape, 3 * n * f, [&] { Tensor z = mul(x, y); });
+  bench_bandwidth(cfg, "exp", shape, 2 * n * f, [&] { Tensor z = exp(x); });
+  // Same traffic as memcpy into a fresh output: shows what allocating the output costs.
+  bench_bandwidth(cfg, "clone", shape, 2 * n * f, [&] { Tensor z = clone(x); });
+  const Tensor acc = zeros({rows, cols});
+  bench_bandwidth(cfg, "add_ (in place)", shape, 3 * n * f, [&] { add_(acc, x); });
+  bench_bandwidth(cfg, "sum(dim=-1)", shape, (n + rows) * f, [&] { Tensor z = sum(x, {1}); });
+  bench_bandwidth(cfg, "sum(dim=0)", shape, (n + cols) * f, [&] { Tensor z = sum(x, {0}); });
+}
+
+void usage() {
+  fmt::print(
+      "bench_ops: core op throughput vs direct BLAS and memcpy, one JSON line per measurement.\n"
+      "  --quick   small sizes and few samples (CI smoke test)\n"
+      "  --help    this text\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--quick") {
+      cfg.quick = true;
+      cfg.samples = 5;
+      cfg.sample_ms = 10;
+    } else if (arg == "--help" || arg == "-h") {
+      usage();
+      return 0;
+    } else {
+      fmt::print(stderr, "bench_ops: unknown argument {}\n", arg);
+      usage();
+      return 2;
+    }
+  }
+  fmt::print("{{\"bench\":\"info\",\"device\":\"cpu\",\"omp_threads\":{},\"quick\":{}}}\n",
+             omp_get_max_threads(), cfg.quick);
+  try {
+    if (cfg.quick) {
+      bench_matmul(cfg, 1, 256, 256, 256);
+      bench_matmul(cfg, 2, 128, 128, 256);
+    } else {
+      for (std::int64_t s : {256, 512, 1024}) bench_matmul(cfg, 1, s, s, s);
+      bench_matmul(cfg, 1, 2048, 256, 1024);
+      bench_matmul(cfg, 1, 2048, 1024, 256);
+      bench_matmul(cfg, 8, 256, 256, 1024);
+    }
+    bench_elementwise(cfg);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_ops: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

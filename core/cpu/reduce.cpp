@@ -1,0 +1,695 @@
+// CPU reduction kernels. Every reduction is planned as x[A, R, B] (reduce over R) on dense data:
+//  - B == 1: rows of R contiguous elements, a flat loop with independent accumulators that the
+//    compiler vectorises; rows run in parallel, or a long row is split across threads;
+//  - B > 1: columns (out[a, b] += x[a, r, b]), processed in cache-sized column blocks so the
+//    inner loop is stride 1; blocks run in parallel, or R is split across threads.
+// Strided inputs are used in place when some order of their dims is dense; otherwise the
+// reduced dims are permuted last and the tensor copied (contiguous()).
+// Thread partials are combined in thread order, so results are deterministic for a given
+// thread count.
+#include "core/cpu/reduce.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "core/cpu/loops.h"
+#include "core/ops/creation.h"
+#include "core/ops/views.h"
+
+namespace moegrad::core::cpu {
+namespace {
+
+using std::int64_t;
+
+// Float data accumulates in double; integers in their own type.
+template <class T> using AccOf = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+
+constexpr int64_t kSumBlock = 1024;  // columns per block in reductions' column mode
+constexpr int64_t kColBlock = 512;   // columns per block in the one-dim ops
+constexpr int kLanes = 16;          // independent accumulators in row mode
+
+template <class T> inline bool is_nan(T v) {
+  if constexpr (std::is_floating_point_v<T>) return v != v;
+  else return false;
+}
+
+template <class T> constexpr T lowest_value() {
+  if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
+  else return std::numeric_limits<T>::lowest();
+}
+template <class T> constexpr T highest_value() {
+  if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
+  else return std::numeric_limits<T>::max();
+}
+
+// ---- reduction ops: identity, step (fold one element), combine (two partials), finalize ----
+
+template <class T> struct SumOp {
+  using In = T;
+  using Acc = AccOf<T>;
+  using Out = T;
+  Acc identity() const { return Acc(0); }
+  Acc step(Acc a, T v) const { return a + static_cast<Acc>(v); }
+  Acc combine(Acc a, Acc b) const { return a + b; }
+  Out finalize(Acc a, int64_t) const { return static_cast<Out>(a); }
+};
+
+template <class T> struct MeanOp : SumOp<T> {
+  using Acc = typename SumOp<T>::Acc;
+  T finalize(Acc a, int64_t n) const { return static_cast<T>(a / static_cast<double>(n)); }
+};
+
+// NaN propagates: once the accumulator is NaN no comparison replaces it.
+template <class T> struct MaxOp {
+  using In = T;
+  using Acc = T;
+  using Out = T;
+  Acc identity() const { return lowest_value<T>(); }
+  Acc step(Acc a, T v) const { return ((v > a) | is_nan(v)) ? v : a; }
+  Acc combine(Acc a, Acc b) const { return step(a, b); }
+  Out finalize(Acc a, int64_t) const { return a; }
+};
+
+template <class T> struct MinOp {
+  using In = T;
+  using Acc = T;
+  using Out = T;
+  Acc identity() const { return highest_value<T>(); }
+  Acc step(Acc a, T v) const { return ((v < a) | is_nan(v)) ? v : a; }
+  Acc combine(Acc a, Acc b) const { return step(a, b); }
+  Out finalize(Acc a, int64_t) const { return a; }
+};
+
+template <class T> struct Norm2Op : SumOp<T> {
+  using Acc = double;
+  Acc step(Acc a, T v) const { return a + static_cast<double>(v) * static_cast<double>(v); }
+  T finalize(Acc a, int64_t) const { return static_cast<T>(std::sqrt(a)); }
+};
+
+template <class T> struct Norm1Op : SumOp<T> {
+  using Acc = double;
+  Acc step(Acc a, T v) const { return a + std::fabs(static_cast<double>(v)); }
+};
+
+template <class T> struct NormPOp : SumOp<T> {
+  using Acc = double;
+  double p = 2.0;
+  Acc step(Acc a, T v) const { return a + std::pow(std::fabs(static_cast<double>(v)), p); }
+  T finalize(Acc a, int64_t) const { return static_cast<T>(std::pow(a, 1.0 / p)); }
+};
+
+template <class T> struct NormInfOp {
+  using In = T;
+  using Acc = T;
+  using Out = T;
+  Acc identity() const { return T(0); }
+  Acc step(Acc a, T v) const {
+    const T m = std::fabs(v);
+    return ((m > a) | is_nan(m)) ? m : a;
+  }
+  Acc combine(Acc a, Acc b) const { return ((b > a) | is_nan(b)) ? b : a; }
+  Out finalize(Acc a, int64_t) const { return a; }
+};
+
+// Fold n contiguous elements with kLanes independent accumulators (vectorisable).
+template <class Op>
+typename Op::Acc reduce_row(const Op& op, const typename Op::In* p, int64_t n) {
+  using Acc = typename Op::Acc;
+  Acc acc[kLanes];
+  for (int k = 0; k < kLanes; ++k) acc[k] = op.identity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) acc[k] = op.step(acc[k], p[i + k]);
+  Acc tail = op.identity();
+  for (; i < n; ++i) tail = op.step(tail, p[i]);
+  for (int w = kLanes / 2; w > 0; w /= 2)  // pairwise tree, fixed order
+    for (int k = 0; k < w; ++k) acc[k] = op.combine(acc[k], acc[k + w]);
+  return op.combine(acc[0], tail);
+}
+
+// acc[j] folds rows r < R of columns j < nb, element (r, j) at p[r * ld + j]. Four rows per
+// pass over acc keep the accumulator traffic low; the j loop is stride 1 and vectorises.
+template <class Op>
+void fold_columns(const Op& op, const typename Op::In* p, int64_t ld, int64_t R, int64_t nb,
+                  typename Op::Acc* acc) {
+  int64_t r = 0;
+  for (; r + 4 <= R; r += 4) {
+    const auto* r0 = p + r * ld;
+    const auto* r1 = r0 + ld;
+    const auto* r2 = r1 + ld;
+    const auto* r3 = r2 + ld;
+    for (int64_t j = 0; j < nb; ++j)
+      acc[j] = op.step(op.step(op.step(op.step(acc[j], r0[j]), r1[j]), r2[j]), r3[j]);
+  }
+  for (; r < R; ++r) {
+    const auto* row = p + r * ld;
+    for (int64_t j = 0; j < nb; ++j) acc[j] = op.step(acc[j], row[j]);
+  }
+}
+
+// ---- planning: x as dense [A, R, B] ----
+
+template <class T> struct Plan {
+  Tensor keep;  // owns the data (x itself or a contiguous copy)
+  const T* base = nullptr;
+  int64_t A = 1, R = 1, B = 1;
+};
+
+// True when x's elements, walked with dims in `order` (last fastest), are stride-1 dense.
+bool dense_in_order(const Tensor& x, const std::vector<int64_t>& order) {
+  int64_t expected = 1;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const int64_t n = x.shape()[*it];
+    if (n == 1) continue;
+    if (x.strides()[*it] != expected) return false;
+    expected *= n;
+  }
+  return true;
+}
+
+template <class T> Plan<T> plan(const Tensor& x, const std::vector<int64_t>& dims) {
+  const int64_t nd = x.dim();
+  std::vector<bool> reduced(static_cast<std::size_t>(nd), false);
+  for (int64_t d : dims) reduced[d] = true;
+  std::vector<int64_t> kept_dims, red_dims;
+  int64_t K = 1, R = 1;
+  for (int64_t d = 0; d < nd; ++d) {
+    if (reduced[d]) {
+      red_dims.push_back(d);
+      R *= x.shape()[d];
+    } else {
+      kept_dims.push_back(d);
+      K *= x.shape()[d];
+    }
+  }
+  std::vector<int64_t> rows_order = kept_dims;
+  rows_order.insert(rows_order.end(), red_dims.begin(), red_dims.end());
+  if (dense_in_order(x, rows_order)) return {x, x.data<T>(), K, R, 1};
+
+  std::vector<int64_t> cols_order = red_dims;
+  cols_order.insert(cols_order.end(), kept_dims.begin(), kept_dims.end());
+  if (dense_in_order(x, cols_order)) return {x, x.data<T>(), 1, R, K};
+
+  // Reduced dims form one consecutive block of a dense tensor: [before, block, after].
+  const bool block = !dims.empty() &&
+                     dims.back() - dims.front() + 1 == static_cast<int64_t>(dims.size());
+  std::vector<int64_t> natural(static_cast<std::size_t>(nd));
+  for (int64_t d = 0; d < nd; ++d) natural[d] = d;
+  if (block && dense_in_order(x, natural)) {
+    int64_t A = 1, B = 1;
+    for (int64_t d = 0; d < dims.front(); ++d) A *= x.shape()[d];
+    for (int64_t d = dims.back() + 1; d < nd; ++d) B *= x.shape()[d];
+    return {x, x.data<T>(), A, R, B};
+  }
+
+  Tensor c = contiguous(permute(x, rows_order));
+  return {c, c.data<T>(), K, R, 1};
+}
+
+// ---- the generic reduction driver ----
+
+template <class Op>
+void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out,
+                 const Op& op) {
+  using T = typename Op::In;
+  using Acc = typename Op::Acc;
+  using Out = typename Op::Out;
+  Out* o = out.data<Out>();
+  const int64_t K = out.numel();
+  if (K == 0) return;
+  if (x.numel() == 0) {  // empty reduced extent
+    const Out v = op.finalize(op.identity(), 0);
+    std::fill(o, o + K, v);
+    return;
+  }
+  const Plan<T> P = plan<T>(x, dims);
+  const int64_t A = P.A, R = P.R, B = P.B;
+  const T* p = P.base;
+  const int nthreads = threads_for(A * R * B);
+
+  if (B == 1) {
+    if (nthreads == 1 || A >= 4 * nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+      for (int64_t a = 0; a < A; ++a) o[a] = op.finalize(reduce_row(op, p + a * R, R), R);
+      return;
+    }
+    // Few long rows: split each row across threads, combine partials in thread order.
+    std::vector<Acc> part(static_cast<std::size_t>(nthreads));
+    for (int64_t a = 0; a < A; ++a) {
+      const T* row = p + a * R;
+      int used = 1;
+#pragma omp parallel num_threads(nthreads)
+      {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        if (t == 0) used = n;
+        part[t] = reduce_row(op, row + R * t / n, R * (t + 1) / n - R * t / n);
+      }
+      Acc acc = part[0];
+      for (int t = 1; t < used; ++t) acc = op.combine(acc, part[t]);
+      o[a] = op.finalize(acc, R);
+    }
+    return;
+  }
+
+  // Column mode.
+  const int64_t nblk = (B + kSumBlock - 1) / kSumBlock;
+  const int64_t tasks = A * nblk;
+  if (nthreads == 1 || tasks >= 2 * nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t a = task / nblk, b0 = (task % nblk) * kSumBlock;
+      const int64_t nb = std::min(kSumBlock, B - b0);
+      Acc acc[kSumBlock];
+      for (int64_t j = 0; j < nb; ++j) acc[j] = op.identity();
+      fold_columns(op, p + a * R * B + b0, B, R, nb, acc);
+      Out* dst = o + a * B + b0;
+      for (int64_t j = 0; j < nb; ++j) dst[j] = op.finalize(acc[j], R);
+    }
+    return;
+  }
+  // Few column blocks and a long R: split R across threads, per-thread partial columns.
+  const int64_t AB = A * B;
+  std::vector<Acc> part(static_cast<std::size_t>(nthreads * AB), op.identity());
+  int used = 1;
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    if (t == 0) used = n;
+    const int64_t r0 = R * t / n, r1 = R * (t + 1) / n;
+    Acc* acc = part.data() + t * AB;
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t b0 = 0; b0 < B; b0 += kSumBlock)
+        fold_columns(op, p + (a * R + r0) * B + b0, B, r1 - r0, std::min(kSumBlock, B - b0),
+                     acc + a * B + b0);
+  }
+  for (int64_t i = 0; i < AB; ++i) {
+    Acc acc = part[i];
+    for (int t = 1; t < used; ++t) acc = op.combine(acc, part[t * AB + i]);
+    o[i] = op.finalize(acc, R);
+  }
+}
+
+// ---- one-dim ops on contiguous x viewed as [A, R, B] ----
+
+struct Lines {
+  int64_t A = 1, R = 1, B = 1;
+};
+
+Lines lines(const Shape& shape, int64_t dim) {
+  Lines L;
+  if (shape.empty()) return L;  // 0-d: one line of one element
+  for (int64_t d = 0; d < dim; ++d) L.A *= shape[d];
+  L.R = shape[dim];
+  for (int64_t d = dim + 1; d < static_cast<int64_t>(shape.size()); ++d) L.B *= shape[d];
+  return L;
+}
+
+// row(a): line a when B == 1 (elements (a*R + r)); col(a, b0, nb): columns [b0, b0+nb) of
+// slab a (elements (a*R + r)*B + b). Parallel over lines / column blocks.
+template <class RowFn, class ColFn>
+void for_each_line(const Lines& L, RowFn row, ColFn col) {
+  const int nthreads = threads_for(L.A * L.R * L.B);
+  if (L.A * L.R * L.B == 0) return;
+  if (L.B == 1) {
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t a = 0; a < L.A; ++a) row(a);
+    return;
+  }
+  const int64_t nblk = (L.B + kColBlock - 1) / kColBlock;
+  const int64_t tasks = L.A * nblk;
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t a = task / nblk, b0 = (task % nblk) * kColBlock;
+    col(a, b0, std::min(kColBlock, L.B - b0));
+  }
+}
+
+// Values/indices of the first extreme along dim (NaN counts as the extreme, first NaN wins).
+template <class T, bool IsMax>
+void extreme_with_index(const Tensor& x, int64_t dim, const Tensor& values,
+                        const Tensor& indices) {
+  const Lines L = lines(x.shape(), dim);
+  const T* p = x.data<T>();
+  T* vo = values.defined() ? values.data<T>() : nullptr;
+  int64_t* io = indices.data<int64_t>();
+  using Op = std::conditional_t<IsMax, MaxOp<T>, MinOp<T>>;
+  const Op op;
+  auto better = [](T v, T cur) {
+    if constexpr (IsMax) return v > cur || (is_nan(v) && !is_nan(cur));
+    else return v < cur || (is_nan(v) && !is_nan(cur));
+  };
+  for_each_line(
+      L,
+      [&](int64_t a) {
+        const T* row = p + a * L.R;
+        const T m = reduce_row(op, row, L.R);  // vectorised pass, then find its first index
+        int64_t i = 0;
+        if (is_nan(m)) {
+          while (!is_nan(row[i])) ++i;
+        } else {
+          while (row[i] != m) ++i;
+        }
+        if (vo) vo[a] = m;
+        io[a] = i;
+      },
+      [&](int64_t a, int64_t b0, int64_t nb) {
+        T val[kColBlock];
+        int64_t idx[kColBlock];
+        const T* first = p + a * L.R * L.B + b0;
+        for (int64_t j = 0; j < nb; ++j) {
+          val[j] = first[j];
+          idx[j] = 0;
+        }
+        for (int64_t r = 1; r < L.R; ++r) {
+          const T* row = p + (a * L.R + r) * L.B + b0;
+          for (int64_t j = 0; j < nb; ++j) {
+            const T v = row[j];
+            const bool take = better(v, val[j]);
+            val[j] = take ? v : val[j];
+            idx[j] = take ? r : idx[j];
+          }
+        }
+        for (int64_t j = 0; j < nb; ++j) {
+          if (vo) vo[a * L.B + b0 + j] = val[j];
+          io[a * L.B + b0 + j] = idx[j];
+        }
+      });
+}
+
+template <bool IsMax>
+void extreme_dispatch(const char* name, const Tensor& x, int64_t dim, const Tensor& values,
+                      const Tensor& indices) {
+  visit_numeric(x.dtype(), name, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    extreme_with_index<T, IsMax>(x, dim, values, indices);
+  });
+}
+
+// logsumexp over dense [A, R, B]: max, then log(sum exp(x - max)) + max, with the shift
+// replaced by 0 when the max is infinite (all -inf gives -inf, +inf stays +inf).
+template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_t>& dims,
+                                       const Tensor& out) {
+  T* o = out.data<T>();
+  const int64_t K = out.numel();
+  if (K == 0) return;
+  if (x.numel() == 0) {
+    std::fill(o, o + K, -std::numeric_limits<T>::infinity());
+    return;
+  }
+  const Plan<T> P = plan<T>(x, dims);
+  const Lines L{P.A, P.R, P.B};
+  const T* p = P.base;
+  const MaxOp<T> maxop;
+  auto shift_of = [](T m) { return std::isfinite(m) ? m : T(0); };
+  for_each_line(
+      L,
+      [&](int64_t a) {
+        const T* row = p + a * L.R;
+        const T m = shift_of(reduce_row(maxop, row, L.R));
+        double s = 0;
+        for (int64_t i = 0; i < L.R; ++i) s += std::exp(row[i] - m);
+        o[a] = static_cast<T>(std::log(s) + m);
+      },
+      [&](int64_t a, int64_t b0, int64_t nb) {
+        T m[kColBlock];
+        double s[kColBlock];
+        for (int64_t j = 0; j < nb; ++j) {
+          m[j] = maxop.identity();
+          s[j] = 0;
+        }
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* row = p + (a * L.R + r) * L.B + b0;
+          for (int64_t j = 0; j < nb; ++j) m[j] = maxop.step(m[j], row[j]);
+        }
+        for (int64_t j = 0; j < nb; ++j) m[j] = shift_of(m[j]);
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* row = p + (a * L.R + r) * L.B + b0;
+          for (int64_t j = 0; j < nb; ++j) s[j] += std::exp(row[j] - m[j]);
+        }
+        for (int64_t j = 0; j < nb; ++j)
+          o[a * L.B + b0 + j] = static_cast<T>(std::log(s[j]) + m[j]);
+      });
+}
+
+template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, const Tensor& out) {
+  const Lines L = lines(x.shape(), dim);
+  const T* p = x.data<T>();
+  T* o = out.data<T>();
+  const MaxOp<T> maxop;
+  for_each_line(
+      L,
+      [&](int64_t a) {
+        const T* row = p + a * L.R;
+        T* dst = o + a * L.R;
+        const T m = reduce_row(maxop, row, L.R);
+        double s = 0;
+        if constexpr (Log) {
+          for (int64_t i = 0; i < L.R; ++i) s += std::exp(row[i] - m);
+          const T ls = static_cast<T>(std::log(s));
+          for (int64_t i = 0; i < L.R; ++i) dst[i] = (row[i] - m) - ls;
+        } else {
+          for (int64_t i = 0; i < L.R; ++i) {
+            const T e = std::exp(row[i] - m);
+            dst[i] = e;
+            s += e;
+          }
+          const T inv = static_cast<T>(1.0 / s);
+          for (int64_t i = 0; i < L.R; ++i) dst[i] *= inv;
+        }
+      },
+      [&](int64_t a, int64_t b0, int64_t nb) {
+        T m[kColBlock];
+        double s[kColBlock];
+        for (int64_t j = 0; j < nb; ++j) {
+          m[j] = maxop.identity();
+          s[j] = 0;
+        }
+        const int64_t base = a * L.R * L.B + b0;
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* row = p + base + r * L.B;
+          for (int64_t j = 0; j < nb; ++j) m[j] = maxop.step(m[j], row[j]);
+        }
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* row = p + base + r * L.B;
+          T* dst = o + base + r * L.B;
+          for (int64_t j = 0; j < nb; ++j) {
+            const T e = std::exp(row[j] - m[j]);
+            if constexpr (!Log) dst[j] = e;
+            s[j] += e;
+          }
+        }
+        T fin[kColBlock];
+        for (int64_t j = 0; j < nb; ++j)
+          fin[j] = Log ? static_cast<T>(std::log(s[j])) : static_cast<T>(1.0 / s[j]);
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* row = p + base + r * L.B;
+          T* dst = o + base + r * L.B;
+          for (int64_t j = 0; j < nb; ++j) {
+            if constexpr (Log) dst[j] = (row[j] - m[j]) - fin[j];
+            else dst[j] *= fin[j];
+          }
+        }
+      });
+}
+
+// softmax: dx = y * (gy - sum(gy * y)); log_softmax: dx = gy - exp(y) * sum(gy).
+template <class T, bool Log>
+void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const Tensor& out) {
+  const Lines L = lines(y.shape(), dim);
+  const T* g = gy.data<T>();
+  const T* yp = y.data<T>();
+  T* o = out.data<T>();
+  for_each_line(
+      L,
+      [&](int64_t a) {
+        const T* gr = g + a * L.R;
+        const T* yr = yp + a * L.R;
+        T* dst = o + a * L.R;
+        double acc[kLanes] = {};
+        int64_t i = 0;
+        for (; i + kLanes <= L.R; i += kLanes)
+          for (int k = 0; k < kLanes; ++k)
+            acc[k] += Log ? static_cast<double>(gr[i + k])
+                          : static_cast<double>(gr[i + k]) * static_cast<double>(yr[i + k]);
+        for (int k = 0; i < L.R; ++i, ++k)
+          acc[k] += Log ? static_cast<double>(gr[i])
+                        : static_cast<double>(gr[i]) * static_cast<double>(yr[i]);
+        for (int w = kLanes / 2; w > 0; w /= 2)
+          for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
+        const T s = static_cast<T>(acc[0]);
+        for (int64_t j = 0; j < L.R; ++j) {
+          if constexpr (Log) dst[j] = gr[j] - std::exp(yr[j]) * s;
+          else dst[j] = yr[j] * (gr[j] - s);
+        }
+      },
+      [&](int64_t a, int64_t b0, int64_t nb) {
+        double acc[kColBlock];
+        for (int64_t j = 0; j < nb; ++j) acc[j] = 0;
+        const int64_t base = a * L.R * L.B + b0;
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* gr = g + base + r * L.B;
+          const T* yr = yp + base + r * L.B;
+          for (int64_t j = 0; j < nb; ++j)
+            acc[j] += Log ? static_cast<double>(gr[j])
+                          : static_cast<double>(gr[j]) * static_cast<double>(yr[j]);
+        }
+        T s[kColBlock];
+        for (int64_t j = 0; j < nb; ++j) s[j] = static_cast<T>(acc[j]);
+        for (int64_t r = 0; r < L.R; ++r) {
+          const T* gr = g + base + r * L.B;
+          const T* yr = yp + base + r * L.B;
+          T* dst = o + base + r * L.B;
+          for (int64_t j = 0; j < nb; ++j) {
+            if constexpr (Log) dst[j] = gr[j] - std::exp(yr[j]) * s[j];
+            else dst[j] = yr[j] * (gr[j] - s[j]);
+          }
+        }
+      });
+}
+
+template <class T>
+void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, const Tensor& out) {
+  using Acc = AccOf<T>;
+  const Lines L = lines(x.shape(), dim);
+  const T* p = x.data<T>();
+  T* o = out.data<T>();
+  // Position of step k along the line (forward or reverse).
+  auto at = [&](int64_t k) { return reverse ? L.R - 1 - k : k; };
+  for_each_line(
+      L,
+      [&](int64_t a) {
+        const T* row = p + a * L.R;
+        T* dst = o + a * L.R;
+        Acc acc = 0;
+        for (int64_t k = 0; k < L.R; ++k) {
+          const int64_t i = at(k);
+          if (exclusive) {
+            dst[i] = static_cast<T>(acc);
+            acc += static_cast<Acc>(row[i]);
+          } else {
+            acc += static_cast<Acc>(row[i]);
+            dst[i] = static_cast<T>(acc);
+          }
+        }
+      },
+      [&](int64_t a, int64_t b0, int64_t nb) {
+        Acc acc[kColBlock];
+        for (int64_t j = 0; j < nb; ++j) acc[j] = 0;
+        const int64_t base = a * L.R * L.B + b0;
+        for (int64_t k = 0; k < L.R; ++k) {
+          const int64_t r = at(k);
+          const T* row = p + base + r * L.B;
+          T* dst = o + base + r * L.B;
+          if (exclusive) {
+            for (int64_t j = 0; j < nb; ++j) {
+              dst[j] = static_cast<T>(acc[j]);
+              acc[j] += static_cast<Acc>(row[j]);
+            }
+          } else {
+            for (int64_t j = 0; j < nb; ++j) {
+              acc[j] += static_cast<Acc>(row[j]);
+              dst[j] = static_cast<T>(acc[j]);
+            }
+          }
+        }
+      });
+}
+
+}  // namespace
+
+void sum(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_numeric(x.dtype(), "sum", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    reduce_into(x, dims, out, SumOp<T>{});
+  });
+}
+
+void mean(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_floating(x.dtype(), "mean", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    reduce_into(x, dims, out, MeanOp<T>{});
+  });
+}
+
+void amax(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_numeric(x.dtype(), "amax", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    reduce_into(x, dims, out, MaxOp<T>{});
+  });
+}
+
+void amin(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_numeric(x.dtype(), "amin", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    reduce_into(x, dims, out, MinOp<T>{});
+  });
+}
+
+void logsumexp(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_floating(x.dtype(), "logsumexp", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    logsumexp_impl<T>(x, dims, out);
+  });
+}
+
+void norm(const Tensor& x, double p, const std::vector<int64_t>& dims, const Tensor& out) {
+  visit_floating(x.dtype(), "norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (p == 2.0) {
+      reduce_into(x, dims, out, Norm2Op<T>{});
+    } else if (p == 1.0) {
+      reduce_into(x, dims, out, Norm1Op<T>{});
+    } else if (std::isinf(p)) {
+      reduce_into(x, dims, out, NormInfOp<T>{});
+    } else {
+      NormPOp<T> op;
+      op.p = p;
+      reduce_into(x, dims, out, op);
+    }
+  });
+}
+
+void max(const Tensor& x, int64_t dim, const Tensor& values, const Tensor& indices) {
+  extreme_dispatch<true>("max", x, dim, values, indices);
+}
+void min(const Tensor& x, int64_t dim, const Tensor& values, const Tensor& indices) {
+  extreme_dispatch<false>("min", x, dim, values, indices);
+}
+void argmax(const Tensor& x, int64_t dim, const Tensor& indices) {
+  extreme_dispatch<true>("argmax", x, dim, Tensor{}, indices);
+}
+void argmin(const Tensor& x, int64_t dim, const Tensor& indices) {
+  extreme_dispatch<false>("argmin", x, dim, Tensor{}, indices);
+}
+
+void softmax(const Tensor& x, int64_t dim, const Tensor& out) {
+  visit_floating(x.dtype(), "softmax", [&](auto tag) {
+    softmax_impl<typename decltype(tag)::type, false>(x, dim, out);
+  });
+}
+void log_softmax(const Tensor& x, int64_t dim, const Tensor& out) {
+  visit_floating(x.dtype(), "log_softmax", [&](auto tag) {
+    softmax_impl<typename decltype(tag)::type, true>(x, dim, out);
+  });
+}
+void softmax_backward(const Tensor& gy, const Tensor& y, int64_t dim, const Tensor& out) {
+  visit_floating(y.dtype(), "softmax_backward", [&](auto tag) {
+    softmax_backward_impl<typename decltype(tag)::type, false>(gy, y, dim, out);
+  });
+}
+void log_softmax_backward(const Tensor& gy, const Tensor& y, int64_t dim, const Tensor& out) {
+  visit_floating(y.dtype(), "log_softmax_backward", [&](auto tag) {
+    softmax_backward_impl<typename decltype(tag)::type, true>(gy, y, dim, out);
+  });
+}
+
+void cumsum(const Tensor& x, int64_t dim, bool exclusive, bool reverse, const Tensor& out) {
+  visit_numeric(x.dtype(), "cumsum", [&](auto tag) {
+    cumsum_impl<typename decltype(tag)::type>(x, dim, exclusive, reverse, out);
+  });
+}
+
+}  // namespace moegrad::core::cpu

@@ -1,0 +1,204 @@
+// Elementwise ops: validate, broadcast, allocate, then one strided CPU loop over a functor
+// from core/scalar_math.h (the same functors will drive the CUDA kernels).
+#include "core/ops/elementwise.h"
+
+#include <limits>
+
+#include "core/cpu/loops.h"
+#include "core/ops/creation.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/views.h"
+#include "core/scalar_math.h"
+
+namespace moegrad::core {
+namespace {
+
+enum class Kinds { floating, numeric, any };
+
+// Only the dtypes of the op's kind are instantiated.
+template <Kinds K, class F> decltype(auto) visit_kind(DType d, const char* op, F&& f) {
+  if constexpr (K == Kinds::floating) return visit_floating(d, op, f);
+  else if constexpr (K == Kinds::numeric) return visit_numeric(d, op, f);
+  else return visit_dtype(d, op, f);
+}
+
+template <Kinds K = Kinds::floating, class Fn>
+Tensor unary(const char* op, const Tensor& x, Fn fn) {
+  check_defined(op, x);
+  require_cpu(op, x.device());
+  Tensor out = empty_like(x);
+  visit_kind<K>(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::map<T, T>(out, {x}, [fn](T v) { return fn(v); });
+  });
+  return out;
+}
+
+// out = fn(a, b) with broadcasting; Out = bool for comparisons, else the input type.
+template <bool kPredicate, Kinds K, class Fn>
+Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
+  const Device device = common_device(op, {&a, &b});
+  const DType dtype = common_dtype(op, {&a, &b});
+  require_cpu(op, device);
+  const Shape shape = broadcast_shapes(op, a.shape(), b.shape());
+  Tensor out = empty(shape, {kPredicate ? DType::b8 : dtype, device});
+  const Tensor ea = expand(a, shape), eb = expand(b, shape);
+  visit_kind<K>(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Out = std::conditional_t<kPredicate, bool, T>;
+    cpu::map<Out, T, T>(out, {ea, eb}, [fn](T u, T v) { return static_cast<Out>(fn(u, v)); });
+  });
+  return out;
+}
+
+// Derivative kernels: fn(gy, x), gy broadcast to x's shape.
+template <class Fn>
+Tensor backward_map(const char* op, const Tensor& gy, const Tensor& x, Fn fn) {
+  common_device(op, {&gy, &x});
+  const DType dtype = common_dtype(op, {&gy, &x});
+  require_cpu(op, x.device());
+  Tensor out = empty_like(x);
+  const Tensor g = expand(gy, x.shape());
+  visit_floating(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::map<T, T, T>(out, {g, x}, [fn](T u, T v) { return fn(u, v); });
+  });
+  return out;
+}
+
+Tensor scalar_like(const Tensor& a, double value) {
+  check_defined("scalar", a);
+  return scalar_tensor(value, {a.dtype(), a.device()});
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary<false, Kinds::numeric>("add", a, b, math::Add{}); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary<false, Kinds::numeric>("sub", a, b, math::Sub{}); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary<false, Kinds::numeric>("mul", a, b, math::Mul{}); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary<false, Kinds::floating>("div", a, b, math::Div{}); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary<false, Kinds::floating>("pow", a, b, math::Pow{}); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary<false, Kinds::numeric>("maximum", a, b, math::Maximum{}); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary<false, Kinds::numeric>("minimum", a, b, math::Minimum{}); }
+Tensor add(const Tensor& a, double b) { return add(a, scalar_like(a, b)); }
+Tensor sub(const Tensor& a, double b) { return sub(a, scalar_like(a, b)); }
+Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(a, b)); }
+Tensor div(const Tensor& a, double b) { return div(a, scalar_like(a, b)); }
+Tensor pow(const Tensor& a, double exponent) { return pow(a, scalar_like(a, exponent)); }
+Tensor rsub(const Tensor& a, double b) { return sub(scalar_like(a, b), a); }
+
+Tensor lt(const Tensor& a, const Tensor& b) { return binary<true, Kinds::numeric>("lt", a, b, math::Lt{}); }
+Tensor le(const Tensor& a, const Tensor& b) { return binary<true, Kinds::numeric>("le", a, b, math::Le{}); }
+Tensor gt(const Tensor& a, const Tensor& b) { return binary<true, Kinds::numeric>("gt", a, b, math::Gt{}); }
+Tensor ge(const Tensor& a, const Tensor& b) { return binary<true, Kinds::numeric>("ge", a, b, math::Ge{}); }
+Tensor eq(const Tensor& a, const Tensor& b) { return binary<true, Kinds::any>("eq", a, b, math::Eq{}); }
+Tensor ne(const Tensor& a, const Tensor& b) { return binary<true, Kinds::any>("ne", a, b, math::Ne{}); }
+Tensor lt(const Tensor& a, double b) { return lt(a, scalar_like(a, b)); }
+Tensor le(const Tensor& a, double b) { return le(a, scalar_like(a, b)); }
+Tensor gt(const Tensor& a, double b) { return gt(a, scalar_like(a, b)); }
+Tensor ge(const Tensor& a, double b) { return ge(a, scalar_like(a, b)); }
+Tensor eq(const Tensor& a, double b) { return eq(a, scalar_like(a, b)); }
+Tensor ne(const Tensor& a, double b) { return ne(a, scalar_like(a, b)); }
+
+Tensor logical_and(const Tensor& a, const Tensor& b) {
+  MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_and", "needs bool tensors, got {} and {}", describe(a), describe(b));
+  return binary<true, Kinds::any>("logical_and", a, b, [](bool u, bool v) { return math::LogicalAnd{}(u, v); });
+}
+Tensor logical_or(const Tensor& a, const Tensor& b) {
+  MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_or", "needs bool tensors, got {} and {}", describe(a), describe(b));
+  return binary<true, Kinds::any>("logical_or", a, b, [](bool u, bool v) { return math::LogicalOr{}(u, v); });
+}
+Tensor logical_not(const Tensor& a) {
+  MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_not", "needs a bool tensor, got {}", describe(a));
+  return unary<Kinds::any>("logical_not", a, [](auto v) { return !v; });
+}
+
+Tensor isfinite(const Tensor& x) {
+  check_defined("isfinite", x);
+  require_cpu("isfinite", x.device());
+  Tensor out = empty(x.shape(), {DType::b8, x.device()});
+  visit_numeric(x.dtype(), "isfinite", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::map<bool, T>(out, {x}, [](T v) { return math::IsFinite{}(v); });
+  });
+  return out;
+}
+
+Tensor neg(const Tensor& x) { return unary<Kinds::numeric>("neg", x, math::Neg{}); }
+Tensor exp(const Tensor& x) { return unary("exp", x, math::Exp{}); }
+Tensor log(const Tensor& x) { return unary("log", x, math::Log{}); }
+Tensor sqrt(const Tensor& x) { return unary("sqrt", x, math::Sqrt{}); }
+Tensor rsqrt(const Tensor& x) { return unary("rsqrt", x, math::Rsqrt{}); }
+Tensor abs(const Tensor& x) { return unary<Kinds::numeric>("abs", x, math::Abs{}); }
+Tensor sign(const Tensor& x) { return unary<Kinds::numeric>("sign", x, math::Sign{}); }
+Tensor square(const Tensor& x) { return unary<Kinds::numeric>("square", x, math::Square{}); }
+Tensor tanh(const Tensor& x) { return unary("tanh", x, math::Tanh{}); }
+Tensor sigmoid(const Tensor& x) { return unary("sigmoid", x, math::Sigmoid{}); }
+Tensor relu(const Tensor& x) { return unary<Kinds::numeric>("relu", x, math::Relu{}); }
+Tensor leaky_relu(const Tensor& x, double slope) { return unary("leaky_relu", x, math::LeakyRelu{slope}); }
+Tensor gelu(const Tensor& x) { return unary("gelu", x, math::Gelu{}); }
+Tensor gelu_tanh(const Tensor& x) { return unary("gelu_tanh", x, math::GeluTanh{}); }
+Tensor silu(const Tensor& x) { return unary("silu", x, math::Silu{}); }
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  MOEGRAD_CHECK(!(lo > hi), "clamp", "lo {} > hi {} for {}", lo, hi, describe(x));
+  return unary<Kinds::floating>("clamp", x, math::Clamp{lo, hi});
+}
+
+Tensor gelu_backward(const Tensor& gy, const Tensor& x) { return backward_map("gelu_backward", gy, x, math::GeluBackward{}); }
+Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x) { return backward_map("gelu_tanh_backward", gy, x, math::GeluTanhBackward{}); }
+Tensor silu_backward(const Tensor& gy, const Tensor& x) { return backward_map("silu_backward", gy, x, math::SiluBackward{}); }
+Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double slope) {
+  return backward_map("leaky_relu_backward", gy, x, math::LeakyReluBackward{slope});
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  const Device device = common_device("where", {&cond, &a, &b});
+  MOEGRAD_CHECK(cond.dtype() == DType::b8, "where", "condition must be bool, got {}", describe(cond));
+  const DType dtype = common_dtype("where", {&a, &b});
+  require_cpu("where", device);
+  const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
+  Tensor out = empty(shape, {dtype, device});
+  const Tensor ec = expand(cond, shape), ea = expand(a, shape), eb = expand(b, shape);
+  visit_dtype(dtype, "where", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cpu::map<T, bool, T, T>(out, {ec, ea, eb}, [](bool c, T u, T v) { return c ? u : v; });
+  });
+  return out;
+}
+
+namespace {
+void check_writable(const char* op, const Tensor& dst) {
+  for (std::int64_t i = 0; i < dst.dim(); ++i)
+    MOEGRAD_CHECK(dst.strides()[i] != 0 || dst.shape()[i] <= 1, op,
+                  "destination {} is a broadcast view (stride 0); writes would overlap", describe(dst));
+}
+}  // namespace
+
+void add_(const Tensor& dst, const Tensor& src, double alpha) {
+  const Device device = common_device("add_", {&dst, &src});
+  const DType dtype = common_dtype("add_", {&dst, &src});
+  require_cpu("add_", device);
+  check_writable("add_", dst);
+  const Tensor s = expand(src, dst.shape());
+  visit_numeric(dtype, "add_", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T a = static_cast<T>(alpha);
+    if (alpha == 1.0)
+      cpu::map<T, T, T>(dst, {dst, s}, [](T d, T v) { return d + v; });
+    else
+      cpu::map<T, T, T>(dst, {dst, s}, [a](T d, T v) { return d + a * v; });
+  });
+}
+
+void mul_(const Tensor& dst, double value) {
+  check_defined("mul_", dst);
+  require_cpu("mul_", dst.device());
+  check_writable("mul_", dst);
+  visit_numeric(dst.dtype(), "mul_", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T v = static_cast<T>(value);
+    cpu::map<T, T>(dst, {dst}, [v](T d) { return d * v; });
+  });
+}
+
+}  // namespace moegrad::core

@@ -1,0 +1,211 @@
+// matmul / matmul_into: argument checks, NumPy-style batch broadcasting and 1-D handling, and
+// the choice of a copy-free BLAS layout per operand. The GEMM itself is cpu::gemm_strided.
+#include "core/ops/linalg.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/cpu/blas_gemm.h"
+#include "core/ops/creation.h"
+#include "core/ops/dispatch.h"
+#include "core/ops/views.h"
+
+namespace moegrad::core {
+namespace {
+
+constexpr const char* kOp = "matmul";
+
+// The product after 1-D promotion and trans flags: A [..., m, k], B [..., k, n] (views,
+// not yet broadcast), the broadcast batch shape and the shape handed to the caller.
+struct Plan {
+  Tensor a, b;
+  Shape batch;
+  Shape out_shape;
+  std::int64_t m = 0, n = 0, k = 0;
+  DType dtype = DType::f32;
+  Device device;
+};
+
+std::string operand_str(const Tensor& t, bool trans) {
+  return shape_str(t.shape()) + (trans && t.dim() >= 2 ? "^T" : "");
+}
+
+Plan make_plan(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check_defined(kOp, a, "a");
+  check_defined(kOp, b, "b");
+  Plan p;
+  p.device = common_device(kOp, {&a, &b});
+  p.dtype = common_dtype(kOp, {&a, &b});
+  MOEGRAD_CHECK(is_floating(p.dtype), kOp, "needs f32 or f64, got {}", dtype_name(p.dtype));
+  MOEGRAD_CHECK(a.dim() >= 1 && b.dim() >= 1, kOp, "needs operands of at least 1 dim, got {} and {}",
+                describe(a), describe(b));
+  // A 1-D operand is a row of a (or a column of b); trans flags do not apply to it.
+  p.a = a.dim() == 1 ? unsqueeze(a, 0) : (trans_a ? transpose(a, -2, -1) : a);
+  p.b = b.dim() == 1 ? unsqueeze(b, 1) : (trans_b ? transpose(b, -2, -1) : b);
+  p.m = p.a.size(-2);
+  p.k = p.a.size(-1);
+  p.n = p.b.size(-1);
+  MOEGRAD_CHECK(p.k == p.b.size(-2), kOp, "inner dims differ: {} vs {}", operand_str(a, trans_a),
+                operand_str(b, trans_b));
+  const Shape batch_a(p.a.shape().begin(), p.a.shape().end() - 2);
+  const Shape batch_b(p.b.shape().begin(), p.b.shape().end() - 2);
+  p.batch = broadcast_shapes(kOp, batch_a, batch_b);
+  p.out_shape = p.batch;
+  if (a.dim() > 1) p.out_shape.push_back(p.m);
+  if (b.dim() > 1) p.out_shape.push_back(p.n);
+  return p;
+}
+
+// Can BLAS read the last two dims of t ([rows, cols]) directly? Row-major with row stride ld
+// (trans = false) or the transpose of a row-major [cols, rows] with row stride ld (trans =
+// true). Strides of size-1 dims do not matter.
+bool blas_layout(const Tensor& t, bool& trans, std::int64_t& ld) {
+  const std::int64_t rows = t.size(-2), cols = t.size(-1);
+  const std::int64_t rs = t.stride(-2), cs = t.stride(-1);
+  if ((cols <= 1 || cs == 1) && (rows <= 1 || rs >= std::max<std::int64_t>(1, cols))) {
+    trans = false;
+    ld = rows <= 1 ? std::max<std::int64_t>(1, cols) : rs;
+    return true;
+  }
+  if ((rows <= 1 || rs == 1) && (cols <= 1 || cs >= std::max<std::int64_t>(1, rows))) {
+    trans = true;
+    ld = cols <= 1 ? std::max<std::int64_t>(1, rows) : cs;
+    return true;
+  }
+  return false;
+}
+
+// Per batch dim of `batch`, t's stride (0 where t lacks the dim or has size 1 there).
+Shape batch_strides(const Tensor& t, const Shape& batch) {
+  const std::int64_t nb = static_cast<std::int64_t>(batch.size());
+  const std::int64_t tb = t.dim() - 2;
+  Shape s(batch.size(), 0);
+  for (std::int64_t d = 0; d < nb; ++d) {
+    const std::int64_t td = d - (nb - tb);
+    if (td >= 0 && t.size(td) != 1) s[d] = t.stride(td);
+  }
+  return s;
+}
+
+// A contiguous copy of t for BLAS. Stride-0 (broadcast) batch dims are copied once and stay
+// broadcast: they shrink to size 1, which batch_strides maps back to stride 0.
+Tensor contiguous_matrices(const Tensor& t) {
+  Shape shape = t.shape();
+  for (std::int64_t d = 0; d + 2 < t.dim(); ++d)
+    if (t.stride(d) == 0) shape[d] = std::min<std::int64_t>(shape[d], 1);
+  return contiguous(shape == t.shape() ? t : as_strided(t, shape, t.strides(), t.offset()));
+}
+
+template <class T>
+void run(const Plan& p, T* out, double alpha, double beta) {
+  const std::int64_t nbatch = shape_numel(p.batch);
+  if (nbatch == 0 || p.m == 0 || p.n == 0) return;
+
+  cpu::RowMajorGemm g;
+  g.m = p.m;
+  g.n = p.n;
+  g.k = p.k;
+  g.ldc = std::max<std::int64_t>(1, p.n);
+  Tensor A = p.a, B = p.b;
+  if (!blas_layout(A, g.trans_a, g.lda)) {
+    A = contiguous_matrices(A);
+    blas_layout(A, g.trans_a, g.lda);
+  }
+  if (!blas_layout(B, g.trans_b, g.ldb)) {
+    B = contiguous_matrices(B);
+    blas_layout(B, g.trans_b, g.ldb);
+  }
+  const T* pa = A.template data<T>();
+  const T* pb = B.template data<T>();
+  const Shape sa = batch_strides(A, p.batch), sb = batch_strides(B, p.batch);
+  const std::int64_t nb = static_cast<std::int64_t>(p.batch.size());
+
+  // B shared by every batch and A's batch dims continuing its rows: one GEMM with
+  // batch * m rows (the [batch, seq, d] @ W case).
+  if (nbatch > 1 && !g.trans_a && std::all_of(sb.begin(), sb.end(), [](auto s) { return s == 0; })) {
+    bool merge = true;
+    std::int64_t expected = g.lda * p.m;
+    for (std::int64_t d = nb - 1; d >= 0 && merge; --d) {
+      if (p.batch[d] == 1) continue;
+      merge = sa[d] == expected;
+      expected *= p.batch[d];
+    }
+    if (merge) {
+      cpu::RowMajorGemm big = g;
+      big.m = nbatch * p.m;
+      const std::int64_t zero = 0;
+      cpu::gemm_strided<T>(big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero);
+      return;
+    }
+  }
+
+  std::vector<std::int64_t> off_a(nbatch), off_b(nbatch), off_c(nbatch);
+  std::vector<std::int64_t> idx(nb, 0);
+  std::int64_t oa = 0, ob = 0;
+  for (std::int64_t i = 0; i < nbatch; ++i) {
+    off_a[i] = oa;
+    off_b[i] = ob;
+    off_c[i] = i * p.m * p.n;
+    for (std::int64_t d = nb - 1; d >= 0; --d) {  // advance the batch multi-index
+      oa += sa[d];
+      ob += sb[d];
+      if (++idx[d] < p.batch[d]) break;
+      oa -= sa[d] * p.batch[d];
+      ob -= sb[d] * p.batch[d];
+      idx[d] = 0;
+    }
+  }
+  cpu::gemm_strided<T>(g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(),
+                       off_c.data());
+}
+
+void dispatch(const Plan& p, const Tensor& out, double alpha, double beta) {
+  require_cpu(kOp, p.device);
+  if (p.dtype == DType::f32)
+    run<float>(p, out.data<float>(), alpha, beta);
+  else
+    run<double>(p, out.data<double>(), alpha, beta);
+}
+
+// Element range [lo, hi] a view touches in its storage (strides are non-negative here).
+std::pair<std::int64_t, std::int64_t> extent(const Tensor& t) {
+  std::int64_t lo = t.offset(), hi = t.offset();
+  for (std::int64_t d = 0; d < t.dim(); ++d) {
+    const std::int64_t span = (t.size(d) - 1) * t.stride(d);
+    (span < 0 ? lo : hi) += span;
+  }
+  return {lo, hi};
+}
+
+bool overlaps(const Tensor& x, const Tensor& y) {
+  if (x.storage() != y.storage() || x.numel() == 0 || y.numel() == 0) return false;
+  const auto [xl, xh] = extent(x);
+  const auto [yl, yh] = extent(y);
+  return xl <= yh && yl <= xh;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  const Plan p = make_plan(a, b, trans_a, trans_b);
+  require_cpu(kOp, p.device);
+  Tensor out = empty(p.out_shape, {p.dtype, p.device});
+  dispatch(p, out, 1.0, 0.0);
+  return out;
+}
+
+void matmul_into(const Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+                 double alpha, double beta) {
+  const Plan p = make_plan(a, b, trans_a, trans_b);
+  check_defined(kOp, out, "out");
+  common_device(kOp, {&out, &a});
+  common_dtype(kOp, {&out, &a});
+  MOEGRAD_CHECK(out.shape() == p.out_shape, kOp, "out has shape {} but the product has shape {}",
+                shape_str(out.shape()), shape_str(p.out_shape));
+  MOEGRAD_CHECK(out.is_contiguous(), kOp, "out must be contiguous, got strides {}",
+                shape_str(out.strides()));
+  MOEGRAD_CHECK(!overlaps(out, a) && !overlaps(out, b), kOp, "out must not overlap an input");
+  dispatch(p, out, alpha, beta);
+}
+
+}  // namespace moegrad::core

@@ -1,0 +1,146 @@
+// rand / uniform / randn / gumbel on the CPU from Philox4x32-10. The mapping from (seed,
+// offset) to values is documented in core/philox.h; every element is a pure function of
+// (seed, block index, lane), so results do not depend on the thread count.
+#include "core/rng.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <type_traits>
+
+#include "core/cpu/loops.h"
+#include "core/ops/dispatch.h"
+#include "core/philox.h"
+
+namespace moegrad::core {
+namespace {
+
+enum class Dist { uniform, normal };  // uniform also covers uniform(lo, hi) and gumbel
+
+// Blocks an op of n elements consumes.
+std::uint64_t blocks_for(Dist dist, DType dtype, std::int64_t n) {
+  const auto u = static_cast<std::uint64_t>(n);
+  if (dist == Dist::normal) return u;
+  return dtype == DType::f32 ? (u + 3) / 4 : (u + 1) / 2;
+}
+
+// out[i] = f(U_i) for i in [0, n), U_i drawn from block `first` on: f32 element i = lane i%4
+// of block first + i/4; f64 element i = lanes 2(i%2), 2(i%2)+1 of block first + i/2.
+template <class T, class F>
+void fill_uniform_like(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first, F f) {
+  constexpr std::int64_t per = std::is_same_v<T, float> ? 4 : 2;
+  const std::int64_t nblocks = (n + per - 1) / per;
+#pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
+  for (std::int64_t bi = 0; bi < nblocks; ++bi) {
+    const PhiloxBlock blk = Philox4x32::block(seed, first + static_cast<std::uint64_t>(bi));
+    const std::int64_t base = bi * per;
+    const std::int64_t cnt = std::min<std::int64_t>(per, n - base);
+    for (std::int64_t j = 0; j < cnt; ++j) {
+      T u;
+      if constexpr (std::is_same_v<T, float>)
+        u = philox_uniform_f32(blk.v[j]);
+      else
+        u = philox_uniform_f64(blk.v[2 * j], blk.v[2 * j + 1]);
+      out[base + j] = f(u);
+    }
+  }
+}
+
+template <class T>
+void fill_normal(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first) {
+  constexpr T two_pi = T(2) * std::numbers::pi_v<T>;
+#pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const PhiloxBlock blk = Philox4x32::block(seed, first + static_cast<std::uint64_t>(i));
+    T u1, u2;
+    if constexpr (std::is_same_v<T, float>) {
+      u1 = 1.0f - philox_uniform_f32(blk.v[0]);
+      u2 = philox_uniform_f32(blk.v[1]);
+    } else {
+      u1 = 1.0 - philox_uniform_f64(blk.v[0], blk.v[1]);
+      u2 = philox_uniform_f64(blk.v[2], blk.v[3]);
+    }
+    out[i] = std::sqrt(T(-2) * std::log(u1)) * std::cos(two_pi * u2);
+  }
+}
+
+Generator& pick(Generator* gen) { return gen ? *gen : default_generator(); }
+
+Tensor make(const char* op, const Shape& shape, TensorOptions opt) {
+  MOEGRAD_CHECK(is_floating(opt.dtype), op, "needs f32 or f64, got {}", dtype_name(opt.dtype));
+  require_cpu(op, opt.device);
+  return empty(shape, opt);
+}
+
+// Draws a uniform-based distribution: f(U) per element, U in [0, 1) in the output dtype.
+template <class MakeF>
+Tensor draw_uniform(const char* op, const Shape& shape, TensorOptions opt, Generator* gen,
+                    MakeF make_f) {
+  Tensor out = make(op, shape, opt);
+  const std::int64_t n = out.numel();
+  Generator& g = pick(gen);
+  const std::uint64_t first = g.advance(blocks_for(Dist::uniform, opt.dtype, n));
+  if (n == 0) return out;
+  if (opt.dtype == DType::f32)
+    fill_uniform_like(out.data<float>(), n, g.seed(), first, make_f(TypeTag<float>{}));
+  else
+    fill_uniform_like(out.data<double>(), n, g.seed(), first, make_f(TypeTag<double>{}));
+  return out;
+}
+
+}  // namespace
+
+Generator& default_generator() {
+  static Generator gen(0);
+  return gen;
+}
+
+void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+
+Tensor rand(const Shape& shape, TensorOptions opt, Generator* gen) {
+  return draw_uniform("rand", shape, opt, gen, [](auto tag) {
+    using T = typename decltype(tag)::type;
+    return [](T u) { return u; };
+  });
+}
+
+Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opt, Generator* gen) {
+  MOEGRAD_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "uniform",
+                "needs finite lo <= hi, got [{}, {})", lo, hi);
+  return draw_uniform("uniform", shape, opt, gen, [lo, hi](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T l = static_cast<T>(lo), h = static_cast<T>(hi), w = h - l;
+    const T below = l < h ? std::nextafter(h, l) : l;  // largest value < hi (rounding guard)
+    return [l, w, h, below](T u) {
+      const T v = l + w * u;
+      return v < h ? v : below;
+    };
+  });
+}
+
+Tensor gumbel(const Shape& shape, TensorOptions opt, Generator* gen) {
+  return draw_uniform("gumbel", shape, opt, gen, [](auto tag) {
+    using T = typename decltype(tag)::type;
+    return [](T u) {
+      const T tiny = static_cast<T>(1e-20);
+      return -std::log(std::max(-std::log(std::max(u, tiny)), tiny));
+    };
+  });
+}
+
+Tensor randn(const Shape& shape, TensorOptions opt, Generator* gen) {
+  Tensor out = make("randn", shape, opt);
+  const std::int64_t n = out.numel();
+  Generator& g = pick(gen);
+  const std::uint64_t first = g.advance(blocks_for(Dist::normal, opt.dtype, n));
+  if (n == 0) return out;
+  if (opt.dtype == DType::f32)
+    fill_normal(out.data<float>(), n, g.seed(), first);
+  else
+    fill_normal(out.data<double>(), n, g.seed(), first);
+  return out;
+}
+
+}  // namespace moegrad::core

@@ -1,0 +1,119 @@
+// Scalar math written once, shared by the CPU loops and (later) the CUDA kernels.
+// Each functor is the whole definition of an elementwise op or its derivative.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define MOEGRAD_HD __host__ __device__ inline
+#else
+#define MOEGRAD_HD inline
+#endif
+
+namespace moegrad::core::math {
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;    // 1/sqrt(2)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2*pi)
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kGeluTanhCoef = 0.044715;
+
+// ---- binary -----------------------------------------------------------------------------
+struct Add { template <class T> MOEGRAD_HD T operator()(T a, T b) const { return a + b; } };
+struct Sub { template <class T> MOEGRAD_HD T operator()(T a, T b) const { return a - b; } };
+struct Mul { template <class T> MOEGRAD_HD T operator()(T a, T b) const { return a * b; } };
+struct Div { template <class T> MOEGRAD_HD T operator()(T a, T b) const { return a / b; } };
+struct Pow { template <class T> MOEGRAD_HD T operator()(T a, T b) const { return std::pow(a, b); } };
+// NaN-propagating, like torch.maximum / torch.minimum.
+struct Maximum {
+  template <class T> MOEGRAD_HD T operator()(T a, T b) const { return (a != a || a > b) ? a : (b != b ? b : (a < b ? b : a)); }
+};
+struct Minimum {
+  template <class T> MOEGRAD_HD T operator()(T a, T b) const { return (a != a || a < b) ? a : (b != b ? b : (a > b ? b : a)); }
+};
+struct Lt { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a < b; } };
+struct Le { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a <= b; } };
+struct Gt { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a > b; } };
+struct Ge { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a >= b; } };
+struct Eq { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a == b; } };
+struct Ne { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a != b; } };
+struct LogicalAnd { MOEGRAD_HD bool operator()(bool a, bool b) const { return a && b; } };
+struct LogicalOr { MOEGRAD_HD bool operator()(bool a, bool b) const { return a || b; } };
+
+// ---- unary ------------------------------------------------------------------------------
+struct Neg { template <class T> MOEGRAD_HD T operator()(T x) const { return -x; } };
+struct Exp { template <class T> MOEGRAD_HD T operator()(T x) const { return std::exp(x); } };
+struct Log { template <class T> MOEGRAD_HD T operator()(T x) const { return std::log(x); } };
+struct Sqrt { template <class T> MOEGRAD_HD T operator()(T x) const { return std::sqrt(x); } };
+struct Rsqrt { template <class T> MOEGRAD_HD T operator()(T x) const { return T(1) / std::sqrt(x); } };
+struct Abs { template <class T> MOEGRAD_HD T operator()(T x) const { return x < T(0) ? -x : x; } };
+struct Sign {
+  template <class T> MOEGRAD_HD T operator()(T x) const { return T((x > T(0)) - (x < T(0))); }
+};
+struct Square { template <class T> MOEGRAD_HD T operator()(T x) const { return x * x; } };
+struct Tanh { template <class T> MOEGRAD_HD T operator()(T x) const { return std::tanh(x); } };
+struct Sigmoid {
+  template <class T> MOEGRAD_HD T operator()(T x) const {
+    // Stable on both tails: never exp of a large positive number.
+    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+    const T e = std::exp(x);
+    return e / (T(1) + e);
+  }
+};
+struct Relu { template <class T> MOEGRAD_HD T operator()(T x) const { return x > T(0) ? x : (x != x ? x : T(0)); } };
+struct LeakyRelu {
+  double slope;
+  template <class T> MOEGRAD_HD T operator()(T x) const { return x > T(0) ? x : x * T(slope); }
+};
+struct Gelu {  // x * Phi(x), Phi the standard normal CDF
+  template <class T> MOEGRAD_HD T operator()(T x) const {
+    return T(0.5) * x * (T(1) + std::erf(x * T(kSqrt1_2)));
+  }
+};
+struct GeluTanh {
+  template <class T> MOEGRAD_HD T operator()(T x) const {
+    const T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhCoef) * x * x * x);
+    return T(0.5) * x * (T(1) + std::tanh(inner));
+  }
+};
+struct Silu { template <class T> MOEGRAD_HD T operator()(T x) const { return x * Sigmoid{}(x); } };
+struct Clamp {
+  double lo, hi;  // NaN passes through, like torch.clamp
+  template <class T> MOEGRAD_HD T operator()(T x) const {
+    return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x);
+  }
+};
+struct IsFinite {
+  template <class T> MOEGRAD_HD bool operator()(T x) const {
+    if constexpr (std::is_floating_point_v<T>) return std::isfinite(x);
+    else return true;
+  }
+};
+
+// ---- derivatives: f(gy, x) = gy * dy/dx ----------------------------------------------------
+struct GeluBackward {
+  template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
+    const T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
+    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    return gy * (cdf + x * pdf);
+  }
+};
+struct GeluTanhBackward {
+  template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
+    const T inner = T(kSqrt2OverPi) * (x + T(kGeluTanhCoef) * x * x * x);
+    const T th = std::tanh(inner);
+    const T dinner = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluTanhCoef) * x * x);
+    return gy * (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * dinner);
+  }
+};
+struct SiluBackward {
+  template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
+    const T s = Sigmoid{}(x);
+    return gy * s * (T(1) + x * (T(1) - s));
+  }
+};
+struct LeakyReluBackward {
+  double slope;
+  template <class T> MOEGRAD_HD T operator()(T gy, T x) const { return x > T(0) ? gy : gy * T(slope); }
+};
+
+}  // namespace moegrad::core::math

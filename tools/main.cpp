@@ -1,0 +1,42 @@
+// The moegrad command-line program. Subcommands arrive with their issues (train, layer,
+// inspect); today: info.
+#include <fmt/format.h>
+
+#include <cstring>
+#include <string>
+
+#include "core/build_info.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: moegrad <command> [options]
+
+commands:
+  info       print this build's configuration (version, CUDA, BLAS, threads)
+
+options:
+  -h, --help  show this help
+)";
+
+int run_info() {
+  const auto info = moegrad::core::build_info();
+  fmt::print("moegrad {}\n", info.version);
+  fmt::print("  cuda backend : {}\n", info.cuda_built ? "built" : "not built");
+  fmt::print("  cuda devices : {}\n", info.cuda_devices);
+  fmt::print("  cpu blas     : {}\n", info.blas);
+  fmt::print("  omp threads  : {}\n", info.omp_threads);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
+    fmt::print("{}", kUsage);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  if (command == "info") return run_info();
+  fmt::print(stderr, "moegrad: unknown command '{}'\n\n{}", command, kUsage);
+  return 2;
+}

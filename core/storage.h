@@ -9,7 +9,7 @@ namespace moegrad::core {
 
 class Storage {
  public:
-  Storage(std::size_t nbytes, Device device);  // uninitialised; 64-byte aligned on CPU
+  Storage(std::size_t nbytes, Device device);  // uninitialised; 64-byte aligned on CPU (cached)
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

@@ -10,6 +10,7 @@
 #include "core/cpu/reduce.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -27,7 +28,8 @@ using std::int64_t;
 // Float data accumulates in double; integers in their own type.
 template <class T> using AccOf = std::conditional_t<std::is_floating_point_v<T>, double, T>;
 
-constexpr int64_t kSumBlock = 1024;  // columns per block in reductions' column mode
+constexpr int64_t kSumBlock = 8192;  // columns per chunk in reductions' column mode
+constexpr int64_t kMaxPartials = int64_t{1} << 22;  // per-thread partial columns, in all
 constexpr int64_t kColBlock = 512;   // columns per block in the one-dim ops
 constexpr int kLanes = 16;          // independent accumulators in row mode
 
@@ -43,6 +45,44 @@ template <class T> constexpr T lowest_value() {
 template <class T> constexpr T highest_value() {
   if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
   else return std::numeric_limits<T>::max();
+}
+
+// exp for float without calls or branches, so the loops around it vectorise: Cephes'
+// range reduction and polynomial (about 1 ulp). Results under 2^-149 are 0, over FLT_MAX inf;
+// NaN stays NaN. The range tests compare bit patterns as integers: float comparisons would
+// keep GCC from if-converting (and so vectorising) the loop under -ftrapping-math.
+// Doubles use std::exp.
+inline float exp_f32(float x) {
+  constexpr std::uint32_t kLow = std::bit_cast<std::uint32_t>(-104.0f);  // exp underflows
+  constexpr std::int32_t kHigh = std::bit_cast<std::int32_t>(89.0f);     // exp overflows
+  const std::uint32_t ux = std::bit_cast<std::uint32_t>(x);
+  const bool under = ux > kLow;  // x < -104 (negative floats order by magnitude), or -NaN
+  const bool over = static_cast<std::int32_t>(ux) > kHigh;  // x > 89, +inf or +NaN
+  const bool nan = (ux & 0x7fffffffu) > 0x7f800000u;
+  const float xc = under ? -104.0f : (over ? 89.0f : x);
+  const float t = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: round to integer
+  const float n = t - 12582912.0f;
+  const std::int32_t ni = std::bit_cast<std::int32_t>(t) - 0x4B400000;
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float q = 1.9875691500e-4f;
+  q = q * r + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  q = q * r * r + r + 1.0f;
+  // 2^n as two normal factors, so that subnormal results and overflow to inf come out right.
+  const std::int32_t h = ni >> 1;
+  const float s1 = std::bit_cast<float>((h + 127) << 23);
+  const float s2 = std::bit_cast<float>((ni - h + 127) << 23);
+  float y = q * s1 * s2;
+  y = under ? 0.0f : y;
+  return nan ? x : y;
+}
+template <class T> inline T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_f32(x);
+  else return std::exp(x);
 }
 
 // ---- reduction ops: identity, step (fold one element), combine (two partials), finalize ----
@@ -121,8 +161,10 @@ typename Op::Acc reduce_row(const Op& op, const typename Op::In* p, int64_t n) {
   Acc acc[kLanes];
   for (int k = 0; k < kLanes; ++k) acc[k] = op.identity();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kLanes <= n; i += kLanes) {
+#pragma omp simd
     for (int k = 0; k < kLanes; ++k) acc[k] = op.step(acc[k], p[i + k]);
+  }
   Acc tail = op.identity();
   for (; i < n; ++i) tail = op.step(tail, p[i]);
   for (int w = kLanes / 2; w > 0; w /= 2)  // pairwise tree, fixed order
@@ -141,11 +183,13 @@ void fold_columns(const Op& op, const typename Op::In* p, int64_t ld, int64_t R,
     const auto* r1 = r0 + ld;
     const auto* r2 = r1 + ld;
     const auto* r3 = r2 + ld;
+#pragma omp simd
     for (int64_t j = 0; j < nb; ++j)
       acc[j] = op.step(op.step(op.step(op.step(acc[j], r0[j]), r1[j]), r2[j]), r3[j]);
   }
   for (; r < R; ++r) {
     const auto* row = p + r * ld;
+#pragma omp simd
     for (int64_t j = 0; j < nb; ++j) acc[j] = op.step(acc[j], row[j]);
   }
 }
@@ -254,41 +298,61 @@ void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor
     return;
   }
 
-  // Column mode.
-  const int64_t nblk = (B + kSumBlock - 1) / kSumBlock;
-  const int64_t tasks = A * nblk;
-  if (nthreads == 1 || tasks >= 2 * nthreads) {
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t a = task / nblk, b0 = (task % nblk) * kSumBlock;
-      const int64_t nb = std::min(kSumBlock, B - b0);
-      Acc acc[kSumBlock];
-      for (int64_t j = 0; j < nb; ++j) acc[j] = op.identity();
-      fold_columns(op, p + a * R * B + b0, B, R, nb, acc);
+  // Column mode. Rows are streamed whole (in chunks of kSumBlock columns whose accumulators
+  // stay in L2), which keeps the reads long and sequential.
+  // Columns [c0, c1) of slab a, all R rows, finalised into o.
+  auto slab_columns = [&](int64_t a, int64_t c0, int64_t c1, std::vector<Acc>& acc) {
+    for (int64_t b0 = c0; b0 < c1; b0 += kSumBlock) {
+      const int64_t nb = std::min(kSumBlock, c1 - b0);
+      std::fill(acc.begin(), acc.begin() + nb, op.identity());
+      fold_columns(op, p + a * R * B + b0, B, R, nb, acc.data());
       Out* dst = o + a * B + b0;
       for (int64_t j = 0; j < nb; ++j) dst[j] = op.finalize(acc[j], R);
     }
+  };
+  const int64_t AB = A * B;
+  if (nthreads == 1 || A >= 2 * nthreads) {  // whole slabs per thread
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+      std::vector<Acc> acc(static_cast<std::size_t>(std::min(kSumBlock, B)));
+#pragma omp for schedule(static)
+      for (int64_t a = 0; a < A; ++a) slab_columns(a, 0, B, acc);
+    }
     return;
   }
-  // Few column blocks and a long R: split R across threads, per-thread partial columns.
-  const int64_t AB = A * B;
-  std::vector<Acc> part(static_cast<std::size_t>(nthreads * AB), op.identity());
-  int used = 1;
+  if (R >= 8 * nthreads && nthreads * AB <= kMaxPartials) {
+    // Long R: each thread folds a range of rows into its own partial columns, then the
+    // partials are combined in thread order.
+    std::vector<Acc> part(static_cast<std::size_t>(nthreads * AB), op.identity());
+    int used = 1;
+#pragma omp parallel num_threads(nthreads)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      if (t == 0) used = n;
+      const int64_t r0 = R * t / n, r1 = R * (t + 1) / n;
+      Acc* acc = part.data() + t * AB;
+      for (int64_t a = 0; a < A; ++a)
+        for (int64_t b0 = 0; b0 < B; b0 += kSumBlock)
+          fold_columns(op, p + (a * R + r0) * B + b0, B, r1 - r0, std::min(kSumBlock, B - b0),
+                       acc + a * B + b0);
+    }
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (AB >= kParallelGrain)
+    for (int64_t i = 0; i < AB; ++i) {
+      Acc acc = part[i];
+      for (int t = 1; t < used; ++t) acc = op.combine(acc, part[t * AB + i]);
+      o[i] = op.finalize(acc, R);
+    }
+    return;
+  }
+  // Wide rows: each thread takes a range of columns (a multiple of 16) of every slab.
 #pragma omp parallel num_threads(nthreads)
   {
     const int t = omp_get_thread_num(), n = omp_get_num_threads();
-    if (t == 0) used = n;
-    const int64_t r0 = R * t / n, r1 = R * (t + 1) / n;
-    Acc* acc = part.data() + t * AB;
+    const int64_t c0 = std::min(B, (B * t / n + 15) / 16 * 16);
+    const int64_t c1 = t + 1 == n ? B : std::min(B, (B * (t + 1) / n + 15) / 16 * 16);
+    std::vector<Acc> acc(static_cast<std::size_t>(std::min(kSumBlock, B)));
     for (int64_t a = 0; a < A; ++a)
-      for (int64_t b0 = 0; b0 < B; b0 += kSumBlock)
-        fold_columns(op, p + (a * R + r0) * B + b0, B, r1 - r0, std::min(kSumBlock, B - b0),
-                     acc + a * B + b0);
-  }
-  for (int64_t i = 0; i < AB; ++i) {
-    Acc acc = part[i];
-    for (int t = 1; t < used; ++t) acc = op.combine(acc, part[t * AB + i]);
-    o[i] = op.finalize(acc, R);
+      if (c0 < c1) slab_columns(a, c0, c1, acc);
   }
 }
 
@@ -359,12 +423,14 @@ void extreme_with_index(const Tensor& x, int64_t dim, const Tensor& values,
         T val[kColBlock];
         int64_t idx[kColBlock];
         const T* first = p + a * L.R * L.B + b0;
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
           val[j] = first[j];
           idx[j] = 0;
         }
         for (int64_t r = 1; r < L.R; ++r) {
           const T* row = p + (a * L.R + r) * L.B + b0;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
             const T v = row[j];
             const bool take = better(v, val[j]);
@@ -372,6 +438,7 @@ void extreme_with_index(const Tensor& x, int64_t dim, const Tensor& values,
             idx[j] = take ? r : idx[j];
           }
         }
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
           if (vo) vo[a * L.B + b0 + j] = val[j];
           io[a * L.B + b0 + j] = idx[j];
@@ -386,6 +453,23 @@ void extreme_dispatch(const char* name, const Tensor& x, int64_t dim, const Tens
     using T = typename decltype(tag)::type;
     extreme_with_index<T, IsMax>(x, dim, values, indices);
   });
+}
+
+// Sum over i < n of exp(row[i] - m), accumulated in double; the exps are also stored to dst
+// when given. Exps go through a small buffer so that both loops vectorise.
+template <class T> double sum_exp(const T* row, int64_t n, T m, T* dst) {
+  constexpr int64_t kChunk = 256;
+  T buf[kChunk];
+  double s = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t nb = std::min(kChunk, n - i0);
+    T* e = dst ? dst + i0 : buf;
+    const T* x = row + i0;
+#pragma omp simd
+    for (int64_t j = 0; j < nb; ++j) e[j] = exp_of(x[j] - m);
+    s += reduce_row(SumOp<T>{}, e, nb);
+  }
+  return s;
 }
 
 // logsumexp over dense [A, R, B]: max, then log(sum exp(x - max)) + max, with the shift
@@ -409,26 +493,29 @@ template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_
       [&](int64_t a) {
         const T* row = p + a * L.R;
         const T m = shift_of(reduce_row(maxop, row, L.R));
-        double s = 0;
-        for (int64_t i = 0; i < L.R; ++i) s += std::exp(row[i] - m);
-        o[a] = static_cast<T>(std::log(s) + m);
+        o[a] = static_cast<T>(std::log(sum_exp<T>(row, L.R, m, nullptr)) + m);
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         T m[kColBlock];
         double s[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
           m[j] = maxop.identity();
           s[j] = 0;
         }
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + (a * L.R + r) * L.B + b0;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) m[j] = maxop.step(m[j], row[j]);
         }
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) m[j] = shift_of(m[j]);
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + (a * L.R + r) * L.B + b0;
-          for (int64_t j = 0; j < nb; ++j) s[j] += std::exp(row[j] - m[j]);
+#pragma omp simd
+          for (int64_t j = 0; j < nb; ++j) s[j] += exp_of(row[j] - m[j]);
         }
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j)
           o[a * L.B + b0 + j] = static_cast<T>(std::log(s[j]) + m[j]);
       });
@@ -445,24 +532,20 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
         const T* row = p + a * L.R;
         T* dst = o + a * L.R;
         const T m = reduce_row(maxop, row, L.R);
-        double s = 0;
         if constexpr (Log) {
-          for (int64_t i = 0; i < L.R; ++i) s += std::exp(row[i] - m);
-          const T ls = static_cast<T>(std::log(s));
+          const T ls = static_cast<T>(std::log(sum_exp<T>(row, L.R, m, nullptr)));
+#pragma omp simd
           for (int64_t i = 0; i < L.R; ++i) dst[i] = (row[i] - m) - ls;
         } else {
-          for (int64_t i = 0; i < L.R; ++i) {
-            const T e = std::exp(row[i] - m);
-            dst[i] = e;
-            s += e;
-          }
-          const T inv = static_cast<T>(1.0 / s);
+          const T inv = static_cast<T>(1.0 / sum_exp<T>(row, L.R, m, dst));
+#pragma omp simd
           for (int64_t i = 0; i < L.R; ++i) dst[i] *= inv;
         }
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         T m[kColBlock];
         double s[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) {
           m[j] = maxop.identity();
           s[j] = 0;
@@ -470,23 +553,27 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
         const int64_t base = a * L.R * L.B + b0;
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + base + r * L.B;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) m[j] = maxop.step(m[j], row[j]);
         }
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + base + r * L.B;
           T* dst = o + base + r * L.B;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            const T e = std::exp(row[j] - m[j]);
+            const T e = exp_of(row[j] - m[j]);
             if constexpr (!Log) dst[j] = e;
             s[j] += e;
           }
         }
         T fin[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j)
           fin[j] = Log ? static_cast<T>(std::log(s[j])) : static_cast<T>(1.0 / s[j]);
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + base + r * L.B;
           T* dst = o + base + r * L.B;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
             if constexpr (Log) dst[j] = (row[j] - m[j]) - fin[j];
             else dst[j] *= fin[j];
@@ -508,42 +595,41 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
         const T* gr = g + a * L.R;
         const T* yr = yp + a * L.R;
         T* dst = o + a * L.R;
-        double acc[kLanes] = {};
-        int64_t i = 0;
-        for (; i + kLanes <= L.R; i += kLanes)
-          for (int k = 0; k < kLanes; ++k)
-            acc[k] += Log ? static_cast<double>(gr[i + k])
-                          : static_cast<double>(gr[i + k]) * static_cast<double>(yr[i + k]);
-        for (int k = 0; i < L.R; ++i, ++k)
-          acc[k] += Log ? static_cast<double>(gr[i])
-                        : static_cast<double>(gr[i]) * static_cast<double>(yr[i]);
-        for (int w = kLanes / 2; w > 0; w /= 2)
-          for (int k = 0; k < w; ++k) acc[k] += acc[k + w];
-        const T s = static_cast<T>(acc[0]);
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < L.R; ++i)
+          acc += Log ? static_cast<double>(gr[i])
+                     : static_cast<double>(gr[i]) * static_cast<double>(yr[i]);
+        const T s = static_cast<T>(acc);
+#pragma omp simd
         for (int64_t j = 0; j < L.R; ++j) {
-          if constexpr (Log) dst[j] = gr[j] - std::exp(yr[j]) * s;
+          if constexpr (Log) dst[j] = gr[j] - exp_of(yr[j]) * s;
           else dst[j] = yr[j] * (gr[j] - s);
         }
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         double acc[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) acc[j] = 0;
         const int64_t base = a * L.R * L.B + b0;
         for (int64_t r = 0; r < L.R; ++r) {
           const T* gr = g + base + r * L.B;
           const T* yr = yp + base + r * L.B;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j)
             acc[j] += Log ? static_cast<double>(gr[j])
                           : static_cast<double>(gr[j]) * static_cast<double>(yr[j]);
         }
         T s[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) s[j] = static_cast<T>(acc[j]);
         for (int64_t r = 0; r < L.R; ++r) {
           const T* gr = g + base + r * L.B;
           const T* yr = yp + base + r * L.B;
           T* dst = o + base + r * L.B;
+#pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            if constexpr (Log) dst[j] = gr[j] - std::exp(yr[j]) * s[j];
+            if constexpr (Log) dst[j] = gr[j] - exp_of(yr[j]) * s[j];
             else dst[j] = yr[j] * (gr[j] - s[j]);
           }
         }
@@ -577,6 +663,7 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         Acc acc[kColBlock];
+#pragma omp simd
         for (int64_t j = 0; j < nb; ++j) acc[j] = 0;
         const int64_t base = a * L.R * L.B + b0;
         for (int64_t k = 0; k < L.R; ++k) {
@@ -584,11 +671,13 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
           const T* row = p + base + r * L.B;
           T* dst = o + base + r * L.B;
           if (exclusive) {
+#pragma omp simd
             for (int64_t j = 0; j < nb; ++j) {
               dst[j] = static_cast<T>(acc[j]);
               acc[j] += static_cast<Acc>(row[j]);
             }
           } else {
+#pragma omp simd
             for (int64_t j = 0; j < nb; ++j) {
               acc[j] += static_cast<Acc>(row[j]);
               dst[j] = static_cast<T>(acc[j]);

@@ -1,0 +1,110 @@
+// The autograd engine: accumulation, graph shapes, modes and errors.
+#include <doctest/doctest.h>
+
+#include "autograd/autograd.h"
+
+namespace ag = moegrad::ag;
+namespace core = moegrad::core;
+using ag::Variable;
+using doctest::Contains;
+using moegrad::Error;
+
+namespace {
+Variable leaf(std::vector<double> v, core::Shape s) { return Variable(core::from_vector<double>(v, s), true); }
+std::vector<double> grad_of(const Variable& v) { return v.grad().to_vector<double>(); }
+}  // namespace
+
+TEST_CASE("autograd: simple graph, shared input, accumulation") {
+  Variable x = leaf({1, 2, 3}, {3});
+  Variable y = ag::sum(ag::mul(x, x));  // d/dx = 2x (x used twice: diamond)
+  CHECK(y.item<double>() == 14);
+  y.backward();
+  CHECK(grad_of(x) == std::vector<double>{2, 4, 6});
+  ag::sum(ag::mul(x, 3.0)).backward();  // accumulates
+  CHECK(grad_of(x) == std::vector<double>{5, 7, 9});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("autograd: broadcast gradients are summed to the input shape") {
+  Variable a = leaf({1, 2, 3, 4, 5, 6}, {2, 3});
+  Variable b = leaf({10, 20, 30}, {3});
+  Variable c = leaf({2}, {});
+  ag::sum(ag::mul(ag::add(a, b), c)).backward();
+  CHECK(grad_of(a) == std::vector<double>(6, 2.0));
+  CHECK(grad_of(b) == std::vector<double>{4, 4, 4});
+  CHECK(grad_of(c) == std::vector<double>{21 + 6 * 20.0});
+}
+
+TEST_CASE("autograd: backward with an explicit gradient") {
+  Variable x = leaf({1, 2}, {2});
+  Variable y = ag::mul(x, 3.0);
+  y.backward(core::from_vector<double>({1, 10}));
+  CHECK(grad_of(x) == std::vector<double>{3, 30});
+}
+
+TEST_CASE("autograd: constants, detach and NoGradGuard record nothing") {
+  Variable x = leaf({1, 2}, {2});
+  Variable k = ag::constant(core::from_vector<double>({5, 5}));
+  CHECK_FALSE(k.requires_grad());
+  Variable y = ag::mul(x, k);
+  CHECK(y.requires_grad());
+  CHECK_FALSE(y.is_leaf());
+  CHECK(y.grad_fn()->name == std::string("mul"));
+  Variable d = y.detach();
+  CHECK(d.is_leaf());
+  CHECK_FALSE(d.requires_grad());
+  {
+    ag::NoGradGuard guard;
+    CHECK_FALSE(ag::grad_mode_enabled());
+    Variable z = ag::mul(x, x);
+    CHECK_FALSE(z.requires_grad());
+    CHECK(z.is_leaf());
+  }
+  CHECK(ag::grad_mode_enabled());
+  ag::sum(ag::add(ag::mul(d, x), k)).backward();
+  CHECK(grad_of(x) == std::vector<double>{5, 10});
+  CHECK_FALSE(k.grad().defined());
+}
+
+TEST_CASE("autograd: integer and comparison results carry no gradient") {
+  Variable x = leaf({3, 1, 2}, {3});
+  core::Tensor i = ag::argmax(x, 0);
+  CHECK(i.dtype() == core::DType::i64);
+  auto top = ag::topk(x, 2);
+  CHECK(top.indices.dtype() == core::DType::i64);
+  CHECK(top.values.requires_grad());
+  CHECK_THROWS_WITH_AS(Variable(core::arange(3), true), Contains("[Variable] only f32/f64 tensors can require grad"), Error);
+}
+
+TEST_CASE("autograd: a 100,000-op chain runs and frees without recursion") {
+  Variable x = leaf({1.0}, {1});
+  Variable y = x;
+  for (int i = 0; i < 100000; ++i) y = ag::add(y, 1e-6);
+  ag::sum(y).backward();
+  CHECK(grad_of(x) == std::vector<double>{1.0});
+  y = Variable();  // drops the whole chain: the iterative destructor must not overflow the stack
+}
+
+TEST_CASE("autograd: the graph is freed after backward") {
+  Variable x = leaf({1, 2}, {2});
+  core::Tensor big = core::ones({2}, {core::DType::f64});
+  Variable y = ag::sum(ag::mul(x, ag::constant(big)));
+  CHECK(big.storage().use_count() > 1);  // saved by mul's closure
+  y.backward();
+  CHECK(big.storage().use_count() == 1);  // released once the node ran
+  CHECK_THROWS_WITH_AS(y.backward(), Contains("[backward] the graph through op sum was already freed"), Error);
+}
+
+TEST_CASE("autograd: errors") {
+  Variable x = leaf({1, 2}, {2});
+  CHECK_THROWS_WITH_AS(ag::mul(x, 2.0).backward(),
+                       Contains("[backward] implicit gradient only for scalar outputs; output is f64(2,)"), Error);
+  CHECK_THROWS_WITH_AS(ag::mul(x, 2.0).backward(core::ones({3}, {core::DType::f64})),
+                       Contains("[backward] gradient f64(3,) does not match output f64(2,)"), Error);
+  Variable c = ag::constant(core::ones({1}, {core::DType::f64}));
+  CHECK_THROWS_WITH_AS(c.backward(), Contains("[backward] f64(1,) does not require grad"), Error);
+  CHECK_THROWS_WITH_AS(ag::matmul(x, leaf({1, 2, 3}, {3})), Contains("[matmul]"), Error);
+  CHECK_THROWS_WITH_AS(ag::to_dtype(x, core::DType::i64), Contains("[to_dtype] a gradient cannot flow"), Error);
+  CHECK_THROWS_WITH_AS(x.set_grad(core::ones({3})), Contains("[set_grad] gradient f32(3,) does not match value f64(2,)"), Error);
+}

@@ -3,12 +3,10 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
-#ifdef __CUDACC__
-#define MOEGRAD_HD __host__ __device__ inline
-#else
-#define MOEGRAD_HD inline
-#endif
+#include "core/fast_exp.h"
+#include "core/scalar_math_base.h"
 
 namespace moegrad::core::math {
 
@@ -41,7 +39,7 @@ struct LogicalOr { MOEGRAD_HD bool operator()(bool a, bool b) const { return a |
 
 // ---- unary ------------------------------------------------------------------------------
 struct Neg { template <class T> MOEGRAD_HD T operator()(T x) const { return -x; } };
-struct Exp { template <class T> MOEGRAD_HD T operator()(T x) const { return std::exp(x); } };
+struct Exp { template <class T> MOEGRAD_HD T operator()(T x) const { return fast_exp(x); } };
 struct Log { template <class T> MOEGRAD_HD T operator()(T x) const { return std::log(x); } };
 struct Sqrt { template <class T> MOEGRAD_HD T operator()(T x) const { return std::sqrt(x); } };
 struct Rsqrt { template <class T> MOEGRAD_HD T operator()(T x) const { return T(1) / std::sqrt(x); } };
@@ -54,9 +52,10 @@ struct Tanh { template <class T> MOEGRAD_HD T operator()(T x) const { return std
 struct Sigmoid {
   template <class T> MOEGRAD_HD T operator()(T x) const {
     // Stable on both tails: never exp of a large positive number.
-    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-    const T e = std::exp(x);
-    return e / (T(1) + e);
+    // 1/(1+e^-|x|) mirrored for x < 0: never exp of a large positive number, and no branch.
+    const T e = fast_exp(-(x < T(0) ? -x : x));
+    const T p = T(1) / (T(1) + e);
+    return x >= T(0) ? p : e * p;  // e/(1+e) for x < 0
   }
 };
 struct Relu { template <class T> MOEGRAD_HD T operator()(T x) const { return x > T(0) ? x : (x != x ? x : T(0)); } };
@@ -93,7 +92,7 @@ struct IsFinite {
 struct GeluBackward {
   template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
     const T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
-    const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    const T pdf = T(kInvSqrt2Pi) * fast_exp(T(-0.5) * x * x);
     return gy * (cdf + x * pdf);
   }
 };

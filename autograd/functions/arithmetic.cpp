@@ -52,25 +52,25 @@ Variable pow(const Variable& a, const Variable& b) {
   });
 }
 
-// Ties split the gradient equally, as torch.maximum does.
+// maximum/minimum: the gradient goes to the winning input; ties split it equally (as torch).
+template <class Wins>
+Variable pick_pair(const char* name, Tensor y, const Variable& a, const Variable& b, Wins wins) {
+  return record(name, std::move(y), {a, b}, [A = a.value(), B = b.value(), wins](const Tensor& gy, const Needs&) {
+    Tensor wa = core::add(core::to_dtype(wins(A, B), gy.dtype()),
+                          core::mul(core::to_dtype(core::eq(A, B), gy.dtype()), 0.5));
+    Tensor ga = core::mul(gy, wa);
+    return Grads{ga, core::sub(gy, ga)};
+  });
+}
+
 Variable maximum(const Variable& a, const Variable& b) {
-  return record("maximum", core::maximum(a.value(), b.value()), {a, b},
-                [A = a.value(), B = b.value()](const Tensor& gy, const Needs&) {
-                  Tensor wa = core::add(core::to_dtype(core::gt(A, B), gy.dtype()),
-                                        core::mul(core::to_dtype(core::eq(A, B), gy.dtype()), 0.5));
-                  Tensor ga = core::mul(gy, wa);
-                  return Grads{ga, core::sub(gy, ga)};
-                });
+  return pick_pair("maximum", core::maximum(a.value(), b.value()), a, b,
+                   [](const Tensor& u, const Tensor& v) { return core::gt(u, v); });
 }
 
 Variable minimum(const Variable& a, const Variable& b) {
-  return record("minimum", core::minimum(a.value(), b.value()), {a, b},
-                [A = a.value(), B = b.value()](const Tensor& gy, const Needs&) {
-                  Tensor wa = core::add(core::to_dtype(core::lt(A, B), gy.dtype()),
-                                        core::mul(core::to_dtype(core::eq(A, B), gy.dtype()), 0.5));
-                  Tensor ga = core::mul(gy, wa);
-                  return Grads{ga, core::sub(gy, ga)};
-                });
+  return pick_pair("minimum", core::minimum(a.value(), b.value()), a, b,
+                   [](const Tensor& u, const Tensor& v) { return core::lt(u, v); });
 }
 
 Variable add(const Variable& a, double b) { return add(a, scalar_like(a, b)); }

@@ -55,6 +55,15 @@ CoalescedLayout<N> coalesce(const Shape& shape, const std::array<const Shape*, N
 
 namespace detail {
 
+// A dense range [i0, i1): pointers arrive by value, so the compiler sees locals it can keep
+// in registers and vectorise over (read through a shared tuple, they would be reloaded
+// every iteration).
+template <class Out, class F, class... In>
+void flat_range(Out* out, std::int64_t i0, std::int64_t i1, F& f, const In*... in) {
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) out[i] = f(in[i]...);
+}
+
 template <class Out, class... In, class F, std::size_t... I>
 void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F& f,
               std::index_sequence<I...>) {
@@ -68,8 +77,12 @@ void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F
   bool flat = L.ndim == 1 && L.strides[0][0] == 1;
   for (std::size_t k = 1; k < N && flat; ++k) flat = L.strides[k][0] == 1;
   if (flat) {
-#pragma omp parallel for simd schedule(static) num_threads(threads_for(n)) if (n >= kParallelGrain)
-    for (std::int64_t i = 0; i < n; ++i) out_ptr[i] = f(std::get<I>(in_ptrs)[i]...);
+    const int nthreads = threads_for(n);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      flat_range(out_ptr, n * t / T, n * (t + 1) / T, f, std::get<I>(in_ptrs)...);
+    }
     return;
   }
 

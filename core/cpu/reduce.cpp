@@ -1,13 +1,17 @@
 // CPU reduction kernels. Every reduction is planned as x[A, R, B] (reduce over R) on dense data:
-//  - B == 1: rows of R contiguous elements, a flat loop with independent accumulators that the
-//    compiler vectorises; rows run in parallel, or a long row is split across threads;
-//  - B > 1: columns (out[a, b] += x[a, r, b]), processed in cache-sized column blocks so the
-//    inner loop is stride 1; blocks run in parallel, or R is split across threads.
+//  - B == 1: rows of R contiguous elements, folded with independent accumulators in a loop
+//    the compiler vectorises; rows run in parallel, or a long row is split across threads;
+//  - B > 1: columns (out[a, b] += x[a, r, b]), rows streamed whole (in chunks of kSumBlock
+//    columns whose double accumulators stay in cache), four rows per pass; slabs run in
+//    parallel, or R is split across threads (per-thread partials), or the columns are.
 // Strided inputs are used in place when some order of their dims is dense; otherwise the
 // reduced dims are permuted last and the tensor copied (contiguous()).
 // Thread partials are combined in thread order, so results are deterministic for a given
 // thread count.
+// One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines.
 #include "core/cpu/reduce.h"
+
+#include "core/fast_exp.h"
 
 #include <algorithm>
 #include <bit>
@@ -45,44 +49,6 @@ template <class T> constexpr T lowest_value() {
 template <class T> constexpr T highest_value() {
   if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
   else return std::numeric_limits<T>::max();
-}
-
-// exp for float without calls or branches, so the loops around it vectorise: Cephes'
-// range reduction and polynomial (about 1 ulp). Results under 2^-149 are 0, over FLT_MAX inf;
-// NaN stays NaN. The range tests compare bit patterns as integers: float comparisons would
-// keep GCC from if-converting (and so vectorising) the loop under -ftrapping-math.
-// Doubles use std::exp.
-inline float exp_f32(float x) {
-  constexpr std::uint32_t kLow = std::bit_cast<std::uint32_t>(-104.0f);  // exp underflows
-  constexpr std::int32_t kHigh = std::bit_cast<std::int32_t>(89.0f);     // exp overflows
-  const std::uint32_t ux = std::bit_cast<std::uint32_t>(x);
-  const bool under = ux > kLow;  // x < -104 (negative floats order by magnitude), or -NaN
-  const bool over = static_cast<std::int32_t>(ux) > kHigh;  // x > 89, +inf or +NaN
-  const bool nan = (ux & 0x7fffffffu) > 0x7f800000u;
-  const float xc = under ? -104.0f : (over ? 89.0f : x);
-  const float t = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: round to integer
-  const float n = t - 12582912.0f;
-  const std::int32_t ni = std::bit_cast<std::int32_t>(t) - 0x4B400000;
-  float r = xc - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float q = 1.9875691500e-4f;
-  q = q * r + 1.3981999507e-3f;
-  q = q * r + 8.3334519073e-3f;
-  q = q * r + 4.1665795894e-2f;
-  q = q * r + 1.6666665459e-1f;
-  q = q * r + 5.0000001201e-1f;
-  q = q * r * r + r + 1.0f;
-  // 2^n as two normal factors, so that subnormal results and overflow to inf come out right.
-  const std::int32_t h = ni >> 1;
-  const float s1 = std::bit_cast<float>((h + 127) << 23);
-  const float s2 = std::bit_cast<float>((ni - h + 127) << 23);
-  float y = q * s1 * s2;
-  y = under ? 0.0f : y;
-  return nan ? x : y;
-}
-template <class T> inline T exp_of(T x) {
-  if constexpr (std::is_same_v<T, float>) return exp_f32(x);
-  else return std::exp(x);
 }
 
 // ---- reduction ops: identity, step (fold one element), combine (two partials), finalize ----
@@ -274,6 +240,11 @@ void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor
   const T* p = P.base;
   const int nthreads = threads_for(A * R * B);
 
+  if (R == 1) {  // reducing size-1 dims only: an elementwise pass
+#pragma omp parallel for simd schedule(static) num_threads(nthreads) if (nthreads > 1)
+    for (int64_t i = 0; i < A * B; ++i) o[i] = op.finalize(op.step(op.identity(), p[i]), 1);
+    return;
+  }
   if (B == 1) {
     if (nthreads == 1 || A >= 4 * nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
@@ -402,8 +373,8 @@ void extreme_with_index(const Tensor& x, int64_t dim, const Tensor& values,
   using Op = std::conditional_t<IsMax, MaxOp<T>, MinOp<T>>;
   const Op op;
   auto better = [](T v, T cur) {
-    if constexpr (IsMax) return v > cur || (is_nan(v) && !is_nan(cur));
-    else return v < cur || (is_nan(v) && !is_nan(cur));
+    if constexpr (IsMax) return (v > cur) | (is_nan(v) & !is_nan(cur));
+    else return (v < cur) | (is_nan(v) & !is_nan(cur));
   };
   for_each_line(
       L,
@@ -466,7 +437,7 @@ template <class T> double sum_exp(const T* row, int64_t n, T m, T* dst) {
     T* e = dst ? dst + i0 : buf;
     const T* x = row + i0;
 #pragma omp simd
-    for (int64_t j = 0; j < nb; ++j) e[j] = exp_of(x[j] - m);
+    for (int64_t j = 0; j < nb; ++j) e[j] = math::fast_exp(x[j] - m);
     s += reduce_row(SumOp<T>{}, e, nb);
   }
   return s;
@@ -513,7 +484,7 @@ template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + (a * L.R + r) * L.B + b0;
 #pragma omp simd
-          for (int64_t j = 0; j < nb; ++j) s[j] += exp_of(row[j] - m[j]);
+          for (int64_t j = 0; j < nb; ++j) s[j] += math::fast_exp(row[j] - m[j]);
         }
 #pragma omp simd
         for (int64_t j = 0; j < nb; ++j)
@@ -561,7 +532,7 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
           T* dst = o + base + r * L.B;
 #pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            const T e = exp_of(row[j] - m[j]);
+            const T e = math::fast_exp(row[j] - m[j]);
             if constexpr (!Log) dst[j] = e;
             s[j] += e;
           }
@@ -603,7 +574,7 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
         const T s = static_cast<T>(acc);
 #pragma omp simd
         for (int64_t j = 0; j < L.R; ++j) {
-          if constexpr (Log) dst[j] = gr[j] - exp_of(yr[j]) * s;
+          if constexpr (Log) dst[j] = gr[j] - math::fast_exp(yr[j]) * s;
           else dst[j] = yr[j] * (gr[j] - s);
         }
       },
@@ -629,7 +600,7 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
           T* dst = o + base + r * L.B;
 #pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            if constexpr (Log) dst[j] = gr[j] - exp_of(yr[j]) * s[j];
+            if constexpr (Log) dst[j] = gr[j] - math::fast_exp(yr[j]) * s[j];
             else dst[j] = yr[j] * (gr[j] - s[j]);
           }
         }

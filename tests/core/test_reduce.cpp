@@ -83,6 +83,12 @@ TEST_CASE("reduce: sum over dims, keepdim, negative dims") {
   Tensor s01 = sum(y, {1, 0});
   CHECK(s01.shape() == Shape{4});
   check_f(s01, {60, 66, 72, 78});
+  // Size-1 reduced dims only.
+  const Tensor u = from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 1, 3});
+  Tensor su = sum(u, {1});
+  CHECK(su.shape() == Shape{2, 3});
+  check_f(su, {1, 2, 3, 4, 5, 6});
+  check_f(amax(transpose(u, 0, 2), {1}, true), {1, 4, 2, 5, 3, 6});
   // Middle dim of a contiguous tensor: [A, R, B] column blocks.
   Tensor s1 = sum(y, {1});
   CHECK(s1.shape() == Shape{2, 4});
@@ -308,6 +314,43 @@ TEST_CASE("reduce: softmax and log_softmax") {
   // 3-d middle dim.
   Tensor y3 = softmax(t234(), 1);
   check_f(sum(y3, {1}), std::vector<double>(8, 1.0));
+}
+
+TEST_CASE("reduce: f32 softmax family matches f64 over a wide range") {
+  // Rows spanning about 120 in magnitude (exps down to the subnormal range) and large enough
+  // for the parallel paths; f32 results must match the f64 ones to float accuracy.
+  const std::int64_t rows = 64, cols = 1000;
+  std::vector<double> v(static_cast<std::size_t>(rows * cols));
+  for (std::size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<double>(static_cast<float>(std::fmod(static_cast<double>(i) * 0.7071, 121.0) - 110.0));
+  v[5] = kInf * -1;  // a masked entry
+  const Tensor xd = from_vector<double>(v, {rows, cols});
+  std::vector<float> vf(v.begin(), v.end());
+  const Tensor xf = from_vector<float>(vf, {rows, cols});
+  for (std::int64_t dim : {1, 0}) {
+    INFO("dim " << dim);
+    const auto yd = softmax(xd, dim).to_vector<double>();
+    const auto yf = softmax(xf, dim).to_vector<float>();
+    const auto ld = log_softmax(xd, dim).to_vector<double>();
+    const auto lf = log_softmax(xf, dim).to_vector<float>();
+    double max_rel = 0, max_abs = 0, max_log = 0;
+    for (std::size_t i = 0; i < yd.size(); ++i) {
+      if (yd[i] > 1e-36) max_rel = std::max(max_rel, std::fabs(yf[i] - yd[i]) / yd[i]);
+      else max_abs = std::max(max_abs, std::fabs(yf[i] - yd[i]));
+      if (std::isfinite(ld[i])) max_log = std::max(max_log, std::fabs(lf[i] - ld[i]) / (1 + std::fabs(ld[i])));
+      else CHECK(lf[i] == -std::numeric_limits<float>::infinity());
+    }
+    CHECK(max_rel < 1e-5);
+    CHECK(max_abs < 1e-40);  // subnormal floats
+    CHECK(max_log < 1e-6);
+    const auto sd = logsumexp(xd, {dim}).to_vector<double>();
+    const auto sf = logsumexp(xf, {dim}).to_vector<float>();
+    for (std::size_t i = 0; i < sd.size(); ++i)
+      CHECK(sf[i] == doctest::Approx(sd[i]).epsilon(1e-6));
+  }
+  // exp at the edges of the float range (via 2-element softmax rows [0, t]).
+  const Tensor edge = from_vector<float>({0, 88.5f, 0, -103.5f, 0, -120, 0, 0}, {4, 2});
+  check_f(softmax(edge, 1), {std::exp(-88.5), 1, 1, std::exp(-103.5), 1, 0, 0.5, 0.5}, 1e-5);
 }
 
 TEST_CASE("reduce: softmax backward helpers") {

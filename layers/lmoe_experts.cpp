@@ -1,0 +1,48 @@
+#include "layers/lmoe_experts.h"
+
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+#include "layers/activation.h"
+#include "layers/check.h"
+
+namespace moegrad::nn::lmoe {
+
+Experts::Experts(std::int64_t dim, std::vector<std::int64_t> num_experts, std::int64_t hidden_dim,
+                 std::shared_ptr<UnaryModule> activation, TensorOptions options, core::Generator* gen)
+    : dim_(dim), hidden_(hidden_dim > 0 ? hidden_dim : 4 * dim), experts_(std::move(num_experts)) {
+  MOEGRAD_CHECK(dim > 0 && hidden_dim >= 0, "lmoe.Experts", "dim must be > 0 and hidden_dim >= 0, got {} and {}", dim,
+                hidden_dim);
+  MOEGRAD_CHECK(!experts_.empty(), "lmoe.Experts", "num_experts must name at least one expert dim");
+  for (auto e : experts_)
+    MOEGRAD_CHECK(e > 0, "lmoe.Experts", "expert counts must be > 0, got {}", core::shape_str(experts_));
+  Shape s1 = experts_, s2 = experts_;
+  s1.insert(s1.end(), {dim_, hidden_});
+  s2.insert(s2.end(), {hidden_, dim_});
+  // init_: U(±1/sqrt(last dim)); w1 first, then w2.
+  const double b1 = 1.0 / std::sqrt(static_cast<double>(hidden_));
+  const double b2 = 1.0 / std::sqrt(static_cast<double>(dim_));
+  register_parameter("w1", core::uniform(s1, -b1, b1, options, gen));
+  register_parameter("w2", core::uniform(s2, -b2, b2, options, gen));
+  act_ = register_module("act", activation ? std::move(activation) : std::make_shared<GELU>());
+}
+
+Variable Experts::forward(const Variable& x) {
+  const Variable& w1 = parameter("w1");
+  check_input("lmoe.Experts", x, w1.value());
+  const auto ne = static_cast<std::int64_t>(experts_.size());
+  bool ok = x.dim() == ne + 2 && x.size(-1) == dim_;
+  for (std::int64_t i = 0; ok && i < ne; ++i) ok = x.size(i) == experts_[i] || x.size(i) == 1;
+  if (!ok) {
+    fail("lmoe.Experts", "input must be [{}, rows, dim={}] (a leading dim may be 1), got {}", fmt::join(experts_, ", "),
+         dim_, core::describe(x.value()));
+  }
+  return ag::matmul(act_->forward(ag::matmul(x, w1)), parameter("w2"));
+}
+
+std::string Experts::extra_repr() const {
+  return fmt::format("dim={}, num_experts={}, hidden_dim={}", dim_, core::shape_str(experts_), hidden_);
+}
+
+}  // namespace moegrad::nn::lmoe

@@ -1,0 +1,39 @@
+// lucidrains/mixture-of-experts' Experts(dim, num_experts=16, hidden_dim=None, activation=GELU)
+// (spec §2.1): w1 [*E, d, h] ~ U(±1/sqrt(h)), w2 [*E, h, d] ~ U(±1/sqrt(d)), no biases;
+// out = act(x @ w1) @ w2 batched over the leading expert dims, x [*E, rows, d]. E may be a
+// tuple (eo, ei) for the hierarchical MoE. h = hidden_dim, or 4 * dim when hidden_dim is 0.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "layers/module.h"
+
+namespace moegrad::nn::lmoe {
+
+class Experts : public UnaryModule {
+ public:
+  // activation: any unary module (registered as child "act"); nullptr means GELU (exact erf).
+  Experts(std::int64_t dim, std::vector<std::int64_t> num_experts, std::int64_t hidden_dim = 0,
+          std::shared_ptr<UnaryModule> activation = nullptr, TensorOptions options = {},
+          core::Generator* gen = nullptr);
+  explicit Experts(std::int64_t dim, std::int64_t num_experts = 16, std::int64_t hidden_dim = 0,
+                   std::shared_ptr<UnaryModule> activation = nullptr, TensorOptions options = {},
+                   core::Generator* gen = nullptr)
+      : Experts(dim, std::vector<std::int64_t>{num_experts}, hidden_dim, std::move(activation), options, gen) {}
+
+  // x [*E, rows, d] -> [*E, rows, d]; a leading dim of 1 broadcasts over that expert dim.
+  Variable forward(const Variable& x) override;
+
+  std::int64_t dim() const { return dim_; }
+  std::int64_t hidden_dim() const { return hidden_; }
+  const std::vector<std::int64_t>& num_experts() const { return experts_; }
+  std::string name() const override { return "Experts"; }
+  std::string extra_repr() const override;
+
+ private:
+  std::int64_t dim_, hidden_;
+  std::vector<std::int64_t> experts_;
+  std::shared_ptr<UnaryModule> act_;
+};
+
+}  // namespace moegrad::nn::lmoe

@@ -1,0 +1,306 @@
+#include "layers/module.h"
+
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+namespace moegrad::nn {
+
+namespace {
+
+std::string join_name(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+}  // namespace
+
+// ---- registration --------------------------------------------------------------------------
+
+void Module::check_new_name(const std::string& name, const char* what) const {
+  const std::string op = this->name();
+  MOEGRAD_CHECK(!name.empty() && name.find('.') == std::string::npos, op.c_str(),
+                "{} name '{}' must be non-empty and contain no '.'", what, name);
+  bool taken = false;
+  for (const auto& p : params_) taken = taken || p.first == name;
+  for (const auto& b : buffers_) taken = taken || b.name == name;
+  for (const auto& c : children_) taken = taken || c.first == name;
+  MOEGRAD_CHECK(!taken, op.c_str(), "cannot register {} '{}': the name is already taken", what, name);
+}
+
+Variable Module::register_parameter(const std::string& name, Variable value) {
+  check_new_name(name, "parameter");
+  const std::string op = this->name();
+  MOEGRAD_CHECK(value.defined(), op.c_str(), "parameter '{}' is undefined", name);
+  MOEGRAD_CHECK(value.is_leaf(), op.c_str(), "parameter '{}' must be a leaf variable", name);
+  value.set_requires_grad(true);
+  params_.emplace_back(name, value);
+  return value;
+}
+
+Variable Module::register_parameter(const std::string& name, Tensor value) {
+  const std::string op = this->name();
+  MOEGRAD_CHECK(value.defined(), op.c_str(), "parameter '{}' is undefined", name);
+  return register_parameter(name, Variable(std::move(value), true));
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor value, bool persistent) {
+  check_new_name(name, "buffer");
+  const std::string op = this->name();
+  MOEGRAD_CHECK(value.defined(), op.c_str(), "buffer '{}' is undefined", name);
+  buffers_.push_back({name, value, persistent});
+  return value;
+}
+
+void Module::add_child(const std::string& name, std::shared_ptr<Module> module) {
+  check_new_name(name, "module");
+  const std::string op = this->name();
+  MOEGRAD_CHECK(module != nullptr, op.c_str(), "child module '{}' is null", name);
+  MOEGRAD_CHECK(module.get() != this, op.c_str(), "a module cannot be its own child ('{}')", name);
+  children_.emplace_back(name, std::move(module));
+}
+
+// ---- lookup --------------------------------------------------------------------------------
+
+std::pair<const Module*, std::string> Module::resolve(const std::string& dotted, bool must) const {
+  const Module* m = this;
+  std::string rest = dotted;
+  for (auto dot = rest.find('.'); dot != std::string::npos; dot = rest.find('.')) {
+    const std::string head = rest.substr(0, dot);
+    const Module* next = nullptr;
+    for (const auto& c : m->children_)
+      if (c.first == head) next = c.second.get();
+    if (next == nullptr && !must) return {nullptr, rest};
+    const std::string op = m->name();
+    MOEGRAD_CHECK(next != nullptr, op.c_str(), "no child module '{}' (looking up '{}')", head, dotted);
+    m = next;
+    rest = rest.substr(dot + 1);
+  }
+  return {m, rest};
+}
+
+const Variable& Module::parameter(const std::string& name) const {
+  auto [m, leaf] = resolve(name);
+  for (const auto& p : m->params_)
+    if (p.first == leaf) return p.second;
+  const std::string op = m->name();
+  fail(op.c_str(), "no parameter '{}'", name);
+}
+
+bool Module::has_parameter(const std::string& name) const {
+  auto [m, leaf] = resolve(name, false);
+  if (m == nullptr) return false;
+  for (const auto& p : m->params_)
+    if (p.first == leaf) return true;
+  return false;
+}
+
+const Tensor& Module::buffer(const std::string& name) const {
+  auto [m, leaf] = resolve(name);
+  for (const auto& b : m->buffers_)
+    if (b.name == leaf) return b.value;
+  const std::string op = m->name();
+  fail(op.c_str(), "no buffer '{}'", name);
+}
+
+std::shared_ptr<Module> Module::child(const std::string& name) const {
+  auto [m, leaf] = resolve(name);
+  for (const auto& c : m->children_)
+    if (c.first == leaf) return c.second;
+  const std::string op = m->name();
+  fail(op.c_str(), "no child module '{}'", name);
+}
+
+void Module::set_parameter(const std::string& name, Variable value) {
+  auto [cm, leaf] = resolve(name);
+  auto* m = const_cast<Module*>(cm);  // resolve walks from this non-const module
+  Variable* slot = nullptr;
+  for (auto& p : m->params_)
+    if (p.first == leaf) slot = &p.second;
+  const std::string op = m->name();
+  MOEGRAD_CHECK(slot != nullptr, op.c_str(), "no parameter '{}'", name);
+  MOEGRAD_CHECK(value.defined() && value.is_leaf(), op.c_str(), "parameter '{}' must be set to a defined leaf", name);
+  const Tensor& old = slot->value();
+  const Tensor& nv = value.value();
+  MOEGRAD_CHECK(nv.shape() == old.shape() && nv.dtype() == old.dtype() && nv.device() == old.device(), op.c_str(),
+                "parameter '{}' is {} on {}, cannot set it to {} on {}", name, core::describe(old), old.device().str(),
+                core::describe(nv), nv.device().str());
+  value.set_requires_grad(true);
+  *slot = std::move(value);
+}
+
+void Module::set_buffer(const std::string& name, Tensor value) {
+  auto [cm, leaf] = resolve(name);
+  auto* m = const_cast<Module*>(cm);
+  const std::string op = m->name();
+  for (auto& b : m->buffers_) {
+    if (b.name != leaf) continue;
+    MOEGRAD_CHECK(value.defined() && value.shape() == b.value.shape() && value.dtype() == b.value.dtype() &&
+                      value.device() == b.value.device(),
+                  op.c_str(), "buffer '{}' is {}, cannot set it to {}", name, core::describe(b.value),
+                  value.defined() ? core::describe(value) : std::string("undefined"));
+    b.value = std::move(value);
+    return;
+  }
+  fail(op.c_str(), "no buffer '{}'", name);
+}
+
+// ---- the tree ------------------------------------------------------------------------------
+
+std::vector<std::pair<std::string, Variable>> Module::named_parameters(bool recurse) const {
+  std::vector<std::pair<std::string, Variable>> out;
+  std::unordered_set<const void*> seen;
+  std::function<void(const Module&, const std::string&)> walk = [&](const Module& m, const std::string& prefix) {
+    for (const auto& [n, v] : m.params_)
+      if (seen.insert(v.impl().get()).second) out.emplace_back(join_name(prefix, n), v);
+    if (!recurse) return;
+    for (const auto& [n, c] : m.children_) walk(*c, join_name(prefix, n));
+  };
+  walk(*this, "");
+  return out;
+}
+
+std::vector<Variable> Module::parameters(bool recurse) const {
+  std::vector<Variable> out;
+  for (auto& [n, v] : named_parameters(recurse)) out.push_back(v);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  std::function<void(const Module&, const std::string&)> walk = [&](const Module& m, const std::string& prefix) {
+    for (const auto& b : m.buffers_) out.emplace_back(join_name(prefix, b.name), b.value);
+    if (!recurse) return;
+    for (const auto& [n, c] : m.children_) walk(*c, join_name(prefix, n));
+  };
+  walk(*this, "");
+  return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const { return children_; }
+
+std::vector<std::shared_ptr<Module>> Module::children() const {
+  std::vector<std::shared_ptr<Module>> out;
+  for (const auto& c : children_) out.push_back(c.second);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  std::function<void(const Module&, const std::string&)> walk = [&](const Module& m, const std::string& prefix) {
+    for (const auto& [n, c] : m.children_) {
+      out.emplace_back(join_name(prefix, n), c);
+      walk(*c, join_name(prefix, n));
+    }
+  };
+  walk(*this, "");
+  return out;
+}
+
+void Module::apply(const std::function<void(Module&)>& fn) {
+  for (auto& c : children_) c.second->apply(fn);
+  fn(*this);
+}
+
+std::int64_t Module::num_parameters() const {
+  std::int64_t n = 0;
+  for (const auto& v : parameters()) n += v.numel();
+  return n;
+}
+
+// ---- modes and gradients -------------------------------------------------------------------
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& c : children_) c.second->train(on);
+}
+
+void Module::zero_grad() {
+  for (const auto& v : parameters()) v.zero_grad();
+}
+
+// ---- checkpoints ---------------------------------------------------------------------------
+
+void Module::collect_own_state(const std::string& prefix, StateDict& out) const {
+  for (const auto& [n, v] : params_) out.insert(prefix + n, v.value());
+  for (const auto& b : buffers_)
+    if (b.persistent) out.insert(prefix + b.name, b.value);
+}
+
+void Module::collect_children_state(const std::string& prefix, StateDict& out) const {
+  for (const auto& [n, c] : children_) c->collect_state(prefix + n + ".", out);
+}
+
+void Module::collect_state(const std::string& prefix, StateDict& out) const {
+  collect_own_state(prefix, out);
+  collect_children_state(prefix, out);
+}
+
+void Module::load_own_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
+  for (const auto& [n, v] : params_) report.load(in, prefix + n, v.value());
+  for (const auto& b : buffers_)
+    if (b.persistent) report.load(in, prefix + b.name, b.value);
+}
+
+void Module::load_children_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
+  for (const auto& [n, c] : children_) c->load_state(prefix + n + ".", in, report);
+}
+
+void Module::load_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
+  load_own_state(prefix, in, report);
+  load_children_state(prefix, in, report);
+}
+
+StateDict Module::state_dict() const {
+  StateDict out;
+  collect_state("", out);
+  return out;
+}
+
+LoadReport Module::load_state_dict(const StateDict& state, bool strict) {
+  LoadReport report;
+  load_state("", state, report);
+  for (const auto& [key, value] : state)
+    if (!report.consumed(key)) report.unexpected_keys.push_back(key);
+  if (!report.ok(strict)) throw Error(report.message(strict));
+  ag::NoGradGuard no_grad;
+  for (const auto& [dst, src] : report.copies_) core::copy_(dst, core::to_device(src, dst.device()));
+  report.copies_.clear();
+  return report;
+}
+
+// ---- printing ------------------------------------------------------------------------------
+
+void Module::repr_into(std::string& out, int indent) const {
+  const std::string pad(static_cast<std::size_t>(indent + 2), ' ');
+  std::vector<std::string> own;
+  for (const auto& [n, v] : params_) own.push_back(fmt::format("{} {}", n, core::describe(v.value())));
+  for (const auto& b : buffers_)
+    own.push_back(fmt::format("{} {} (buffer{})", b.name, core::describe(b.value), b.persistent ? "" : ", not persistent"));
+  out += name() + "(";
+  if (children_.empty()) {
+    out += extra_repr() + ")";
+    if (!own.empty()) {
+      out += " [";
+      for (std::size_t i = 0; i < own.size(); ++i) out += (i ? ", " : "") + own[i];
+      out += "]";
+    }
+    return;
+  }
+  out += "\n";
+  if (!extra_repr().empty()) out += pad + extra_repr() + "\n";
+  for (const auto& o : own) out += pad + o + "\n";
+  for (const auto& [n, c] : children_) {
+    out += pad + "(" + n + "): ";
+    c->repr_into(out, indent + 2);
+    out += "\n";
+  }
+  out += std::string(static_cast<std::size_t>(indent), ' ') + ")";
+}
+
+std::string Module::to_string() const {
+  std::string out;
+  repr_into(out, 0);
+  return out;
+}
+
+}  // namespace moegrad::nn

@@ -1,0 +1,130 @@
+// Module: named parameters, buffers and child modules, in registration order, with PyTorch's
+// dotted names ("experts.0.net.0.weight"), train/eval, and state_dict / load_state_dict.
+// Modules are held by shared_ptr and are not copyable.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/autograd.h"
+#include "layers/state_dict.h"
+
+namespace moegrad::nn {
+
+using ag::Variable;
+using core::DType;
+using core::Shape;
+using core::Tensor;
+using core::TensorOptions;
+
+class Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // ---- registration (names: non-empty, no '.', unique among this module's entries) ----------
+  // The variable becomes a parameter: it must be a floating leaf; requires_grad is set on.
+  // Modules read their parameters through parameter(name) when they run, so a later
+  // set_parameter (weight tying, functional calls, gradient checks) takes effect.
+  Variable register_parameter(const std::string& name, Variable value);
+  Variable register_parameter(const std::string& name, Tensor value);
+  // A non-trainable tensor; persistent buffers appear in state_dict().
+  Tensor register_buffer(const std::string& name, Tensor value, bool persistent = true);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+
+  // ---- lookup (dotted names reach into children) -------------------------------------------
+  const Variable& parameter(const std::string& name) const;  // throws "[Linear] no parameter 'x'"
+  const Tensor& buffer(const std::string& name) const;
+  std::shared_ptr<Module> child(const std::string& name) const;
+  bool has_parameter(const std::string& name) const;
+  // Replaces a registered parameter with another leaf of the same shape, dtype and device.
+  void set_parameter(const std::string& name, Variable value);
+  void set_buffer(const std::string& name, Tensor value);  // same shape, dtype and device
+
+  // ---- the tree ------------------------------------------------------------------------------
+  // Parameters of this module then of each child (recursively), in registration order; a
+  // parameter shared by two modules is listed once (under its first name).
+  std::vector<std::pair<std::string, Variable>> named_parameters(bool recurse = true) const;
+  std::vector<Variable> parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
+  std::vector<std::shared_ptr<Module>> children() const;
+  // Every descendant (not this module) with its dotted path, depth first, pre-order.
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
+  // fn on every child (recursively, children first) and then on this module, like PyTorch.
+  void apply(const std::function<void(Module&)>& fn);
+  std::int64_t num_parameters() const;  // total elements of parameters()
+
+  // ---- modes and gradients ------------------------------------------------------------------
+  virtual void train(bool on = true);  // this module and every descendant
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  void zero_grad();  // drops every parameter's gradient
+
+  // ---- checkpoints --------------------------------------------------------------------------
+  // Parameters and persistent buffers under their PyTorch key names. The tensors alias the
+  // module's storage (use nn::clone(sd) for a snapshot).
+  StateDict state_dict() const;
+  // Copies values in place. Every key is checked first and nothing is copied unless all are
+  // fine: shape and dtype mismatches always throw; missing and unexpected keys throw when
+  // strict, and are returned in the report otherwise. One moegrad::Error lists every problem.
+  LoadReport load_state_dict(const StateDict& state, bool strict = true);
+
+  // The hooks behind state_dict / load_state_dict. The defaults walk this module's parameters,
+  // persistent buffers and children. A module that stores state under other names (e.g.
+  // stacked expert weights [E, ...] exposed as per-expert keys) overrides both: collect_state
+  // inserts views, load_state calls report.load(in, key, view) for each key it owns.
+  virtual void collect_state(const std::string& prefix, StateDict& out) const;
+  virtual void load_state(const std::string& prefix, const StateDict& in, LoadReport& report);
+
+  // ---- printing -----------------------------------------------------------------------------
+  virtual std::string name() const { return "Module"; }
+  virtual std::string extra_repr() const { return ""; }  // "in_features=4, out_features=8, bias=True"
+  // The module tree like PyTorch's repr, with each parameter's dtype and shape.
+  std::string to_string() const;
+
+ protected:
+  // The default hook bodies, for overrides that handle part of the state themselves.
+  void collect_own_state(const std::string& prefix, StateDict& out) const;     // params + buffers
+  void collect_children_state(const std::string& prefix, StateDict& out) const;
+  void load_own_state(const std::string& prefix, const StateDict& in, LoadReport& report);
+  void load_children_state(const std::string& prefix, const StateDict& in, LoadReport& report);
+
+ private:
+  struct BufferSlot {
+    std::string name;
+    Tensor value;
+    bool persistent;
+  };
+  void add_child(const std::string& name, std::shared_ptr<Module> module);
+  void check_new_name(const std::string& name, const char* what) const;
+  // The module owning the last component of a dotted name, and that component. A missing
+  // child throws when must is set, and gives a null module otherwise.
+  std::pair<const Module*, std::string> resolve(const std::string& dotted, bool must = true) const;
+  void repr_into(std::string& out, int indent) const;
+
+  bool training_ = true;
+  std::vector<std::pair<std::string, Variable>> params_;
+  std::vector<BufferSlot> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+// A module with one input and one output: the common interface of the building blocks.
+class UnaryModule : public Module {
+ public:
+  virtual Variable forward(const Variable& x) = 0;
+  Variable operator()(const Variable& x) { return forward(x); }
+};
+
+// "True" / "False", as PyTorch's repr prints booleans.
+inline const char* py_bool(bool b) { return b ? "True" : "False"; }
+
+}  // namespace moegrad::nn

@@ -28,6 +28,14 @@ void check_index_fits(const char* op, const Tensor& x, std::int64_t dim, const T
                   "index {} is larger than input {} at dim {}", describe(index), describe(x), d);
 }
 
+// The shared prologue of the index ops: both defined, one device with kernels, i64 index.
+void check_index_args(const char* op, const Tensor& x, const Tensor& index) {
+  check_defined(op, x);
+  check_defined(op, index, "index");
+  require_cpu(op, common_device(op, {&x, &index}));
+  require_index(op, index);
+}
+
 }  // namespace
 
 ValuesIndices topk(const Tensor& x, std::int64_t k, std::int64_t dim, bool largest) {
@@ -67,18 +75,14 @@ Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype) {
 
 Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const char* op = "gather";
-  check_defined(op, x);
-  check_defined(op, index, "index");
-  const Device dev = common_device(op, {&x, &index});
-  require_cpu(op, dev);
-  require_index(op, index);
+  check_index_args(op, x, index);
   if (x.dim() == 0 && index.dim() == 0) {
     check_scalar_dim(op, dim);
     return reshape(gather(reshape(x, {1}), 0, reshape(index, {1})), {});
   }
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   check_index_fits(op, x, d, index);
-  Tensor out = empty(index.shape(), {x.dtype(), dev});
+  Tensor out = empty(index.shape(), {x.dtype(), x.device()});
   cpu::gather(x, d, index, out);
   return out;
 }
@@ -130,11 +134,7 @@ Tensor scatter_add(const Tensor& x, std::int64_t dim, const Tensor& index, const
 
 Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const char* op = "index_select";
-  check_defined(op, x);
-  check_defined(op, index, "index");
-  const Device dev = common_device(op, {&x, &index});
-  require_cpu(op, dev);
-  require_index(op, index);
+  check_index_args(op, x, index);
   MOEGRAD_CHECK(index.dim() <= 1, op, "index must be 1-D, got {}", describe(index));
   if (x.dim() == 0) {
     check_scalar_dim(op, dim);
@@ -145,7 +145,7 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   Shape shape = x.shape();
   shape[d] = index.numel();
-  Tensor out = empty(shape, {x.dtype(), dev});
+  Tensor out = empty(shape, {x.dtype(), x.device()});
   cpu::index_select(x, d, index, out);
   return out;
 }

@@ -78,21 +78,21 @@ std::pair<const Module*, std::string> Module::resolve(const std::string& dotted,
   return {m, rest};
 }
 
-const Variable& Module::parameter(const std::string& name) const {
-  auto [m, leaf] = resolve(name);
-  for (const auto& p : m->params_)
-    if (p.first == leaf) return p.second;
+// The owner and slot of a dotted parameter name; a null slot when absent and !must.
+Module::ParameterSlot Module::find_parameter(const std::string& name, bool must) const {
+  auto [cm, leaf] = resolve(name, must);
+  if (cm == nullptr) return {};
+  auto* m = const_cast<Module*>(cm);  // params_ of a module reached from this one
+  for (auto& p : m->params_)
+    if (p.first == leaf) return {m, &p.second};
   const std::string op = m->name();
-  fail(op.c_str(), "no parameter '{}'", name);
+  MOEGRAD_CHECK(!must, op.c_str(), "no parameter '{}'", name);
+  return {m, nullptr};
 }
 
-bool Module::has_parameter(const std::string& name) const {
-  auto [m, leaf] = resolve(name, false);
-  if (m == nullptr) return false;
-  for (const auto& p : m->params_)
-    if (p.first == leaf) return true;
-  return false;
-}
+const Variable& Module::parameter(const std::string& name) const { return *find_parameter(name, true).slot; }
+
+bool Module::has_parameter(const std::string& name) const { return find_parameter(name, false).slot != nullptr; }
 
 const Tensor& Module::buffer(const std::string& name) const {
   auto [m, leaf] = resolve(name);
@@ -111,13 +111,8 @@ std::shared_ptr<Module> Module::child(const std::string& name) const {
 }
 
 void Module::set_parameter(const std::string& name, Variable value) {
-  auto [cm, leaf] = resolve(name);
-  auto* m = const_cast<Module*>(cm);  // resolve walks from this non-const module
-  Variable* slot = nullptr;
-  for (auto& p : m->params_)
-    if (p.first == leaf) slot = &p.second;
+  auto [m, slot] = find_parameter(name, true);
   const std::string op = m->name();
-  MOEGRAD_CHECK(slot != nullptr, op.c_str(), "no parameter '{}'", name);
   MOEGRAD_CHECK(value.defined() && value.is_leaf(), op.c_str(), "parameter '{}' must be set to a defined leaf", name);
   const Tensor& old = slot->value();
   const Tensor& nv = value.value();

@@ -109,6 +109,11 @@ class Module {
   // The module owning the last component of a dotted name, and that component. A missing
   // child throws when must is set, and gives a null module otherwise.
   std::pair<const Module*, std::string> resolve(const std::string& dotted, bool must = true) const;
+  struct ParameterSlot {
+    Module* owner = nullptr;
+    Variable* slot = nullptr;
+  };
+  ParameterSlot find_parameter(const std::string& name, bool must) const;
   void repr_into(std::string& out, int indent) const;
 
   bool training_ = true;

@@ -109,4 +109,14 @@ Tensor argmax(const Variable& x, std::int64_t dim, bool keepdim = false);
 Tensor argmin(const Variable& x, std::int64_t dim, bool keepdim = false);
 Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype = DType::i64);
 
+// ---- mixture of experts (index-based dispatch) --------------------------------------------
+// row / offsets are i64 constants (no gradient); row -1 means "not routed". See core/ops/moe.h.
+// x [T, d], scale [T, k] -> [num_rows, d]: out[row[t,j]] = x[t] * scale[t,j] (rows distinct).
+Variable dispatch_rows(const Variable& x, const Tensor& row, const Variable& scale, std::int64_t num_rows);
+// y [R, d], weight [T, k] -> [T, d]: out[t] = sum_j weight[t,j] * y[row[t,j]] (rows may repeat).
+Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight);
+// x [R, a], w [E, a, b] (or [E, b, a] with transpose_w), offsets [E + 1] -> [R, b], per group
+// out_e = x_e @ w_e (or x_e @ w_e^T).
+Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w);
+
 }  // namespace moegrad::ag

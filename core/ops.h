@@ -4,6 +4,7 @@
 #include "core/ops/elementwise.h"
 #include "core/ops/indexing.h"
 #include "core/ops/linalg.h"
+#include "core/ops/moe.h"
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
 #include "core/rng.h"

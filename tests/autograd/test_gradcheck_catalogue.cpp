@@ -237,6 +237,49 @@ GRADCHECK("pad") {
   check("crop", [](const V& v) { return ag::pad(v[0], {-1, 1}); }, {S({2, 4})});
 }
 
+// ---- mixture of experts (index-based dispatch) -----------------------------------------------
+// row / offsets are fixed i64 constants; -1 rows are not routed. Zero scales come from a constant
+// mask (the harness perturbs every input element).
+GRADCHECK("dispatch_rows") {
+  const auto row = gradcheck::index({0, 5, -1, 2, 3, -1, 6, 1}, {4, 2});  // 6 of R = 8 rows used
+  check("k=2 unrouted, spare rows", [row](const V& v) { return ag::dispatch_rows(v[0], row, v[1], 8); }, {I({4, 3}), I({4, 2})});
+  const auto row1 = gradcheck::index({2, -1, 0, 4, 1}, {5, 1});
+  check("k=1 transposed x, strided scale", [row1](const V& v) { return ag::dispatch_rows(v[0], row1, v[1], 5); }, {T({5, 3}), S({5, 1})});
+  const auto row3 = gradcheck::index({0, 3, -1, 5, 1, 2, -1, 4, 6}, {3, 3});
+  const auto mask = moegrad::core::from_vector<double>({1, 0, 1, 1, 1, 0, 0, 1, 1}, {3, 3});
+  check("k=3 scales exactly 0", [row3, mask](const V& v) {
+    return ag::dispatch_rows(v[0], row3, ag::mul(v[1], ag::constant(mask)), 9);
+  }, {S({3, 4}), T({3, 3})});
+}
+GRADCHECK("combine_rows") {
+  const auto row = gradcheck::index({0, 5, -1, 2, 3, -1, 6, 1}, {4, 2});
+  check("k=2 distinct, unrouted", [row](const V& v) { return ag::combine_rows(v[0], row, v[1]); }, {I({8, 3}), I({4, 2})});
+  const auto rep = gradcheck::index({0, 2, 0, -1, 1, 2, 3, 3, -1}, {3, 3});  // rows repeat
+  check("k=3 repeated rows", [rep](const V& v) { return ag::combine_rows(v[0], rep, v[1]); }, {T({4, 3}), S({3, 3})});
+  const auto row1 = gradcheck::index({1, -1, 4, 0}, {4, 1});  // token 1 gets nothing
+  const auto mask = moegrad::core::from_vector<double>({1, 1, 0, 1}, {4, 1});
+  check("k=1 zero weight", [row1, mask](const V& v) {
+    return ag::combine_rows(v[0], row1, ag::mul(v[1], ag::constant(mask)));
+  }, {S({6, 2}), I({4, 1})});
+  // The MoE round trip: dispatch to expert slots, per-expert linear map, weighted combine.
+  const auto slots = gradcheck::index({0, 3, 4, -1, 1, 5, 2, -1}, {4, 2});
+  const auto offsets = gradcheck::index({0, 2, 2, 7}, {4});  // slot 6 unused, group 1 empty
+  check("dispatch -> grouped_matmul -> combine", [slots, offsets](const V& v) {
+    auto h = ag::grouped_matmul(ag::dispatch_rows(v[0], slots, v[2], 7), v[1], offsets, true);
+    return ag::combine_rows(h, slots, v[2]);
+  }, {I({4, 3}), I({3, 2, 3}), I({4, 2})});
+}
+GRADCHECK("grouped_matmul") {
+  const auto off = gradcheck::index({0, 2, 2, 6}, {4});  // group 1 empty
+  check("w [E,a,b], empty group", [off](const V& v) { return ag::grouped_matmul(v[0], v[1], off, false); }, {I({6, 3}), I({3, 3, 2})});
+  check("transposed x, strided w", [off](const V& v) { return ag::grouped_matmul(v[0], v[1], off, false); }, {T({6, 2}), S({3, 2, 4})});
+  const auto off_t = gradcheck::index({0, 0, 4, 5}, {4});  // group 0 empty
+  check("transpose_w [E,b,a]", [off_t](const V& v) { return ag::grouped_matmul(v[0], v[1], off_t, true); }, {I({5, 3}), I({3, 2, 3})});
+  check("transpose_w, transposed w", [off_t](const V& v) { return ag::grouped_matmul(v[0], v[1], off_t, true); }, {S({5, 3}), T({3, 4, 3})});
+  const auto none = gradcheck::index({0, 0, 0}, {3});
+  check("no rows", [none](const V& v) { return ag::grouped_matmul(v[0], v[1], none, true); }, {I({0, 3}), I({2, 2, 3})});
+}
+
 TEST_CASE("gradcheck catalogue: every differentiable op has an entry, and only those") {
   const auto& ops = ag::differentiable_ops();
   const std::set<std::string> covered(gradcheck::entries().begin(), gradcheck::entries().end());

@@ -1,0 +1,166 @@
+// MoE row ops and grouped GEMM: validate once, make operands contiguous, allocate, call the
+// cpu:: kernel of the same name (where the CUDA kernel call will go).
+#include "core/ops/moe.h"
+
+#include <vector>
+
+#include "core/cpu/moe.h"
+#include "core/ops/creation.h"
+#include "core/ops/dispatch.h"
+
+namespace moegrad::core {
+namespace {
+
+// The float operands share one floating dtype.
+DType float_dtype(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const DType dt = common_dtype(op, tensors);
+  MOEGRAD_CHECK(is_floating(dt), op, "needs f32 or f64, got {}", describe(**tensors.begin()));
+  return dt;
+}
+
+void check_matrix(const char* op, const Tensor& t, const char* what, const char* form) {
+  MOEGRAD_CHECK(t.dim() == 2, op, "{} must be {}, got {}", what, form, describe(t));
+}
+
+// row is i64 [T, k]; T must equal `tokens` (taken from `source`) when tokens >= 0.
+void check_row(const char* op, const Tensor& row, std::int64_t tokens, const char* source) {
+  const bool ok = row.dtype() == DType::i64 && row.dim() == 2;
+  if (tokens < 0) {
+    MOEGRAD_CHECK(ok, op, "row must be i64 [T, k], got {}", describe(row));
+  } else {
+    MOEGRAD_CHECK(ok && row.size(0) == tokens, op,
+                  "row must be i64 [T, k] with T = {} ({}), got {}", tokens, source, describe(row));
+  }
+}
+
+// A per-(t, j) float operand (scale, weight) has row's shape.
+void check_like_row(const char* op, const Tensor& t, const char* what, const Tensor& row) {
+  MOEGRAD_CHECK(t.shape() == row.shape(), op, "{} must be [T, k] = {} like row, got {}", what,
+                shape_str(row.shape()), describe(t));
+}
+
+// offsets: i64 [E + 1] on the CPU, 0 = off[0] <= ... <= off[E] = rows. groups < 0: any E.
+std::vector<std::int64_t> read_offsets(const char* op, const Tensor& offsets, std::int64_t groups,
+                                       std::int64_t rows) {
+  check_defined(op, offsets, "offsets");
+  MOEGRAD_CHECK(offsets.device().is_cpu(), op, "offsets must be on the cpu, got {} on {}",
+                describe(offsets), offsets.device().str());
+  MOEGRAD_CHECK(offsets.dtype() == DType::i64 && offsets.dim() == 1 && offsets.numel() >= 1, op,
+                "offsets must be i64 [E + 1], got {}", describe(offsets));
+  if (groups >= 0)
+    MOEGRAD_CHECK(offsets.numel() == groups + 1, op,
+                  "offsets {} must have E + 1 = {} entries for E = {} expert weights",
+                  describe(offsets), groups + 1, groups);
+  std::vector<std::int64_t> off = offsets.to_vector<std::int64_t>();
+  MOEGRAD_CHECK(off.front() == 0, op, "offsets must start at 0, got {}", off.front());
+  for (std::size_t e = 1; e < off.size(); ++e)
+    MOEGRAD_CHECK(off[e] >= off[e - 1], op,
+                  "offsets must be non-decreasing, got {} after {} (entries {} and {})", off[e],
+                  off[e - 1], e - 1, e);
+  MOEGRAD_CHECK(off.back() == rows, op, "offsets must end at R = {} (x rows), got {}", rows,
+                off.back());
+  return off;
+}
+
+}  // namespace
+
+Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
+                     std::int64_t num_rows) {
+  const char* op = "dispatch_rows";
+  check_defined(op, x, "x");
+  check_defined(op, row, "row");
+  check_defined(op, scale, "scale");
+  const Device dev = common_device(op, {&x, &row, &scale});
+  require_cpu(op, dev);
+  const DType dt = float_dtype(op, {&x, &scale});
+  check_matrix(op, x, "x", "[T, d]");
+  check_row(op, row, x.size(0), "x rows");
+  check_like_row(op, scale, "scale", row);
+  MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
+  Tensor out = zeros({num_rows, x.size(1)}, {dt, dev});
+  cpu::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
+  return out;
+}
+
+Tensor combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight) {
+  const char* op = "combine_rows";
+  check_defined(op, y, "y");
+  check_defined(op, row, "row");
+  check_defined(op, weight, "weight");
+  const Device dev = common_device(op, {&y, &row, &weight});
+  require_cpu(op, dev);
+  const DType dt = float_dtype(op, {&y, &weight});
+  check_matrix(op, y, "y", "[R, d]");
+  check_row(op, row, -1, "");
+  check_like_row(op, weight, "weight", row);
+  Tensor out = empty({row.size(0), y.size(1)}, {dt, dev});
+  cpu::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
+  return out;
+}
+
+Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b) {
+  const char* op = "row_dot";
+  check_defined(op, a, "a");
+  check_defined(op, row, "row");
+  check_defined(op, b, "b");
+  const Device dev = common_device(op, {&a, &row, &b});
+  require_cpu(op, dev);
+  const DType dt = float_dtype(op, {&a, &b});
+  check_matrix(op, a, "a", "[R, d]");
+  check_matrix(op, b, "b", "[T, d]");
+  MOEGRAD_CHECK(a.size(1) == b.size(1), op, "a {} and b {} differ in d", describe(a), describe(b));
+  check_row(op, row, b.size(0), "b rows");
+  Tensor out = empty(row.shape(), {dt, dev});
+  cpu::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
+  return out;
+}
+
+bool rows_distinct(const Tensor& row, std::int64_t num_rows) {
+  const char* op = "rows_distinct";
+  check_defined(op, row, "row");
+  require_cpu(op, row.device());
+  MOEGRAD_CHECK(row.dtype() == DType::i64, op, "row must be i64, got {}", describe(row));
+  MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
+  return cpu::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
+}
+
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w) {
+  const char* op = "grouped_matmul";
+  check_defined(op, x, "x");
+  check_defined(op, w, "w");
+  const Device dev = common_device(op, {&x, &w});
+  require_cpu(op, dev);
+  const DType dt = float_dtype(op, {&x, &w});
+  check_matrix(op, x, "x", "[R, a]");
+  MOEGRAD_CHECK(w.dim() == 3, op, "w must be {}, got {}", transpose_w ? "[E, b, a]" : "[E, a, b]",
+                describe(w));
+  const std::int64_t in = w.size(transpose_w ? 2 : 1), out_cols = w.size(transpose_w ? 1 : 2);
+  MOEGRAD_CHECK(x.size(1) == in, op, "x {} and w {}{} differ in the inner dim: {} vs {}",
+                describe(x), describe(w), transpose_w ? " (transposed)" : "", x.size(1), in);
+  const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
+  Tensor out = empty({x.size(0), out_cols}, {dt, dev});
+  cpu::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
+  return out;
+}
+
+Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tensor& offsets,
+                                  bool transpose_w) {
+  const char* op = "grouped_matmul_weight_grad";
+  check_defined(op, x, "x");
+  check_defined(op, gy, "gy");
+  const Device dev = common_device(op, {&x, &gy});
+  require_cpu(op, dev);
+  const DType dt = float_dtype(op, {&x, &gy});
+  check_matrix(op, x, "x", "[R, a]");
+  check_matrix(op, gy, "gy", "[R, b]");
+  MOEGRAD_CHECK(x.size(0) == gy.size(0), op, "x {} and gy {} differ in R", describe(x),
+                describe(gy));
+  const auto off = read_offsets(op, offsets, -1, x.size(0));
+  const std::int64_t groups = static_cast<std::int64_t>(off.size()) - 1;
+  const std::int64_t a = x.size(1), b = gy.size(1);
+  Tensor out = empty(transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
+  cpu::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
+  return out;
+}
+
+}  // namespace moegrad::core

@@ -1,0 +1,39 @@
+// Mixture-of-experts fast path: index-based dispatch/combine of token rows and a grouped GEMM
+// over contiguous row groups (one group per expert). Index tensors are i64; a row index of -1
+// means "not routed". Float operands share dtype (f32 or f64) and device; strided inputs are
+// accepted (copied contiguous). Offsets are a small i64 tensor on the CPU.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace moegrad::core {
+
+// x [T, d], row i64 [T, k] in [-1, R), scale [T, k] -> out [R, d]: zeros, then
+// out[row[t,j]] = x[t] * scale[t,j] for every row[t,j] >= 0. The non-negative rows must be
+// distinct ("[dispatch_rows] row index 7 appears twice").
+Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
+                     std::int64_t num_rows);
+
+// y [R, d], row i64 [T, k] in [-1, R), weight [T, k] -> out [T, d]:
+// out[t] = sum over j ascending with row[t,j] >= 0 of weight[t,j] * y[row[t,j]], from 0.
+// Rows may repeat.
+Tensor combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight);
+
+// a [R, d], row i64 [T, k] in [-1, R), b [T, d] -> [T, k]: <a[row[t,j]], b[t]>, 0 where row < 0.
+Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b);
+
+// Whether the non-negative values of row (i64, values in [-1, num_rows)) are pairwise distinct.
+bool rows_distinct(const Tensor& row, std::int64_t num_rows);
+
+// x [R, a], w [E, a, b] (or [E, b, a] with transpose_w: PyTorch Linear weights [out, in]),
+// offsets i64 [E + 1] (0 = off[0] <= off[1] <= ... <= off[E] = R) -> [R, b]:
+// out[off[e]:off[e+1]] = x[off[e]:off[e+1]] @ (transpose_w ? w[e]^T : w[e]).
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w);
+
+// The weight gradient of grouped_matmul, in w's layout (E = offsets.numel() - 1):
+// [E, a, b] = x_e^T @ gy_e, or [E, b, a] = gy_e^T @ x_e with transpose_w. Empty groups give 0.
+Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tensor& offsets,
+                                  bool transpose_w);
+
+}  // namespace moegrad::core

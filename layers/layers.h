@@ -7,6 +7,7 @@
 #include "layers/linear.h"
 #include "layers/lmoe_experts.h"
 #include "layers/module.h"
+#include "layers/moe/moe.h"
 #include "layers/rms_norm.h"
 #include "layers/sequential.h"
 #include "layers/st_expert.h"

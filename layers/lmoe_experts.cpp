@@ -41,6 +41,18 @@ Variable Experts::forward(const Variable& x) {
   return ag::matmul(act_->forward(ag::matmul(x, w1)), parameter("w2"));
 }
 
+std::int64_t Experts::total_experts() const { return core::shape_numel(experts_); }
+
+Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
+  const Variable& w1 = parameter("w1");
+  check_input("lmoe.Experts", rows, w1.value(), 2);
+  if (rows.dim() != 2 || rows.size(1) != dim_)
+    fail("lmoe.Experts", "rows must be [R, dim={}], got {}", dim_, core::describe(rows.value()));
+  const std::int64_t E = total_experts();
+  Variable h = ag::grouped_matmul(rows, ag::reshape(w1, {E, dim_, hidden_}), offsets, false);
+  return ag::grouped_matmul(act_->forward(h), ag::reshape(parameter("w2"), {E, hidden_, dim_}), offsets, false);
+}
+
 std::string Experts::extra_repr() const {
   return fmt::format("dim={}, num_experts={}, hidden_dim={}", dim_, core::shape_str(experts_), hidden_);
 }

@@ -23,6 +23,10 @@ class Experts : public UnaryModule {
 
   // x [*E, rows, d] -> [*E, rows, d]; a leading dim of 1 broadcasts over that expert dim.
   Variable forward(const Variable& x) override;
+  // The MoE fast path: rows [R, d] of an expert-major buffer, expert x (flat over the expert
+  // dims) owning rows offsets[x] .. offsets[x + 1] - 1; one grouped GEMM per weight.
+  Variable forward_rows(const Variable& rows, const Tensor& offsets);
+  std::int64_t total_experts() const;
 
   std::int64_t dim() const { return dim_; }
   std::int64_t hidden_dim() const { return hidden_; }

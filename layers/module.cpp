@@ -245,6 +245,17 @@ void Module::load_state(const std::string& prefix, const StateDict& in, LoadRepo
   load_children_state(prefix, in, report);
 }
 
+void Module::collect_grads(const std::string& prefix, StateDict& out) const {
+  for (const auto& [n, v] : params_) out.insert(prefix + n, v.grad().defined() ? v.grad() : core::zeros_like(v.value()));
+  for (const auto& [n, c] : children_) c->collect_grads(prefix + n + ".", out);
+}
+
+StateDict Module::grad_dict() const {
+  StateDict out;
+  collect_grads("", out);
+  return out;
+}
+
 StateDict Module::state_dict() const {
   StateDict out;
   collect_state("", out);

@@ -85,6 +85,12 @@ class Module {
   virtual void collect_state(const std::string& prefix, StateDict& out) const;
   virtual void load_state(const std::string& prefix, const StateDict& in, LoadReport& report);
 
+  // Each parameter's gradient under its state_dict key (zeros where backward left none), so
+  // gradients compare and export by PyTorch's names; a module that overrides collect_state
+  // overrides collect_grads the same way.
+  StateDict grad_dict() const;
+  virtual void collect_grads(const std::string& prefix, StateDict& out) const;
+
   // ---- printing -----------------------------------------------------------------------------
   virtual std::string name() const { return "Module"; }
   virtual std::string extra_repr() const { return ""; }  // "in_features=4, out_features=8, bias=True"

@@ -1,0 +1,99 @@
+// Routing metadata of the MoE fast path (spec §9): which expert and which slot each token's
+// k-th choice goes to, computed once per forward without gradient. The expert-major buffers,
+// the index-based dispatch/combine and the dense dispatch/combine tensors of the originals are
+// all built from it.
+//
+// Layout: a gating input [*outer, b, n, d] is G = prod(outer) * b groups of n tokens; token t of
+// group g is row g * n + t of the flattened input; choice j of it is column j of [G * n, k].
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "autograd/variable.h"
+
+namespace moegrad::nn::moe {
+
+using ag::Variable;
+using core::Tensor;
+
+// The originals' capacity per (group, expert): max(min(n, int(n * cf / e)), min_capacity), with
+// n * cf / e evaluated in double and truncated toward zero (spec §1).
+std::int64_t expert_capacity(std::int64_t group_size, double capacity_factor, std::int64_t num_experts,
+                             std::int64_t min_capacity);
+
+// Random draws a forward would take from its generator; each defined tensor is used instead.
+// Shapes are the originals' (tests inject the draws of a PyTorch run, tests/reference/README.md).
+struct Draws {
+  Tensor noise_uniform;         // [b, n, e]   TopNGating gate noise, U before the gumbel transform
+  Tensor route_uniform;         // [k, b, n]   TopNGating routing (slice 0 unused)
+  Tensor policy_uniform;        // [*outer, b, n] Top2Gating 'random' policy (HeirarchicalMoE: outer gate)
+  Tensor policy_uniform_inner;  // [eo, b, co] HeirarchicalMoE inner gate
+  Tensor gumbel_noise;          // [b, n, e]   MoERouter 'gumbel': the noise added to the logits
+};
+
+struct Routing {
+  std::int64_t groups = 0, group_size = 0, top_k = 0, num_experts = 0, capacity = 0;
+  // Groups [o * G / outer, (o + 1) * G / outer) use experts o * E ... o * E + E - 1 of a flat
+  // list of outer * E experts (the inner gate of HeirarchicalMoE); 1 otherwise.
+  std::int64_t outer = 1;
+  Tensor expert;    // i64 [G * n, k]: chosen expert, local id in [0, E)
+  Tensor position;  // i64 [G * n, k]: slot in its (group, expert); >= capacity when dropped; -1 not routed
+  std::vector<std::int64_t> routed;  // [G * E] routed choices per (group, local expert), before capacity
+  std::vector<std::int64_t> kept;    // [G * E] choices that got a slot
+
+  std::int64_t tokens() const { return groups * group_size; }
+  std::int64_t total_experts() const { return outer * num_experts; }
+  std::int64_t global_expert(std::int64_t group, std::int64_t local) const {
+    return (group / (groups / outer)) * num_experts + local;
+  }
+};
+
+// Assigns slots the way st-moe does (and lucidrains' Top2Gating for k = 2): choice-major, then
+// sequence order within the group; the j-th choices of a group start after all kept choices
+// 0..j-1 of the same expert; a choice is kept iff its slot < capacity. expert: i64 [G * n, k];
+// active: u8 [G * n, k] (0 = not routed by policy, threshold or importance) or undefined (all).
+Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t group_size,
+                     std::int64_t num_experts, std::int64_t capacity, std::int64_t outer = 1);
+
+// 0/1 [G * n, k] of dtype: the kept choices (the originals' mask_flat F).
+Tensor kept_mask(const Routing& r, core::DType dtype);
+
+// Expert-major compact buffer: the kept choices of expert x (flat id) occupy rows
+// offsets[x] .. offsets[x + 1] - 1, ordered by group and slot. row: i64 [G * n, k], -1 if not kept.
+struct RowMap {
+  Tensor row;      // i64 [G * n, k]
+  Tensor offsets;  // i64 [total_experts + 1]
+  std::int64_t num_rows = 0;
+};
+RowMap compact_rows(const Routing& r);
+// The padded buffer of the originals, [E, G, capacity] flattened (outer must be 1): row =
+// (e * G + g) * capacity + slot.
+RowMap padded_rows(const Routing& r);
+// i64 [num_rows]: the flat expert of each row of a compact buffer.
+Tensor row_experts(const RowMap& m);
+
+// The dense tensors of the seed API, [G * n, E, capacity] (callers reshape): combine holds the
+// weight of each kept choice at its (expert, slot), differentiable in weights [G * n, k].
+// dispatch is float(combine != 0), plus combine - combine.detach() when straight_through.
+Variable dense_combine(const Routing& r, const Variable& weights);
+Variable dense_dispatch(const Variable& combine, bool straight_through);
+
+// The scale the dispatch applies to each choice's input row: D's value at the choice's slot,
+// float(w != 0), and with straight_through the originals' (D + C) - C.detach() so gradients reach
+// the weights through the dispatch as well (spec §3.2, C5).
+Variable dispatch_scale(const Variable& weights, bool straight_through);
+
+// Per-forward routing statistics (beyond the originals).
+struct RoutingStats {
+  std::vector<std::int64_t> tokens_per_expert;  // kept choices per flat expert
+  std::vector<std::int64_t> routed_per_expert;  // routed choices before capacity
+  std::int64_t routed = 0, kept = 0;
+  double dropped_fraction = 0.0;    // (routed - kept) / routed
+  std::int64_t dead_experts = 0;    // experts that received nothing
+  double max_load_over_mean = 0.0;  // max tokens_per_expert / mean (1 = perfectly balanced)
+  std::string to_string() const;
+};
+RoutingStats routing_stats(const Routing& r);
+
+}  // namespace moegrad::nn::moe

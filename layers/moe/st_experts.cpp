@@ -1,0 +1,97 @@
+#include "layers/moe/st_experts.h"
+
+#include "layers/check.h"
+#include "layers/st_expert.h"
+
+namespace moegrad::nn::st {
+
+const std::vector<std::pair<std::string, std::string>>& Experts::key_map() {
+  static const std::vector<std::pair<std::string, std::string>> map{{"net.0.weight", "w_in"},
+                                                                     {"net.0.bias", "b_in"},
+                                                                     {"net.1.mult_bias", "mult_bias"},
+                                                                     {"net.2.weight", "w_out"},
+                                                                     {"net.2.bias", "b_out"}};
+  return map;
+}
+
+Experts::Experts(std::int64_t dim, std::int64_t num_experts, double hidden_mult, TensorOptions options,
+                 core::Generator* gen)
+    : dim_(dim), hidden_(Expert::hidden_dim_for(dim, hidden_mult)), num_experts_(num_experts) {
+  MOEGRAD_CHECK(dim > 0 && num_experts > 0 && hidden_ > 0, "st.Experts",
+                "need dim, num_experts and int(dim * hidden_mult * 2 / 3) > 0, got {}, {} and {}", dim, num_experts, hidden_);
+  const std::int64_t E = num_experts, h = hidden_;
+  Tensor w_in = core::empty({E, 2 * h, dim}, options), b_in = core::empty({E, 2 * h}, options);
+  Tensor mult = core::empty({E, h}, options), w_out = core::empty({E, dim, h}, options);
+  Tensor b_out = core::empty({E, dim}, options);
+  const std::vector<Tensor> stacked{w_in, b_in, mult, w_out, b_out};
+  for (std::int64_t i = 0; i < E; ++i) {
+    Expert one(dim, hidden_mult, /*mult_bias=*/true, /*prenorm=*/false, options, gen);
+    const StateDict sd = one.state_dict();
+    for (std::size_t p = 0; p < stacked.size(); ++p) core::copy_(core::select(stacked[p], 0, i), sd.at(key_map()[p].first));
+  }
+  for (std::size_t p = 0; p < stacked.size(); ++p) register_parameter(key_map()[p].second, stacked[p]);
+}
+
+Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
+  const char* op = "st.Experts";
+  const Variable& w_in = parameter("w_in");
+  check_input(op, rows, w_in.value(), 2);
+  if (rows.dim() != 2 || rows.size(1) != dim_) fail(op, "rows must be [R, dim={}], got {}", dim_, core::describe(rows.value()));
+  MOEGRAD_CHECK(offsets.numel() == num_experts_ + 1, op, "offsets must have num_experts + 1 = {} entries, got {}",
+                num_experts_ + 1, core::describe(offsets));
+  // Per-row expert ids pick each row's biases (index_select's gradient sums them back per expert).
+  Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
+  Tensor row_expert = core::empty({rows.size(0)}, {core::DType::i64});
+  {
+    const std::int64_t* o = off.data<std::int64_t>();
+    std::int64_t* r = row_expert.data<std::int64_t>();
+    for (std::int64_t e = 0; e < num_experts_; ++e)
+      for (std::int64_t i = o[e]; i < o[e + 1]; ++i) r[i] = e;
+  }
+  row_expert = core::to_device(row_expert, rows.value().device());
+  Variable h = ag::add(ag::grouped_matmul(rows, w_in, off, true), ag::index_select(parameter("b_in"), 0, row_expert));
+  const auto halves = ag::chunk(h, 2, -1);  // GEGLU: value, gate
+  Variable act = ag::mul(ag::mul(ag::gelu(halves[1]), halves[0]), ag::index_select(parameter("mult_bias"), 0, row_expert));
+  return ag::add(ag::grouped_matmul(act, parameter("w_out"), off, true),
+                 ag::index_select(parameter("b_out"), 0, row_expert));
+}
+
+Variable Experts::forward(const Variable& x) {
+  const char* op = "st.Experts";
+  check_input(op, x, parameter("w_in").value());
+  if (x.dim() != 4 || x.size(1) != num_experts_ || x.size(3) != dim_)
+    fail(op, "input must be [batch, num_experts = {}, capacity, dim = {}], got {}", num_experts_, dim_,
+         core::describe(x.value()));
+  const std::int64_t b = x.size(0), c = x.size(2), E = num_experts_;
+  Variable rows = ag::reshape(ag::permute(x, {1, 0, 2, 3}), {E * b * c, dim_});
+  Tensor off = core::mul(core::arange(E + 1), b * c);
+  Variable y = forward_rows(rows, off);
+  return ag::permute(ag::reshape(y, {E, b, c, dim_}), {1, 0, 2, 3});
+}
+
+void Experts::collect_state(const std::string& prefix, StateDict& out) const {
+  for (std::int64_t i = 0; i < num_experts_; ++i)
+    for (const auto& [key, param] : key_map())
+      out.insert(fmt::format("{}experts.{}.{}", prefix, i, key), core::select(parameter(param).value(), 0, i));
+}
+
+void Experts::load_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
+  for (std::int64_t i = 0; i < num_experts_; ++i)
+    for (const auto& [key, param] : key_map())
+      report.load(in, fmt::format("{}experts.{}.{}", prefix, i, key), core::select(parameter(param).value(), 0, i));
+}
+
+void Experts::collect_grads(const std::string& prefix, StateDict& out) const {
+  for (std::int64_t i = 0; i < num_experts_; ++i)
+    for (const auto& [key, param] : key_map()) {
+      const Variable& p = parameter(param);
+      const Tensor g = p.grad().defined() ? p.grad() : core::zeros_like(p.value());
+      out.insert(fmt::format("{}experts.{}.{}", prefix, i, key), core::select(g, 0, i));
+    }
+}
+
+std::string Experts::extra_repr() const {
+  return fmt::format("dim={}, num_experts={}, hidden_dim={} (stacked)", dim_, num_experts_, hidden_);
+}
+
+}  // namespace moegrad::nn::st

@@ -1,11 +1,12 @@
-// The moegrad command-line program. Subcommands arrive with their issues (train, layer,
-// inspect); today: info.
+// The moegrad command-line program. Subcommands arrive with their issues (train, inspect);
+// today: info and layer (tools/layer_command.*).
 #include <fmt/format.h>
 
 #include <cstring>
 #include <string>
 
 #include "core/build_info.h"
+#include "tools/layer_command.h"
 
 namespace {
 
@@ -13,6 +14,8 @@ constexpr const char* kUsage = R"(usage: moegrad <command> [options]
 
 commands:
   info       print this build's configuration (version, CUDA, BLAS, threads)
+  layer      run one MoE module on tensors from HDF5 files: outputs, losses, gradients
+             (moegrad layer --help)
 
 options:
   -h, --help  show this help
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   if (command == "info") return run_info();
+  if (command == "layer") return moegrad::tools::run_layer_command(argc - 1, argv + 1);
   fmt::print(stderr, "moegrad: unknown command '{}'\n\n{}", command, kUsage);
   return 2;
 }

@@ -154,16 +154,22 @@ using Names = std::vector<std::string>;
 using Builder = std::function<std::unique_ptr<SpecModule>(Args&, core::TensorOptions, core::Generator*)>;
 
 // ---- lucidrains/mixture-of-experts ------------------------------------------------------------
-nn::lmoe::MoEOptions lmoe_options(Args& a) {
-  nn::lmoe::MoEOptions o;
-  o.hidden_dim = a.integer("hidden_dim", 0);
-  o.activation = activation(a.module(), a.text("activation", "ReLU"));
+// The routing options Top2Gating and the MoEs built on it share (same names in both structs).
+template <class Options>
+void read_top2_routing(Args& a, Options& o) {
   o.second_policy_train = a.text("second_policy_train", "random");
   o.second_policy_eval = a.text("second_policy_eval", "random");
   o.second_threshold_train = a.number("second_threshold_train", 0.2);
   o.second_threshold_eval = a.number("second_threshold_eval", 0.2);
   o.capacity_factor_train = a.number("capacity_factor_train", 1.25);
   o.capacity_factor_eval = a.number("capacity_factor_eval", 2.0);
+}
+
+nn::lmoe::MoEOptions lmoe_options(Args& a) {
+  nn::lmoe::MoEOptions o;
+  o.hidden_dim = a.integer("hidden_dim", 0);
+  o.activation = activation(a.module(), a.text("activation", "ReLU"));
+  read_top2_routing(a, o);
   o.loss_coef = a.number("loss_coef", 1e-2);
   o.dropless = a.flag("dropless", false);
   a.inert("experts", "custom experts cannot be given in JSON");
@@ -189,12 +195,7 @@ std::unique_ptr<SpecModule> lmoe_top2_gating(Args& a, core::TensorOptions opt, c
   nn::lmoe::Top2GatingOptions o;
   o.eps = a.number("eps", 1e-9);
   o.outer_expert_dims = a.integers("outer_expert_dims", {});
-  o.second_policy_train = a.text("second_policy_train", "random");
-  o.second_policy_eval = a.text("second_policy_eval", "random");
-  o.second_threshold_train = a.number("second_threshold_train", 0.2);
-  o.second_threshold_eval = a.number("second_threshold_eval", 0.2);
-  o.capacity_factor_train = a.number("capacity_factor_train", 1.25);
-  o.capacity_factor_eval = a.number("capacity_factor_eval", 2.0);
+  read_top2_routing(a, o);
   o.dropless = a.flag("dropless", false);
   auto m = std::make_shared<nn::lmoe::Top2Gating>(dim, gates, o, opt, gen);
   const std::string name = a.module();
@@ -232,12 +233,9 @@ std::unique_ptr<SpecModule> lmoe_hmoe(Args& a, core::TensorOptions opt, core::Ge
 }
 
 // ---- st-moe-pytorch and zeta --------------------------------------------------------------------
-std::unique_ptr<SpecModule> top_n_gating(Args& a, core::TensorOptions opt, core::Generator* gen, bool zeta) {
-  const auto dim = a.required("dim");
-  const auto gates = a.required("num_gates");
-  nn::st::TopNGatingOptions o;
-  o.eps = a.number("eps", 1e-9);
-  o.top_n = a.integer("top_n", 2);
+// The routing options TopNGating and st-moe's MoE share (same names in both structs).
+template <class Options>
+void read_top_n_routing(Args& a, Options& o) {
   o.threshold_train = a.numbers("threshold_train", {0.2});
   o.threshold_eval = a.numbers("threshold_eval", {0.2});
   o.capacity_factor_train = a.number("capacity_factor_train", 1.25);
@@ -245,6 +243,15 @@ std::unique_ptr<SpecModule> top_n_gating(Args& a, core::TensorOptions opt, core:
   o.straight_through_dispatch_tensor = a.flag("straight_through_dispatch_tensor", true);
   o.differentiable_topk = a.flag("differentiable_topk", false);
   o.differentiable_topk_fused = a.flag("differentiable_topk_fused", true);
+}
+
+std::unique_ptr<SpecModule> top_n_gating(Args& a, core::TensorOptions opt, core::Generator* gen, bool zeta) {
+  const auto dim = a.required("dim");
+  const auto gates = a.required("num_gates");
+  nn::st::TopNGatingOptions o;
+  o.eps = a.number("eps", 1e-9);
+  o.top_n = a.integer("top_n", 2);
+  read_top_n_routing(a, o);
   if (zeta) o.min_expert_capacity = a.integer("min_expert_capacity", 4);
   o.dropless = a.flag("dropless", false);
   auto m = std::make_shared<nn::st::TopNGating>(dim, gates, o, opt, gen);
@@ -262,16 +269,10 @@ std::shared_ptr<nn::st::MoE> make_st_moe(Args& a, core::TensorOptions opt, core:
   const auto experts = a.integer("num_experts", 16);
   nn::st::MoEOptions o;
   o.expert_hidden_mult = a.number("expert_hidden_mult", 4.0);
-  o.threshold_train = a.numbers("threshold_train", {0.2});
-  o.threshold_eval = a.numbers("threshold_eval", {0.2});
-  o.capacity_factor_train = a.number("capacity_factor_train", 1.25);
-  o.capacity_factor_eval = a.number("capacity_factor_eval", 2.0);
+  read_top_n_routing(a, o);
   o.gating_top_n = a.integer("gating_top_n", 2);
   o.balance_loss_coef = a.number("balance_loss_coef", 1e-2);
   o.router_z_loss_coef = a.number("router_z_loss_coef", 1e-3);
-  o.straight_through_dispatch_tensor = a.flag("straight_through_dispatch_tensor", true);
-  o.differentiable_topk = a.flag("differentiable_topk", false);
-  o.differentiable_topk_fused = a.flag("differentiable_topk_fused", true);
   o.eps = a.number("eps", 1e-9);
   o.dropless = a.flag("dropless", false);
   a.inert("experts", "custom experts cannot be given in JSON");

@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include <fmt/format.h>
@@ -27,6 +30,8 @@ using core::Tensor;
 namespace {
 
 static_assert(sizeof(bool) == 1, "b8 tensors are written as uint8");
+static_assert(std::endian::native == std::endian::little,
+              "crc32 attributes are computed over the host bytes, which must be the stored little-endian ones");
 
 // ---- errors ----------------------------------------------------------------------------------
 
@@ -51,6 +56,57 @@ std::string innermost_error() {
 }
 
 [[noreturn]] void fail_h5(const std::string& what) { fail("hdf5", "{}: {}", what, innermost_error()); }
+
+// Whether HDF5's error stack holds the Fletcher32 filter's verdict (the stack is left as is).
+bool fletcher32_failed() {
+  bool found = false;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        if (e->desc && std::strstr(e->desc, "Fletcher32 checksum")) *static_cast<bool*>(data) = true;
+        return 0;
+      },
+      &found);
+  return found;
+}
+
+// CRC-32 (the reflected 0xEDB88320 polynomial of zlib, PNG and Python's zlib.crc32).
+std::uint32_t crc32(const void* data, std::size_t n) {
+  static const std::array<std::uint32_t, 256> table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::uint32_t c = 0xFFFFFFFFu;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+constexpr const char* kCrcAttribute = "crc32";
+constexpr std::uint64_t kChunkBytes = std::uint64_t{1} << 20;
+
+// Chunk dims for a checksummed array: whole trailing dims while they fit in kChunkBytes, part
+// of the next one, 1 for the leading rest.
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t element_size) {
+  std::vector<hsize_t> chunk(dims.size(), 1);
+  const std::uint64_t budget = std::max<std::uint64_t>(1, kChunkBytes / element_size);
+  std::uint64_t elements = 1;
+  for (std::size_t i = dims.size(); i-- > 0;) {
+    if (elements * dims[i] <= budget) {
+      chunk[i] = dims[i];
+      elements *= dims[i];
+    } else {
+      chunk[i] = std::max<std::uint64_t>(1, budget / elements);
+      break;
+    }
+  }
+  return chunk;
+}
 
 template <class T> T check(T status, const std::string& what) {
   if (status < 0) fail_h5(what);
@@ -269,11 +325,11 @@ File& File::operator=(File&& o) noexcept {
 
 File::~File() { close_and_log(); }
 
-File File::open(const std::string& path) {
+File File::open(const std::string& path, Mode mode) {
   quiet();
   auto impl = std::make_unique<Impl>();
-  impl->file = checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
-                       fmt::format("cannot open '{}'", path));
+  impl->file = checked(H5Fopen(path.c_str(), mode == Mode::read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT),
+                       H5Fclose, fmt::format("cannot open '{}'", path));
   return File(path, std::move(impl));
 }
 
@@ -365,11 +421,61 @@ Tensor File::read(const std::string& dataset) const {
          dataset, class_name(cls));
   }
   Tensor t = core::empty(shape, {dtype});
-  if (t.numel() > 0) check(H5Dread(ds, memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()), what);
+  if (t.numel() > 0 && H5Dread(ds, memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw_data()) < 0) {
+    if (fletcher32_failed()) {
+      H5Eclear2(H5E_DEFAULT);
+      throw ChecksumError(fmt::format("[hdf5] '{}': checksum mismatch in dataset '{}' (Fletcher32): the data is corrupted",
+                                      path_, absolute(dataset)),
+                          dataset);
+    }
+    fail_h5(what);
+  }
+  // A crc32 attribute (WriteOptions::checksum on a 0-d tensor): recompute it over the bytes
+  // as stored, read without conversion.
+  if (check(H5Aexists(ds, kCrcAttribute), what) > 0) {
+    Handle attr = checked(H5Aopen(ds, kCrcAttribute, H5P_DEFAULT), H5Aclose, what);
+    std::uint32_t stored = 0;
+    check(H5Aread(attr, H5T_NATIVE_UINT32, &stored), what);
+    std::vector<unsigned char> raw(static_cast<std::size_t>(t.numel()) * size);
+    if (!raw.empty()) check(H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), what);
+    const std::uint32_t actual = crc32(raw.data(), raw.size());
+    if (actual != stored)
+      throw ChecksumError(fmt::format("[hdf5] '{}': checksum mismatch in dataset '{}' (crc32 {:08x}, stored {:08x}): "
+                                      "the data is corrupted",
+                                      path_, absolute(dataset), actual, stored),
+                          dataset);
+  }
   return t;
 }
 
-void File::write(const std::string& dataset, const Tensor& t) {
+std::vector<ByteRange> File::data_ranges(const std::string& dataset) const {
+  const hid_t f = impl("data_ranges").file;
+  MOEGRAD_CHECK(object_type(f, dataset) == H5I_DATASET, "hdf5", "'{}' has no dataset '{}'", path_, dataset);
+  const std::string what = fmt::format("cannot locate the data of '{}' in '{}'", dataset, path_);
+  Handle ds = checked(H5Dopen2(f, absolute(dataset).c_str(), H5P_DEFAULT), H5Dclose, what);
+  Handle dcpl = checked(H5Dget_create_plist(ds), H5Pclose, what);
+  std::vector<ByteRange> out;
+  const H5D_layout_t layout = H5Pget_layout(dcpl);
+  if (layout == H5D_CONTIGUOUS) {
+    const haddr_t addr = H5Dget_offset(ds);
+    H5Eclear2(H5E_DEFAULT);  // HADDR_UNDEF (nothing allocated) leaves an error on the stack
+    if (addr != HADDR_UNDEF) out.push_back({addr, H5Dget_storage_size(ds)});
+  } else if (layout == H5D_CHUNKED) {
+    Handle space = checked(H5Dget_space(ds), H5Sclose, what);  // 1.10 does not take H5S_ALL here
+    hsize_t n = 0;
+    check(H5Dget_num_chunks(ds, space, &n), what);
+    for (hsize_t i = 0; i < n; ++i) {
+      unsigned filter_mask = 0;
+      haddr_t addr = 0;
+      hsize_t size = 0;
+      check(H5Dget_chunk_info(ds, space, i, nullptr, &filter_mask, &addr, &size), what);
+      out.push_back({addr, size});
+    }
+  }
+  return out;
+}
+
+void File::write(const std::string& dataset, const Tensor& t, const WriteOptions& options) {
   const hid_t f = impl("write").file;
   require_writable(f, path_, fmt::format("write dataset '{}'", dataset));
   MOEGRAD_CHECK(t.defined(), "hdf5", "'{}': cannot write an undefined tensor to '{}'", path_, dataset);
@@ -388,18 +494,32 @@ void File::write(const std::string& dataset, const Tensor& t) {
   const Tensor host = core::contiguous(core::to_device(t, core::Device::cpu()));
   const TypePair types = types_for(host.dtype());
   Handle space;
+  std::vector<hsize_t> dims;
   if (host.dim() == 0) {
     space = scalar_space();
   } else {
-    std::vector<hsize_t> dims;
     for (std::int64_t d : host.shape()) dims.push_back(static_cast<hsize_t>(d));
     space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
                     "cannot create a dataspace");
   }
   const std::string what = fmt::format("cannot write dataset '{}' in '{}'", dataset, path_);
   Handle dcpl = untimed(H5P_DATASET_CREATE);
+  const bool fletcher32 = options.checksum && host.dim() > 0 && host.numel() > 0;
+  if (fletcher32) {
+    const std::vector<hsize_t> chunk = chunk_dims(dims, core::dtype_size(host.dtype()));
+    check(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), what);
+    check(H5Pset_fletcher32(dcpl), what);
+  }
   Handle ds = checked(H5Dcreate2(f, name.c_str(), types.file, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose, what);
   if (host.numel() > 0) check(H5Dwrite(ds, types.memory, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.raw_data()), what);
+  if (options.checksum && host.dim() == 0) {
+    const std::uint32_t crc = crc32(host.raw_data(), core::dtype_size(host.dtype()));
+    Handle attr_space = scalar_space();
+    Handle attr = checked(H5Acreate2(ds, kCrcAttribute, H5T_STD_U32LE, attr_space, H5P_DEFAULT, H5P_DEFAULT),
+                          H5Aclose, what);
+    check(H5Awrite(attr, H5T_NATIVE_UINT32, &crc), what);
+    check(attr.close(), what);
+  }
   check(ds.close(), what);
 }
 
@@ -459,6 +579,33 @@ void require_one_value(hid_t attr, const std::string& name, const std::string& p
 }
 
 }  // namespace
+
+std::vector<std::string> File::attribute_names() const {
+  const hid_t f = impl("attribute_names").file;
+  const std::string what = fmt::format("cannot list the attributes of '{}'", path_);
+  Handle root = checked(H5Gopen2(f, "/", H5P_DEFAULT), H5Gclose, what);
+  std::vector<std::string> out;
+  check(H5Aiterate2(
+            root, H5_INDEX_NAME, H5_ITER_INC, nullptr,
+            [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+              static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+              return 0;
+            },
+            &out),
+        what);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool File::remove_attribute(const std::string& name) {
+  const hid_t f = impl("remove_attribute").file;
+  require_writable(f, path_, fmt::format("remove attribute '{}'", name));
+  const std::string what = fmt::format("cannot remove attribute '{}' of '{}'", name, path_);
+  Handle root = checked(H5Gopen2(f, "/", H5P_DEFAULT), H5Gclose, what);
+  if (check(H5Aexists(root, name.c_str()), what) == 0) return false;
+  check(H5Adelete(root, name.c_str()), what);
+  return true;
+}
 
 std::optional<std::string> File::attribute_string(const std::string& name) const {
   const hid_t f = impl("attribute_string").file;
@@ -549,12 +696,32 @@ nn::StateDict read_state_dict(const File& f, const std::string& group) {
   return sd;
 }
 
-void write_state_dict(File& f, const std::string& group, const nn::StateDict& sd) {
+void write_state_dict(File& f, const std::string& group, const nn::StateDict& sd, const WriteOptions& options) {
   f.create_group(group);  // so that an empty state_dict reads back as empty
   for (const auto& [key, value] : sd) {
     MOEGRAD_CHECK(!key.empty(), "hdf5", "'{}': a state_dict key is empty", f.path());
-    f.write(join(group, key), value);
+    f.write(join(group, key), value, options);
   }
+}
+
+// ---- file type -------------------------------------------------------------------------------
+
+bool is_hdf5(const std::string& path) {
+  static constexpr char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return false;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  // The superblock sits at 0 or after a user block of 512, 1024, 2048, ... bytes.
+  for (std::uintmax_t at = 0; at + sizeof kSignature <= size; at = at == 0 ? 512 : at * 2) {
+    char buf[sizeof kSignature];
+    in.seekg(static_cast<std::streamoff>(at));
+    if (!in.read(buf, sizeof buf)) return false;
+    if (std::memcmp(buf, kSignature, sizeof buf) == 0) return true;
+  }
+  return false;
 }
 
 // ---- atomic writes ---------------------------------------------------------------------------

@@ -1,0 +1,121 @@
+// Training checkpoints: one HDF5 file each, written atomically, read back strictly.
+//
+// Layout (format "moegrad-checkpoint", format_version 1):
+//   /model/<state_dict key>            the model's tensors under PyTorch's names and shapes
+//                                      ("/model/experts.experts.0.net.0.weight")
+//   /optimizer/<param name>/<slot>     optimizer state, keyed "<param name>/<slot>" in the
+//                                      optimizer's StateDict ("/optimizer/gate.weight/exp_avg");
+//                                      a key without '/' is a dataset directly in /optimizer
+//   /train/step, /train/epoch          0-d int64
+//   /train/cursor/<name>               0-d int64, one per data cursor ("train", "eval")
+//   /rng/<name>                        int64 [2]: a Philox generator's (seed, offset); values of
+//                                      2^63 and more are stored as their two's-complement bit
+//                                      pattern (cast back to uint64)
+//   root attributes                    format, config_json and any extra string attributes as
+//                                      variable-length UTF-8 strings; format_version and
+//                                      complete (= 1, written after everything else) as int64
+// Every dataset carries a checksum that each read verifies: arrays with data the Fletcher32
+// filter (chunked storage), 0-d tensors a `crc32` attribute (h5::WriteOptions explains).
+//
+// Errors are one line naming the file and the problem, and leave every file as it was:
+//   [checkpoint] 'ckpt/step-000000100.h5': incomplete checkpoint (no 'complete' attribute): the write was interrupted
+// Whether the tensors fit the model is checked by the caller, through Module::load_state_dict
+// (strict: missing, unexpected and mismatched keys) and the optimizer's load_state_dict.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "layers/state_dict.h"
+#include "train/hdf5.h"
+
+namespace moegrad::train {
+
+inline constexpr const char* kCheckpointFormat = "moegrad-checkpoint";
+inline constexpr std::int64_t kCheckpointFormatVersion = 1;
+
+// A Philox generator's state.
+struct RngState {
+  std::uint64_t seed = 0;
+  std::uint64_t offset = 0;
+
+  static RngState of(const core::Generator& g) { return {g.seed(), g.offset()}; }
+  void restore(core::Generator& g) const { g.set_state(seed, offset); }
+  bool operator==(const RngState&) const = default;
+};
+
+struct Checkpoint {
+  nn::StateDict model;      // Module::state_dict()
+  nn::StateDict optimizer;  // the optimizer's state_dict: "<param name>/<slot>" -> tensor
+  std::int64_t step = 0;    // >= 0
+  std::int64_t epoch = 0;   // >= 0
+  std::map<std::string, std::int64_t> cursor;  // data cursors by name (DataSource::cursor())
+  std::map<std::string, RngState> rng;         // named generators
+  std::string config_json;                     // the run's configuration, as given
+  std::map<std::string, std::string> attributes;  // further root string attributes
+};
+
+// Writes `path` atomically (h5::write_atomically: temporary file in the same folder, fsync,
+// rename). Names are checked first: model and optimizer keys with empty, "." or ".." path
+// components, cursor and rng names that are empty or hold '/', extra attributes named like
+// the reserved ones, and negative step or epoch are errors.
+void save_checkpoint(const std::string& path, const Checkpoint& ck);
+// The body of save_checkpoint: everything into an open, writable file, `complete` last.
+void write_checkpoint(h5::File& f, const Checkpoint& ck);
+
+// Reads everything back, verifying every checksum. Throws moegrad::Error
+// "[checkpoint] '<path>': <problem>" for a missing file, a file that is not HDF5, a truncated
+// or damaged file, a missing `complete` attribute, another format, an unknown format_version,
+// a missing group, an unexpected dataset or attribute, a /train or /rng entry of the wrong
+// dtype or shape, and a checksum mismatch ("checksum mismatch in dataset '/model/w' ...").
+// Tensors come back contiguous on the CPU; StateDicts in sorted key order.
+Checkpoint load_checkpoint(const std::string& path);
+
+// What can be checked without reading the data: the file is HDF5, opens, and has the
+// format, a known format_version and `complete`. Throws load_checkpoint's errors.
+void check_checkpoint(const std::string& path);
+
+// A folder of checkpoints "step-<step, 9 digits>.h5" with keep-last-N rotation.
+class CheckpointDir {
+ public:
+  // Creates `dir` (and its parents) and removes stale temporary files (see
+  // remove_stale_temporaries). keep_last = 0 keeps every checkpoint.
+  explicit CheckpointDir(std::string dir, int keep_last = 0);
+
+  const std::string& dir() const { return dir_; }
+  int keep_last() const { return keep_last_; }
+
+  // dir/step-000000100.h5 (more digits past 999,999,999); step >= 0.
+  std::string path_for(std::int64_t step) const;
+  // The step of a checkpoint file name ("step-000000100.h5" -> 100), nullopt for other names.
+  static std::optional<std::int64_t> step_of(const std::string& path);
+
+  // Saves ck to path_for(ck.step) (replacing a checkpoint of the same step) and returns the
+  // path. Then rotation: of the complete checkpoints (check_checkpoint passes), the newest
+  // keep_last by step are kept, and always the one just written; older complete ones are
+  // removed. Files that are not complete checkpoints are never removed. A removal that fails
+  // is reported on stderr and does not fail the save.
+  std::string save(const Checkpoint& ck);
+
+  // The newest checkpoint that passes check_checkpoint; each newer file that does not is
+  // skipped with a line on stderr naming it and the problem. nullopt when there is none.
+  std::optional<std::string> latest() const;
+
+  // Every checkpoint file name in the folder (complete or not), by step, oldest first.
+  std::vector<std::string> list() const;
+
+  // Removes the temporary files that an interrupted save leaves (h5::write_atomically's
+  // ".step-<n>.h5.tmp-<pid>-<k>"), unless process <pid> is another live process, which may
+  // still be writing it (it is then left, with a line on stderr). Returns the removed paths.
+  // Call it before this process starts saving: its own temporaries count as stale.
+  std::vector<std::string> remove_stale_temporaries() const;
+
+ private:
+  std::string dir_;
+  int keep_last_;
+};
+
+}  // namespace moegrad::train

@@ -85,6 +85,11 @@ void Variable::backward(const Tensor& grad) const {
       grads = n->backward(g, need);
       MOEGRAD_CHECK(grads.size() == n->inputs.size(), "backward", "op {} returned {} gradients for {} inputs",
                     n->name, grads.size(), n->inputs.size());
+      if (anomaly_mode_enabled())
+        for (std::size_t i = 0; i < grads.size(); ++i)
+          if (!all_finite(grads[i]))
+            fail("anomaly", "backward of '{}' produced NaN/Inf in the gradient of input {}: {}", n->name, i,
+                 core::describe(grads[i]));
     }
     n->backward = nullptr;  // frees the tensors the closure saved
     for (std::size_t i = 0; i < n->inputs.size(); ++i) {

@@ -74,4 +74,24 @@ class NoGradGuard {
 };
 bool grad_mode_enabled();
 
+// Anomaly mode (for hunting NaN/Inf): while a guard lives, every op checks its forward result
+// and the engine checks every gradient a backward produces; the first non-finite one throws
+//   [anomaly] forward of 'log' produced NaN/Inf: f32(4, 8)
+//   [anomaly] backward of 'div' produced NaN/Inf in the gradient of input 1: f32(4, 8)
+// It costs a pass over every tensor, so it is off by default (the trainer re-runs a failing
+// step with it to name the op).
+class AnomalyModeGuard {
+ public:
+  AnomalyModeGuard();
+  ~AnomalyModeGuard();
+  AnomalyModeGuard(const AnomalyModeGuard&) = delete;
+  AnomalyModeGuard& operator=(const AnomalyModeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool anomaly_mode_enabled();
+// Whether every element of a floating tensor is finite (other dtypes: true).
+bool all_finite(const Tensor& t);
+
 }  // namespace moegrad::ag

@@ -4,6 +4,7 @@
 #include "layers/activation.h"
 #include "layers/geglu.h"
 #include "layers/init.h"
+#include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/lmoe_experts.h"
 #include "layers/module.h"

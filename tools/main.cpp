@@ -1,5 +1,5 @@
-// The moegrad command-line program. Subcommands arrive with their issues (train, inspect);
-// today: info and layer (tools/layer_command.*).
+// The moegrad command-line program: info, train and inspect (tools/train_command.*), layer
+// (tools/layer_command.*).
 #include <fmt/format.h>
 
 #include <cstring>
@@ -7,6 +7,7 @@
 
 #include "core/build_info.h"
 #include "tools/layer_command.h"
+#include "tools/train_command.h"
 
 namespace {
 
@@ -14,6 +15,9 @@ constexpr const char* kUsage = R"(usage: moegrad <command> [options]
 
 commands:
   info       print this build's configuration (version, CUDA, BLAS, threads)
+  train      train a MoE model on a synthetic task, with checkpoints and metrics
+             (moegrad train --help)
+  inspect    print a checkpoint's configuration, step and parameter table
   layer      run one MoE module on tensors from HDF5 files: outputs, losses, gradients
              (moegrad layer --help)
 
@@ -41,6 +45,8 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "info") return run_info();
   if (command == "layer") return moegrad::tools::run_layer_command(argc - 1, argv + 1);
+  if (command == "train") return moegrad::tools::run_train_command(argc - 1, argv + 1);
+  if (command == "inspect") return moegrad::tools::run_inspect_command(argc - 1, argv + 1);
   fmt::print(stderr, "moegrad: unknown command '{}'\n\n{}", command, kUsage);
   return 2;
 }

@@ -1,0 +1,222 @@
+#include "train/models.h"
+
+#include <cmath>
+#include <optional>
+
+#include "core/error.h"
+
+namespace moegrad::train {
+
+namespace {
+using ag::Variable;
+using core::Tensor;
+
+// hidden_mult with int(dim * mult * 2 / 3) == hidden (st-moe's Expert sizing).
+double hidden_mult_for(std::int64_t dim, std::int64_t hidden) {
+  return (static_cast<double>(hidden) + 0.5) * 3.0 / (2.0 * static_cast<double>(dim));
+}
+
+struct FfOutput {
+  Variable y, aux;
+  double balance = 0.0, z = 0.0;
+  std::optional<nn::moe::RoutingStats> stats;
+};
+
+// One residual feed-forward: MoE of a given kind, or the dense GEGLU baseline.
+class FeedForward : public nn::Module {
+ public:
+  FeedForward(const ModelOptions& o, core::Generator* gen) : o_(o) {
+    const core::TensorOptions f32{};
+    if (o.kind == "st_moe") {
+      nn::st::MoEOptions m;
+      m.expert_hidden_mult = hidden_mult_for(o.dim, o.hidden);
+      m.gating_top_n = o.top_n;
+      m.capacity_factor_train = m.capacity_factor_eval = o.capacity_factor;
+      m.dropless = o.dropless;
+      m.balance_loss_coef = o.balance_loss_coef;
+      m.router_z_loss_coef = o.router_z_loss_coef;
+      st_ = register_module("moe", std::make_shared<nn::st::MoE>(o.dim, o.experts, m, f32, gen));
+      active_ = o.dim * o.experts + o.top_n * (3 * o.dim * o.hidden + 2 * o.hidden + o.dim);
+    } else if (o.kind == "lucidrains" || o.kind == "hierarchical") {
+      nn::lmoe::MoEOptions m;
+      m.hidden_dim = o.hidden;
+      m.capacity_factor_train = m.capacity_factor_eval = o.capacity_factor;
+      m.dropless = o.dropless;
+      m.loss_coef = o.balance_loss_coef;
+      if (o.kind == "lucidrains") {
+        lm_ = register_module("moe", std::make_shared<nn::lmoe::MoE>(o.dim, o.experts, m, f32, gen));
+        active_ = o.dim * o.experts + 2 * 2 * o.dim * o.hidden;
+      } else {
+        const std::int64_t inner = o.experts / o.experts_outer;
+        hm_ = register_module("moe", std::make_shared<nn::lmoe::HeirarchicalMoE>(
+                                         o.dim, std::pair{o.experts_outer, inner}, m, f32, gen));
+        active_ = o.dim * o.experts_outer + 2 * o.dim * inner + 2 * 2 * o.dim * o.hidden;
+      }
+    } else {
+      dense_ = register_module("ff", std::make_shared<nn::st::Expert>(o.dim, hidden_mult_for(o.dim, o.top_n * o.hidden),
+                                                                     true, false, f32, gen));
+      active_ = 3 * o.dim * o.top_n * o.hidden + 2 * o.top_n * o.hidden + o.dim;
+    }
+  }
+
+  FfOutput forward(const Variable& x) {
+    FfOutput out;
+    if (st_) {
+      auto r = st_->forward(x, o_.noise_gates, o_.noise_mult);
+      out = {r.outputs, r.total_aux_loss, scalar(r.balance_loss), scalar(r.router_z_loss), st_->last_routing_stats()};
+    } else if (lm_) {
+      auto r = lm_->forward(x);
+      out = {r.output, r.aux_loss, unweighted(r.aux_loss), 0.0, lm_->last_routing_stats()};
+    } else if (hm_) {
+      auto r = hm_->forward(x);
+      out = {r.output, r.aux_loss, unweighted(r.aux_loss), 0.0, hm_->last_routing_stats()};
+    } else {
+      out.y = dense_->forward(x);
+    }
+    return out;
+  }
+  std::int64_t active() const { return active_; }
+  std::string name() const override { return "FeedForward"; }
+
+ private:
+  static double scalar(const Variable& v) { return core::sum(v.value()).item<double>(); }
+  // lucidrains returns loss * loss_coef only.
+  double unweighted(const Variable& aux) const {
+    return o_.balance_loss_coef != 0.0 ? scalar(aux) / o_.balance_loss_coef : 0.0;
+  }
+  ModelOptions o_;
+  std::shared_ptr<nn::st::MoE> st_;
+  std::shared_ptr<nn::lmoe::MoE> lm_;
+  std::shared_ptr<nn::lmoe::HeirarchicalMoE> hm_;
+  std::shared_ptr<nn::st::Expert> dense_;
+  std::int64_t active_ = 0;
+};
+
+// Pre-norm residual blocks: h = h + ff(RMSNorm(h)).
+class Stack : public nn::Module {
+ public:
+  Stack(const ModelOptions& o, core::Generator* gen) {
+    for (std::int64_t i = 0; i < o.layers; ++i) {
+      auto block = std::make_shared<nn::Module>();
+      norms_.push_back(block->register_module("norm", std::make_shared<nn::RMSNorm>(o.dim)));
+      ffs_.push_back(block->register_module("ff", std::make_shared<FeedForward>(o, gen)));
+      register_module(std::to_string(i), block);
+    }
+  }
+  Variable forward(const Variable& x, ModelOutput& out) {
+    Variable h = x;
+    out.aux_loss = ag::constant(core::zeros({}));
+    for (std::size_t i = 0; i < ffs_.size(); ++i) {
+      FfOutput f = ffs_[i]->forward(norms_[i]->forward(h));
+      h = ag::add(h, f.y);
+      if (f.aux.defined()) out.aux_loss = ag::add(out.aux_loss, ag::sum(f.aux));
+      out.balance_loss += f.balance;
+      out.router_z_loss += f.z;
+      if (f.stats) out.routing.push_back(*f.stats);
+    }
+    return h;
+  }
+  std::int64_t active() const {
+    std::int64_t n = 0;
+    for (const auto& f : ffs_) n += f->active();  // the norms are counted by the caller
+    return n;
+  }
+  std::string name() const override { return "Stack"; }
+
+ private:
+  std::vector<std::shared_ptr<nn::RMSNorm>> norms_;
+  std::vector<std::shared_ptr<FeedForward>> ffs_;
+};
+
+class RegressionModel : public TaskModel {
+ public:
+  RegressionModel(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim, core::Generator* gen) : o_(o) {
+    in_ = register_module("in_proj", std::make_shared<nn::Linear>(in_dim, o.dim, true, core::TensorOptions{}, gen));
+    stack_ = register_module("blocks", std::make_shared<Stack>(o, gen));
+    norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(o.dim));
+    out_ = register_module("head", std::make_shared<nn::Linear>(o.dim, out_dim, true, core::TensorOptions{}, gen));
+  }
+  ModelOutput forward(const Batch& batch) override {
+    ModelOutput out;
+    Variable h = stack_->forward(in_->forward(ag::constant(batch.x)), out);
+    Variable pred = out_->forward(norm_->forward(h));
+    out.loss = ag::mean(ag::square(ag::sub(pred, ag::constant(batch.y))));
+    out.tokens = batch.x.numel() / batch.x.size(-1);
+    return out;
+  }
+  std::int64_t active_parameters() const override {
+    return in_->num_parameters() + out_->num_parameters() + (o_.layers + 1) * o_.dim + stack_->active();
+  }
+  std::string name() const override { return "RegressionModel"; }
+
+ private:
+  ModelOptions o_;
+  std::shared_ptr<nn::Linear> in_, out_;
+  std::shared_ptr<Stack> stack_;
+  std::shared_ptr<nn::RMSNorm> norm_;
+};
+
+class SequenceModel : public TaskModel {
+ public:
+  SequenceModel(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) : o_(o), vocab_(vocab) {
+    embed_ = register_module("embed", std::make_shared<nn::Embedding>(vocab, o.dim, core::TensorOptions{}, gen));
+    stack_ = register_module("blocks", std::make_shared<Stack>(o, gen));
+    norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(o.dim));
+    out_ = register_module("head", std::make_shared<nn::Linear>(o.dim, vocab, true, core::TensorOptions{}, gen));
+  }
+  ModelOutput forward(const Batch& batch) override {
+    ModelOutput out;
+    Variable h = stack_->forward(embed_->forward(batch.x), out);
+    Variable logits = ag::reshape(out_->forward(norm_->forward(h)), {-1, vocab_});  // [b * n, V]
+    const Tensor target = core::reshape(batch.y, {-1, 1});
+    out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
+    const Tensor pred = core::argmax(logits.value(), 1, true);
+    out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
+    out.tokens = batch.x.numel();
+    return out;
+  }
+  std::int64_t active_parameters() const override {
+    return o_.dim + out_->num_parameters() + (o_.layers + 1) * o_.dim + stack_->active();
+  }
+  std::string name() const override { return "SequenceModel"; }
+
+ private:
+  ModelOptions o_;
+  std::int64_t vocab_;
+  std::shared_ptr<nn::Embedding> embed_;
+  std::shared_ptr<Stack> stack_;
+  std::shared_ptr<nn::RMSNorm> norm_;
+  std::shared_ptr<nn::Linear> out_;
+};
+}  // namespace
+
+void check_model_options(const ModelOptions& o) {
+  const char* op = "model";
+  MOEGRAD_CHECK(o.kind == "st_moe" || o.kind == "lucidrains" || o.kind == "hierarchical" || o.kind == "dense", op,
+                "unknown model '{}': expected st_moe, lucidrains, hierarchical or dense", o.kind);
+  MOEGRAD_CHECK(o.dim > 0 && o.hidden > 0 && o.layers > 0, op, "dim, hidden and layers must be > 0, got {}, {}, {}",
+                o.dim, o.hidden, o.layers);
+  MOEGRAD_CHECK(o.experts >= 2, op, "experts must be >= 2, got {}", o.experts);
+  MOEGRAD_CHECK(o.top_n >= 1 && o.top_n <= o.experts, op, "top_n must be in [1, experts = {}], got {}", o.experts,
+                o.top_n);
+  if ((o.kind == "lucidrains" || o.kind == "hierarchical") && o.top_n != 2)
+    fail(op, "{} routes to the top 2 experts; got top_n {}", o.kind, o.top_n);
+  if (o.kind == "hierarchical")
+    MOEGRAD_CHECK(o.experts_outer >= 2 && o.experts % o.experts_outer == 0 && o.experts / o.experts_outer >= 2, op,
+                  "hierarchical needs experts = outer x inner with outer, inner >= 2; got {} experts, outer {}",
+                  o.experts, o.experts_outer);
+  MOEGRAD_CHECK(o.capacity_factor > 0, op, "capacity factor must be > 0, got {}", o.capacity_factor);
+}
+
+std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim,
+                                                 core::Generator* gen) {
+  check_model_options(o);
+  return std::make_shared<RegressionModel>(o, in_dim, out_dim, gen);
+}
+
+std::shared_ptr<TaskModel> make_sequence_model(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) {
+  check_model_options(o);
+  return std::make_shared<SequenceModel>(o, vocab, gen);
+}
+
+}  // namespace moegrad::train

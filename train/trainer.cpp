@@ -1,0 +1,274 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/build_info.h"
+#include "core/error.h"
+
+namespace moegrad::train {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<DataSource> make_data(const TrainConfig& c, Split split) {
+  if (c.task == "sequence")
+    return std::make_unique<PermutedCopy>(
+        PermutedCopyOptions{.vocab = c.vocab, .batch = c.batch_size, .seq = c.seq_len, .seed = c.seed, .split = split});
+  return std::make_unique<ClusteredRegression>(ClusteredRegressionOptions{.dim = c.input_dim,
+                                                                          .clusters = c.clusters,
+                                                                          .batch = c.batch_size,
+                                                                          .seq = c.seq_len,
+                                                                          .seed = c.seed,
+                                                                          .split = split});
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, optim::NamedParameters params) {
+  if (c.optimizer == "sgd") return std::make_unique<optim::SGD>(std::move(params), c.lr, c.momentum, 0.0, c.weight_decay);
+  if (c.optimizer == "adam")
+    return std::make_unique<optim::Adam>(std::move(params), c.lr, std::pair{0.9, 0.999}, 1e-8, c.weight_decay);
+  return std::make_unique<optim::AdamW>(std::move(params), c.lr, std::pair{0.9, 0.999}, 1e-8, c.weight_decay);
+}
+
+json::Value routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
+  json::Value out = json::Value::array();
+  for (const auto& s : layers) {
+    json::Value tokens = json::Value::array();
+    for (auto t : s.tokens_per_expert) tokens.push_back(t);
+    out.push_back(json::Value::object()
+                      .set("tokens_per_expert", tokens)
+                      .set("dropped_fraction", s.dropped_fraction)
+                      .set("dead_experts", s.dead_experts)
+                      .set("max_load_over_mean", s.max_load_over_mean));
+  }
+  return out;
+}
+
+double value_of(const ag::Variable& v) { return core::sum(v.value()).item<double>(); }
+}  // namespace
+
+Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)), log_(log), gen_(config_.seed) {
+  if (!log_) {
+    null_log_.reset(std::fopen("/dev/null", "w"));
+    MOEGRAD_CHECK(null_log_ != nullptr, "train", "cannot open /dev/null");
+    log_ = null_log_.get();
+  }
+  config_.validate();
+  if (config_.device != "cpu")
+    fail("train", "--device {} is not supported yet: the CUDA kernels arrive with the CUDA backend", config_.device);
+  data_ = make_data(config_, Split::train);
+  eval_data_ = make_data(config_, Split::eval);
+  if (config_.task == "sequence")
+    model_ = make_sequence_model(config_.model, config_.vocab, &gen_);
+  else
+    model_ = make_regression_model(config_.model, config_.input_dim, config_.input_dim, &gen_);
+  optimizer_ = make_optimizer(config_, model_->named_parameters());
+  schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
+  if (!config_.ckpt_dir.empty()) ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+}
+
+Trainer::~Trainer() = default;
+
+Checkpoint Trainer::checkpoint(std::int64_t step) const {
+  Checkpoint ck;
+  ck.model = model_->state_dict();
+  ck.optimizer = optimizer_->state_dict();
+  ck.step = step;
+  ck.cursor["train"] = data_->cursor();
+  ck.rng["model"] = RngState::of(gen_);
+  ck.config_json = json::dump(config_.to_json());
+  ck.attributes["identity_json"] = json::dump(config_.identity());
+  ck.attributes["moegrad_version"] = core::build_info().version;
+  return ck;
+}
+
+void Trainer::restore(const std::string& path) {
+  Checkpoint ck = load_checkpoint(path);
+  auto it = ck.attributes.find("identity_json");
+  if (it != ck.attributes.end() && json::parse(it->second) != config_.identity())
+    fail("train", "checkpoint '{}' was written by another model or task: {} vs this run's {}", path, it->second,
+         json::dump(config_.identity()));
+  try {
+    model_->load_state_dict(ck.model);
+    optimizer_->load_state_dict(ck.optimizer);
+  } catch (const Error& e) {
+    fail("train", "checkpoint '{}' does not fit this model: {}", path, e.what());
+  }
+  MOEGRAD_CHECK(ck.cursor.count("train") && ck.rng.count("model"), "train", "checkpoint '{}' has no data cursor or generator state",
+                path);
+  data_->seek(ck.cursor.at("train"));
+  ck.rng.at("model").restore(gen_);
+  step_ = ck.step;
+}
+
+std::pair<double, double> Trainer::evaluate() {
+  ag::NoGradGuard no_grad;
+  model_->eval();
+  // Evaluation must not disturb training: its draws come from a copy of the generator.
+  const RngState saved = RngState::of(gen_);
+  double loss = 0, acc = 0;
+  eval_data_->seek(0);
+  try {
+    for (std::int64_t i = 0; i < config_.eval_batches; ++i) {
+      ModelOutput out = model_->forward(eval_data_->next());
+      loss += value_of(out.loss);
+      acc += out.accuracy;
+    }
+  } catch (const Error&) {
+    // With --skip-nonfinite a model with NaN parameters evaluates to NaN instead of stopping.
+    saved.restore(gen_);
+    model_->train();
+    if (!config_.skip_nonfinite) throw;
+    return {NAN, NAN};
+  }
+  saved.restore(gen_);
+  model_->train();
+  const double n = static_cast<double>(config_.eval_batches);
+  return {loss / n, config_.task == "sequence" ? acc / n : -1.0};
+}
+
+std::string Trainer::nonfinite_origin(const Batch& batch) {
+  // Re-run the step's forward and backward with every op checked, from the same generator state.
+  ag::AnomalyModeGuard anomaly;
+  try {
+    ModelOutput out = model_->forward(batch);
+    ag::add(out.loss, out.aux_loss).backward();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no op produced NaN/Inf when the step was re-run (the non-finite value came from the parameters)";
+}
+
+double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& record) {
+  optimizer_->set_lr(schedule_->lr_at(step));
+  double loss = 0, aux = 0, balance = 0, z = 0, acc = 0;
+  std::int64_t tokens = 0;
+  std::vector<nn::moe::RoutingStats> routing;
+  const RngState before = RngState::of(gen_);
+  for (std::int64_t micro = 0; micro < config_.grad_accum; ++micro) {
+    const std::int64_t cursor = data_->cursor();
+    Batch batch = data_->next();
+    ModelOutput out;
+    double l = NAN;
+    bool finite = false;
+    std::string failure;  // an error the forward raised (e.g. a gate refusing NaN logits)
+    try {
+      out = model_->forward(batch);
+      ag::Variable total = ag::add(out.loss, out.aux_loss);
+      if (config_.grad_accum > 1) total = ag::div(total, static_cast<double>(config_.grad_accum));
+      l = value_of(out.loss);
+      finite = std::isfinite(l);
+      if (finite) total.backward();
+      for (const auto& [name, p] : optimizer_->named_parameters()) finite = finite && ag::all_finite(p.grad());
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    if (!finite) {
+      // Re-run the micro-batch from the same generator state with every op checked.
+      optimizer_->zero_grad();
+      const RngState now = RngState::of(gen_);
+      before.restore(gen_);
+      data_->seek(cursor);
+      const std::string origin = nonfinite_origin(data_->next());
+      now.restore(gen_);
+      optimizer_->zero_grad();
+      if (!failure.empty() && origin.rfind("[anomaly]", 0) != 0) throw Error(failure);  // not a NaN problem
+      if (!config_.skip_nonfinite)
+        fail("train", "step {}: the loss or a gradient is NaN/Inf; first op: {} (--skip-nonfinite skips such steps)",
+             step + 1, origin);
+      report.loss = NAN;
+      record.set("skipped_nonfinite", origin);
+      return NAN;
+    }
+    loss += l;
+    aux += value_of(out.aux_loss);
+    balance += out.balance_loss;
+    z += out.router_z_loss;
+    acc += out.accuracy;
+    tokens += out.tokens;
+    routing = out.routing;
+  }
+  double grad_norm = config_.clip > 0 ? optim::clip_grad_norm(optimizer_->named_parameters(), config_.clip) : -1.0;
+  optimizer_->step();
+  optimizer_->zero_grad();
+  const double n = static_cast<double>(config_.grad_accum);
+  report = {step + 1, config_.steps, loss / n, aux / n, balance / n, z / n, optimizer_->lr(), 0, 0, 0,
+            config_.task == "sequence" ? acc / n : -1.0};
+  record.set("loss", report.loss).set("aux_loss", report.aux_loss).set("balance_loss", report.balance_loss);
+  record.set("router_z_loss", report.router_z_loss).set("lr", report.lr).set("tokens", tokens);
+  if (grad_norm >= 0) record.set("grad_norm", grad_norm);
+  if (report.accuracy >= 0) record.set("accuracy", report.accuracy);
+  record.set("layers", routing_json(routing));
+  return report.loss;
+}
+
+TrainResult Trainer::run() {
+  const auto t0 = Clock::now();
+  TrainResult result;
+  fmt::print(log_, "moegrad train: {}\n", json::dump(config_.to_json()));
+  fmt::print(log_, "model: {} parameters, {} active per token; data: {}\n", model_->num_parameters(),
+             model_->active_parameters(), data_->describe());
+  // Resume.
+  std::string from;
+  if (config_.resume == "auto") {
+    if (ckpt_dir_) from = ckpt_dir_->latest().value_or("");
+  } else if (config_.resume != "none") {
+    from = config_.resume;
+  }
+  if (!from.empty()) {
+    restore(from);
+    result.resumed_from = from;
+    fmt::print(log_, "resumed from {} at step {}\n", from, step_);
+  }
+  result.start_step = step_;
+  MetricsFile metrics;
+  if (!config_.metrics.empty()) metrics = MetricsFile(config_.metrics, /*append=*/!from.empty());
+  const bool interactive = config_.progress && isatty(fileno(log_));
+  Progress progress(log_, interactive, config_.log_every);
+  const std::int64_t end = config_.stop_at > 0 ? config_.stop_at : config_.steps;
+  auto save = [&](std::int64_t step) {
+    if (!ckpt_dir_) return;
+    result.last_checkpoint = ckpt_dir_->save(checkpoint(step));
+    progress.message(fmt::format("checkpoint {}", result.last_checkpoint));
+  };
+
+  double ms_avg = 0;
+  while (step_ < end) {
+    const auto s0 = Clock::now();
+    StepReport report;
+    json::Value record = json::Value::object().set("step", step_ + 1);
+    result.last_loss = train_step(step_, report, record);
+    ++step_;
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - s0).count();
+    ms_avg = ms_avg == 0 ? ms : 0.9 * ms_avg + 0.1 * ms;
+    const double tokens = static_cast<double>(config_.batch_size * config_.seq_len * config_.grad_accum);
+    report.ms_per_step = ms_avg;
+    report.tokens_per_s = tokens / (ms_avg / 1000.0);
+    report.eta_s = static_cast<double>(end - step_) * ms_avg / 1000.0;
+    progress.update(report);
+    // The final evaluation is at --steps, not at --stop-at, so a stopped run logs what the
+    // uninterrupted one logs.
+    const bool eval_now = step_ == config_.steps || (config_.eval_every > 0 && step_ % config_.eval_every == 0);
+    if (eval_now) {
+      auto [el, ea] = evaluate();
+      result.eval_loss = el;
+      result.eval_accuracy = ea;
+      record.set("eval_loss", el);
+      if (ea >= 0) record.set("eval_accuracy", ea);
+      progress.message(ea >= 0 ? fmt::format("eval at step {}: loss {:.5f}, accuracy {:.3f}", step_, el, ea)
+                               : fmt::format("eval at step {}: loss {:.5f}", step_, el));
+    }
+    record.set("ms_per_step", ms);
+    if (metrics.is_open() && (step_ % config_.log_every == 0 || step_ == config_.steps || eval_now)) metrics.write(record);
+    if (step_ % config_.ckpt_every == 0 || step_ == end) save(step_);
+  }
+  progress.finish();
+  result.end_step = step_;
+  result.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return result;
+}
+
+}  // namespace moegrad::train

@@ -1,0 +1,128 @@
+// Adam and AdamW: validation like PyTorch's constructors, and the fused update with the bias
+// corrections computed as torch 1.13 computes them (in double, on the host, per step).
+#include "optim/adam.h"
+
+#include <cmath>
+
+#include "core/ops.h"
+#include "optim/fused_cpu.h"
+#include "optim/update_math.h"
+
+namespace moegrad::optim {
+
+namespace {
+
+struct AdamConfig {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, maximize, decoupled;
+};
+
+template <class Options> const Options& validated(const char* op, const Options& o) {
+  MOEGRAD_CHECK(o.eps >= 0, op, "invalid eps {}: must be >= 0", o.eps);
+  MOEGRAD_CHECK(o.betas.first >= 0 && o.betas.first < 1, op, "invalid beta1 {}: must be in [0, 1)", o.betas.first);
+  MOEGRAD_CHECK(o.betas.second >= 0 && o.betas.second < 1, op, "invalid beta2 {}: must be in [0, 1)",
+                o.betas.second);
+  MOEGRAD_CHECK(o.weight_decay >= 0, op, "invalid weight_decay {}: must be >= 0", o.weight_decay);
+  return o;
+}
+
+template <class Options> std::vector<std::string> adam_slots(const Options& o) {
+  if (o.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  return {"exp_avg", "exp_avg_sq"};
+}
+
+template <class Options> Hyperparameters adam_hyper(const char* name, double lr, const Options& o) {
+  return {name,
+          {{"lr", lr},
+           {"beta1", o.betas.first},
+           {"beta2", o.betas.second},
+           {"eps", o.eps},
+           {"weight_decay", o.weight_decay},
+           {"amsgrad", o.amsgrad},
+           {"maximize", o.maximize}}};
+}
+
+void adam_update(const char* op, const AdamConfig& c, const core::Tensor& param, const core::Tensor& grad,
+                 std::int64_t step, std::vector<core::Tensor>& slots) {
+  // torch: step = step_t.item(); bias_correction = 1 - beta ** step (Python floats)
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1 - std::pow(c.beta1, t);
+  const double bias_correction2 = 1 - std::pow(c.beta2, t);
+  const double step_size = c.lr / bias_correction1;
+  core::visit_floating(param.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    math::AdamStep<T> f;
+    f.beta1 = static_cast<T>(c.beta1);
+    f.one_minus_beta1 = static_cast<T>(1 - c.beta1);
+    f.beta2 = static_cast<T>(c.beta2);
+    f.one_minus_beta2 = static_cast<T>(1 - c.beta2);
+    f.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+    f.eps = static_cast<T>(c.eps);
+    f.neg_step_size = static_cast<T>(-step_size);
+    f.weight_decay = static_cast<T>(c.weight_decay);
+    f.decay_factor = static_cast<T>(1 - c.lr * c.weight_decay);
+    f.l2 = !c.decoupled && c.weight_decay != 0;
+    f.decoupled = c.decoupled;
+    f.maximize = c.maximize;
+    const std::int64_t n = param.numel();
+    if (c.amsgrad)
+      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), slots[0].data<T>(), slots[1].data<T>(),
+                            slots[2].data<T>());
+    else
+      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), slots[0].data<T>(), slots[1].data<T>());
+  });
+}
+
+}  // namespace
+
+// ---- Adam --------------------------------------------------------------------------------------
+
+Adam::Adam(NamedParameters params, const AdamOptions& options)
+    : Optimizer("Adam", std::move(params), options.lr), options_(validated("Adam", options)) {
+  init_slots(adam_slots(options_));
+}
+
+Adam::Adam(NamedParameters params, double lr, std::pair<double, double> betas, double eps, double weight_decay,
+           bool amsgrad)
+    : Adam(std::move(params), AdamOptions{lr, betas, eps, weight_decay, amsgrad, false}) {}
+
+AdamOptions Adam::options() const {
+  AdamOptions o = options_;
+  o.lr = lr();
+  return o;
+}
+
+Hyperparameters Adam::hyperparameters() const { return adam_hyper("Adam", lr(), options_); }
+
+void Adam::update(const core::Tensor& param, const core::Tensor& grad, ParamState& state) {
+  const AdamConfig c{lr(), options_.betas.first, options_.betas.second, options_.eps, options_.weight_decay,
+                     options_.amsgrad, options_.maximize, false};
+  adam_update("Adam", c, param, grad, state.step, state.slots);
+}
+
+// ---- AdamW -------------------------------------------------------------------------------------
+
+AdamW::AdamW(NamedParameters params, const AdamWOptions& options)
+    : Optimizer("AdamW", std::move(params), options.lr), options_(validated("AdamW", options)) {
+  init_slots(adam_slots(options_));
+}
+
+AdamW::AdamW(NamedParameters params, double lr, std::pair<double, double> betas, double eps,
+             double weight_decay, bool amsgrad)
+    : AdamW(std::move(params), AdamWOptions{lr, betas, eps, weight_decay, amsgrad, false}) {}
+
+AdamWOptions AdamW::options() const {
+  AdamWOptions o = options_;
+  o.lr = lr();
+  return o;
+}
+
+Hyperparameters AdamW::hyperparameters() const { return adam_hyper("AdamW", lr(), options_); }
+
+void AdamW::update(const core::Tensor& param, const core::Tensor& grad, ParamState& state) {
+  const AdamConfig c{lr(), options_.betas.first, options_.betas.second, options_.eps, options_.weight_decay,
+                     options_.amsgrad, options_.maximize, true};
+  adam_update("AdamW", c, param, grad, state.step, state.slots);
+}
+
+}  // namespace moegrad::optim

@@ -1,0 +1,27 @@
+// Gradient clipping, in place on the parameters' .grad, like torch.nn.utils.clip_grad_norm_ and
+// clip_grad_value_. Parameters without a gradient are ignored. A gradient that is not
+// contiguous is first replaced by a contiguous copy.
+#pragma once
+#include <vector>
+
+#include "optim/optimizer.h"
+
+namespace moegrad::optim {
+
+// The norm of all gradients together, as if concatenated: (sum_i ||g_i||_p^p)^(1/p), or
+// max_i max|g_i| for norm_type = +inf. When it exceeds max_norm, every gradient is multiplied
+// by coef = max_norm / (total + 1e-6) (coef clamped to at most 1, as PyTorch computes it).
+// Returns the total norm before clipping (0 when no parameter has a gradient).
+// A non-finite total throws "[clip_grad_norm] total norm is nan" when error_if_nonfinite;
+// otherwise the gradients are scaled by the non-finite coefficient, like PyTorch.
+// max_norm >= 0; norm_type > 0 (or +inf).
+double clip_grad_norm(const NamedParameters& params, double max_norm, double norm_type = 2.0,
+                      bool error_if_nonfinite = false);
+double clip_grad_norm(const std::vector<ag::Variable>& params, double max_norm,
+                      double norm_type = 2.0, bool error_if_nonfinite = false);
+
+// Clamps every gradient element to [-clip_value, clip_value] (clip_value >= 0; NaN stays NaN).
+void clip_grad_value(const NamedParameters& params, double clip_value);
+void clip_grad_value(const std::vector<ag::Variable>& params, double clip_value);
+
+}  // namespace moegrad::optim

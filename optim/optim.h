@@ -1,0 +1,7 @@
+// The whole optim floor: SGD, Adam, AdamW, gradient clipping and learning-rate schedules.
+#pragma once
+#include "optim/adam.h"
+#include "optim/clip.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+#include "optim/sgd.h"

@@ -1,6 +1,9 @@
 // Checkpoint files: the layout of checkpoint.h on top of train/hdf5, and a folder with rotation.
 #include "train/checkpoint.h"
 
+#include <csignal>
+#include <cstdlib>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -137,6 +140,12 @@ void write_checkpoint(h5::File& f, const Checkpoint& ck) {
   for (const auto& [name, value] : ck.attributes) f.set_attribute(name, value);
 
   h5::write_state_dict(f, "/model", ck.model, sum);
+  // Fault injection for the crash test (tests/tools/check_train_cli.py): the process is killed
+  // halfway through writing the checkpoint of this step, as a power cut or the OOM killer would.
+  if (const char* kill_at = std::getenv("MOEGRAD_FAULT_KILL_IN_CHECKPOINT"); kill_at && std::to_string(ck.step) == kill_at) {
+    f.flush();
+    std::raise(SIGKILL);
+  }
   h5::write_state_dict(f, "/optimizer", ck.optimizer, sum);
   f.create_group("/train");
   // 0-d int64 from the exact value (scalar_tensor would go through a double).

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `moegrad train` and `moegrad inspect` (h5py + numpy only):
+exact resume through the CLI, a SIGKILL in the middle of a checkpoint write, a corrupted
+checkpoint, the metrics file, the checkpoint layout as h5py sees it, and flag errors.
+
+usage: check_train_cli.py MOEGRAD_BIN WORK_DIR
+"""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+BIN, WORK = sys.argv[1], sys.argv[2]
+SMALL = ["--dim", "8", "--hidden", "8", "--experts", "4", "--input-dim", "6", "--clusters", "3",
+         "--batch-size", "4", "--seq-len", "6", "--steps", "8", "--warmup", "2", "--eval-every", "4",
+         "--eval-batches", "1", "--log-every", "1", "--ckpt-every", "2", "--keep-last", "0",
+         "--noise-gates", "--seed", "3"]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def run(args, env=None, expect=0):
+    e = dict(os.environ, **(env or {}))
+    p = subprocess.run([BIN] + args, capture_output=True, text=True, env=e)
+    if expect is not None and p.returncode != expect:
+        failures.append(f"{' '.join(args)}: exit {p.returncode}, expected {expect}\n{p.stderr}")
+        print("FAIL:", failures[-1])
+    return p
+
+
+def fresh(name):
+    d = os.path.join(WORK, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def model_of(path):
+    with h5py.File(path, "r") as f:
+        return {k: f["model"][k][()] for k in f["model"]}
+
+
+def digest(folder):
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as fh:
+            h.update(name.encode() + fh.read())
+    return h.hexdigest()
+
+
+# 1. An uninterrupted run: checkpoints, metrics, progress lines (not a terminal).
+a = fresh("full")
+p = run(["train"] + SMALL + ["--ckpt-dir", f"{a}/ckpt", "--metrics", f"{a}/m.jsonl"])
+check("moegrad train: {" in p.stderr, "start-up prints the resolved configuration")
+check("step 8/8" in p.stderr and "eval at step 8" in p.stderr, "plain progress lines and the final evaluation")
+check(sorted(os.listdir(f"{a}/ckpt")) == [f"step-00000000{s}.h5" for s in (2, 4, 6, 8)], "a checkpoint every 2 steps")
+records = [json.loads(line) for line in open(f"{a}/m.jsonl")]
+check([r["step"] for r in records] == list(range(1, 9)), "one metrics record per logged step")
+for key in ("loss", "aux_loss", "balance_loss", "router_z_loss", "lr", "grad_norm", "layers", "ms_per_step"):
+    check(all(key in r for r in records), f"metrics have '{key}'")
+check(all(len(r["layers"][0]["tokens_per_expert"]) == 4 for r in records), "per-layer tokens per expert")
+check("dropped_fraction" in records[0]["layers"][0] and "dead_experts" in records[0]["layers"][0], "routing stats")
+check("eval_loss" in records[3] and "eval_loss" in records[7], "eval every 4 steps")
+
+# 2. The checkpoint layout as the README documents it.
+with h5py.File(f"{a}/ckpt/step-000000008.h5", "r") as f:
+    check(f.attrs["format"] == "moegrad-checkpoint" and int(f.attrs["format_version"]) == 1, "format attributes")
+    check(int(f.attrs["complete"]) == 1, "complete attribute")
+    check(json.loads(f.attrs["config_json"])["experts"] == 4, "config_json")
+    check("blocks.0.ff.moe.experts.experts.3.net.0.weight" in f["model"], "PyTorch-style keys under /model")
+    check(f["model"]["blocks.0.ff.moe.experts.experts.3.net.0.weight"].shape == (16, 8), "per-expert shapes")
+    check(f["model"]["in_proj.weight"].fletcher32, "datasets carry a checksum")
+    check(int(f["train"]["step"][()]) == 8 and int(f["train"]["cursor"]["train"][()]) == 8, "step and cursor")
+    check("in_proj.weight" in f["optimizer"] and "exp_avg" in f["optimizer"]["in_proj.weight"], "optimizer state by name")
+    check(f["rng"]["model"].shape == (2,), "generator state")
+
+# 3. `moegrad inspect`.
+p = run(["inspect", f"{a}/ckpt/step-000000008.h5"])
+check("step 8" in p.stdout and "in_proj.weight" in p.stdout, "inspect prints step and parameters")
+
+# 4. --stop-at then --resume auto equals the uninterrupted run, bit for bit.
+b = fresh("stopped")
+run(["train"] + SMALL + ["--ckpt-dir", f"{b}/ckpt", "--stop-at", "3"])
+p = run(["train"] + SMALL + ["--ckpt-dir", f"{b}/ckpt"])
+check("resumed from" in p.stderr and "at step 3" in p.stderr, "resume auto picks the stop checkpoint")
+full, resumed = model_of(f"{a}/ckpt/step-000000008.h5"), model_of(f"{b}/ckpt/step-000000008.h5")
+check(full.keys() == resumed.keys() and all(np.array_equal(full[k], resumed[k]) for k in full), "stop + resume == uninterrupted")
+
+# 5. SIGKILL in the middle of writing step 6's checkpoint: step 4 survives and the run resumes from it.
+c = fresh("killed")
+p = run(["train"] + SMALL + ["--ckpt-dir", f"{c}/ckpt"], env={"MOEGRAD_FAULT_KILL_IN_CHECKPOINT": "6"}, expect=None)
+check(p.returncode == -signal.SIGKILL, f"the run was killed (exit {p.returncode})")
+names = sorted(os.listdir(f"{c}/ckpt"))
+check("step-000000004.h5" in names and "step-000000006.h5" not in names, f"the interrupted write left no step 6: {names}")
+check(any(n.startswith(".step-000000006.h5.tmp-") for n in names), "the interrupted write left its temporary file")
+before = model_of(f"{c}/ckpt/step-000000004.h5")
+check(all(np.array_equal(before[k], model_of(f"{a}/ckpt/step-000000004.h5")[k]) for k in before), "step 4 intact")
+p = run(["train"] + SMALL + ["--ckpt-dir", f"{c}/ckpt"])
+check("step-000000004.h5 at step 4" in p.stderr, "resume auto continues from the last complete checkpoint")
+check(not any(".tmp-" in n for n in os.listdir(f"{c}/ckpt")), "stale temporary removed at start-up")
+resumed = model_of(f"{c}/ckpt/step-000000008.h5")
+check(all(np.array_equal(full[k], resumed[k]) for k in full), "killed + resumed == uninterrupted")
+
+# 6. A corrupted checkpoint stops the run with one line, and no checkpoint changes.
+d = fresh("corrupt")
+shutil.copytree(f"{a}/ckpt", f"{d}/ckpt")
+target = f"{d}/ckpt/step-000000008.h5"
+with h5py.File(target, "r") as f:
+    info = f["model"]["in_proj.weight"].id.get_chunk_info(0)
+with open(target, "r+b") as fh:
+    fh.seek(info.byte_offset + 8)
+    fh.write(b"\xde\xad\xbe\xef")
+state = digest(f"{d}/ckpt")
+p = run(["train"] + SMALL + ["--ckpt-dir", f"{d}/ckpt", "--resume", target], expect=1)
+last = p.stderr.strip().splitlines()[-1]
+check(last.startswith("moegrad train: ") and "checksum mismatch" in last and "step-000000008.h5" in last,
+      f"one line naming the file and the checksum: {last}")
+check(digest(f"{d}/ckpt") == state, "a failed resume touches no checkpoint")
+with open(f"{d}/not.h5", "w") as fh:
+    fh.write("hello")
+p = run(["inspect", f"{d}/not.h5"], expect=1)
+check("not an HDF5 file" in p.stderr, "inspect names a non-HDF5 file")
+
+# 7. Flag errors.
+p = run(["train", "--lr", "-1"], expect=1)
+check("--lr must be > 0, got -1" in p.stderr, "bad value names the flag")
+p = run(["train", "--bogus"], expect=2)
+check("unknown option '--bogus'" in p.stderr, "unknown flag")
+p = run(["train", "--steps", "many"], expect=2)
+check("--steps needs an integer, got 'many'" in p.stderr, "non-numeric value")
+p = run(["train", "--model", "sparse"], expect=1)
+check("unknown model 'sparse'" in p.stderr, "unknown model")
+run(["train", "--help"])
+
+if failures:
+    print(f"{len(failures)} check(s) failed")
+    sys.exit(1)
+print("all train CLI checks passed")

@@ -24,21 +24,21 @@ task and model
   --task T               clustered-regression (default) or sequence (permuted copy of tokens)
   --model M              st_moe (default), lucidrains, hierarchical, or dense (the baseline:
                          GEGLU feed-forwards with the active parameters of top_n experts)
-  --experts N            experts per MoE layer (default 8; hierarchical: outer x inner)
+  --experts N            experts per MoE layer (default 16; hierarchical: outer x inner)
   --experts-outer N      hierarchical: outer experts (default 2)
   --top-n K              experts per token (st_moe; lucidrains/hierarchical are top-2)
   --capacity-factor F    expert capacity factor, train and eval (default 1.25)
   --dropless             no capacity: no token is dropped
-  --dim D, --hidden H    model width and each expert's hidden width (default 32, 64)
+  --dim D, --hidden H    model width and each expert's hidden width (default 32, 32)
   --layers L             MoE layers (default 1)
   --noise-gates, --noise-mult X   gumbel gate noise (st_moe)
   --balance-loss-coef X, --router-z-loss-coef X   aux loss weights (default 1e-2, 1e-3)
-  --input-dim N, --clusters N     clustered-regression sizes (default 16, 8)
+  --input-dim N, --clusters N     clustered-regression sizes (default 16, 16)
   --vocab N              sequence vocabulary (default 64)
   --seq-len N, --batch-size N     tokens per sequence and sequences per batch (default 16, 32)
 
 optimisation
-  --steps N              optimizer steps (default 300)
+  --steps N              optimizer steps (default 1000)
   --optimizer O          adamw (default), adam or sgd;  --lr X (default 3e-3), --weight-decay X,
                          --momentum X (sgd)
   --warmup N             linear warmup steps, then cosine decay to --min-lr (default 20, 0)
@@ -49,13 +49,13 @@ optimisation
   --device cpu|cuda      default cpu (cuda arrives with the CUDA backend)
 
 evaluation, logging and checkpoints
-  --eval-every N, --eval-batches N   evaluate every N steps on N fixed batches (default 100, 4)
+  --eval-every N, --eval-batches N   evaluate every N steps on N fixed batches (default 200, 4)
   --log-every N          log (and write metrics) every N steps (default 10)
   --no-progress          plain log lines even on a terminal
   --metrics FILE         append one JSON object per logged step: losses, lr, grad norm,
                          per-layer tokens per expert, dropped fraction, dead experts
   --ckpt-dir DIR         write checkpoints DIR/step-<step>.h5 (HDF5, atomic)
-  --ckpt-every N         every N steps, and at the end (default 100)
+  --ckpt-every N         every N steps, and at the end (default 250)
   --keep-last N          keep the newest N checkpoints (default 3; 0 = all)
   --resume auto|PATH|none   auto (default): the newest complete checkpoint in --ckpt-dir
   --stop-at STEP         end the run after STEP with a checkpoint, as an interruption would;

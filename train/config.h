@@ -11,16 +11,20 @@
 namespace moegrad::train {
 
 struct TrainConfig {
+  TrainConfig() {  // the default run: 16 small experts on 16 clusters (scripts/demo)
+    model.experts = 16;
+    model.hidden = 32;
+  }
   // task and model
   std::string task = "clustered-regression";  // or "sequence"
   ModelOptions model;                          // --model, --experts, --top-n, ...
   std::int64_t input_dim = 16;                 // regression input/output width
-  std::int64_t clusters = 8;                   // regression clusters
+  std::int64_t clusters = 16;                  // regression clusters
   std::int64_t vocab = 64;                     // sequence vocabulary
   std::int64_t seq_len = 16;
   std::int64_t batch_size = 32;
   // optimisation
-  std::int64_t steps = 300;
+  std::int64_t steps = 1000;
   std::string optimizer = "adamw";  // sgd, adam, adamw
   double lr = 3e-3;
   double weight_decay = 0.0;
@@ -33,13 +37,13 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   std::string device = "cpu";
   // evaluation, logging, checkpoints
-  std::int64_t eval_every = 100;    // 0 = only at the end
+  std::int64_t eval_every = 200;    // 0 = only at the end
   std::int64_t eval_batches = 4;
   std::int64_t log_every = 10;
   bool progress = true;             // redraw one line on a terminal
   std::string metrics;              // JSONL path; "" = none
   std::string ckpt_dir;             // "" = no checkpoints
-  std::int64_t ckpt_every = 100;
+  std::int64_t ckpt_every = 250;
   std::int64_t keep_last = 3;
   std::string resume = "auto";      // auto, none, or a checkpoint path
   std::int64_t stop_at = 0;         // > 0: end after this step with a checkpoint

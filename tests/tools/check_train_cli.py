@@ -141,7 +141,13 @@ p = run(["train", "--steps", "many"], expect=2)
 check("--steps needs an integer, got 'many'" in p.stderr, "non-numeric value")
 p = run(["train", "--model", "sparse"], expect=1)
 check("unknown model 'sparse'" in p.stderr, "unknown model")
-run(["train", "--help"])
+help_text = run(["train", "--help"]).stdout
+# Every configuration key is documented in --help (the start-up line prints them all).
+start = run(["train", "--steps", "1", "--warmup", "0", "--no-progress", "--resume", "none"]).stderr
+config = json.loads(start.splitlines()[0].split("moegrad train: ", 1)[1])
+for key, value in config.items():
+    flag = "--" + key.replace("_", "-")
+    check(flag in help_text or (isinstance(value, bool) and "--no-" + flag[2:] in help_text), f"--help documents {flag}")
 
 if failures:
     print(f"{len(failures)} check(s) failed")

@@ -62,7 +62,7 @@ class FeedForward : public nn::Module {
   FfOutput forward(const Variable& x) {
     FfOutput out;
     if (st_) {
-      auto r = st_->forward(x, o_.noise_gates, o_.noise_mult);
+      auto r = st_->forward(x, o_.noise_gates && is_training(), o_.noise_mult);  // no noise when evaluating
       out = {r.outputs, r.total_aux_loss, scalar(r.balance_loss), scalar(r.router_z_loss), st_->last_routing_stats()};
     } else if (lm_) {
       auto r = lm_->forward(x);

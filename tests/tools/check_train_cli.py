@@ -132,7 +132,19 @@ with open(f"{d}/not.h5", "w") as fh:
 p = run(["inspect", f"{d}/not.h5"], expect=1)
 check("not an HDF5 file" in p.stderr, "inspect names a non-HDF5 file")
 
-# 7. Flag errors.
+# 7. --config FILE.json, with command-line flags taking precedence.
+cfg = os.path.join(WORK, "config.json")
+with open(cfg, "w") as fh:
+    json.dump({"steps": 2, "experts": 4, "hidden": 8, "dim": 8, "lr": 0.01, "warmup": 0}, fh)
+p = run(["train", "--config", cfg, "--lr", "0.02", "--no-progress", "--resume", "none"])
+resolved = json.loads(p.stderr.splitlines()[0].split("moegrad train: ", 1)[1])
+check(resolved["steps"] == 2 and resolved["experts"] == 4 and resolved["lr"] == 0.02, f"config file + flags: {resolved}")
+with open(cfg, "w") as fh:
+    json.dump({"stepz": 2}, fh)
+p = run(["train", "--config", cfg], expect=1)
+check("unknown key 'stepz'" in p.stderr, "unknown key in the config file")
+
+# 8. Flag errors.
 p = run(["train", "--lr", "-1"], expect=1)
 check("--lr must be > 0, got -1" in p.stderr, "bad value names the flag")
 p = run(["train", "--bogus"], expect=2)

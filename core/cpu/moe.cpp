@@ -12,12 +12,16 @@
 
 namespace moegrad::core::cpu {
 
-bool check_rows(const char* op, const Tensor& row, std::int64_t num_rows, bool require_distinct) {
+namespace {
+
+// check_rows' pass, keeping its bitset: bit r of the result is set iff some (t, j) targets row r.
+std::vector<std::uint64_t> scan_rows(const char* op, const Tensor& row, std::int64_t num_rows,
+                                     bool require_distinct, bool& distinct) {
   const std::int64_t* p = row.data<std::int64_t>();
   const std::int64_t n = row.numel();
   // One bit per target row: a serial pass over T * k indices, cheap next to the T * k * d work.
   std::vector<std::uint64_t> seen(static_cast<std::size_t>((num_rows + 63) / 64), 0);
-  bool distinct = true;
+  distinct = true;
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t r = p[i];
     if (r < -1 || r >= num_rows) fail(op, "row index {} out of range [-1, {})", r, num_rows);
@@ -30,30 +34,48 @@ bool check_rows(const char* op, const Tensor& row, std::int64_t num_rows, bool r
     }
     word |= bit;
   }
+  return seen;
+}
+
+}  // namespace
+
+bool check_rows(const char* op, const Tensor& row, std::int64_t num_rows, bool require_distinct) {
+  bool distinct = true;
+  scan_rows(op, row, num_rows, require_distinct, distinct);
   return distinct;
 }
 
 void dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale, const Tensor& out) {
-  check_rows("dispatch_rows", row, out.size(0), /*require_distinct=*/true);
-  const std::int64_t n = x.size(0), d = x.size(1), k = row.size(1);
-  if (n == 0 || k == 0 || d == 0) return;
+  bool distinct = true;
+  const std::vector<std::uint64_t> seen =
+      scan_rows("dispatch_rows", row, out.size(0), /*require_distinct=*/true, distinct);
+  const std::int64_t n = x.size(0), d = x.size(1), k = row.size(1), R = out.size(0);
+  if (R == 0 || d == 0) return;
   const std::int64_t* rp = row.data<std::int64_t>();
   visit_floating(x.dtype(), "dispatch_rows", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* xp = x.data<T>();
     const T* sp = scale.data<T>();
     T* op = out.data<T>();
-    const int nthreads = threads_for(n * k * d);
-#pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
-    for (std::int64_t t = 0; t < n; ++t) {
-      const T* xr = xp + t * d;
-      for (std::int64_t j = 0; j < k; ++j) {
-        const std::int64_t r = rp[t * k + j];
-        if (r < 0) continue;
-        const T s = sp[t * k + j];
-        T* o = op + r * d;
+    // out is not pre-filled: only rows no (t, j) targets are zeroed (none in a compact buffer),
+    // the rest are written once by the scatter. One parallel region, two loops.
+    const int nthreads = threads_for(std::max(n * k, R) * d);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+#pragma omp for schedule(static) nowait
+      for (std::int64_t r = 0; r < R; ++r)
+        if (!(seen[static_cast<std::size_t>(r / 64)] >> (r % 64) & 1)) std::fill(op + r * d, op + (r + 1) * d, T(0));
+#pragma omp for schedule(static)
+      for (std::int64_t t = 0; t < n; ++t) {
+        const T* xr = xp + t * d;
+        for (std::int64_t j = 0; j < k; ++j) {
+          const std::int64_t r = rp[t * k + j];
+          if (r < 0) continue;
+          const T s = sp[t * k + j];
+          T* o = op + r * d;
 #pragma omp simd
-        for (std::int64_t c = 0; c < d; ++c) o[c] = xr[c] * s;
+          for (std::int64_t c = 0; c < d; ++c) o[c] = xr[c] * s;
+        }
       }
     }
   });
@@ -73,15 +95,22 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
 #pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
     for (std::int64_t t = 0; t < n; ++t) {
       T* o = op + t * d;
-      std::fill(o, o + d, T(0));
+      bool first = true;  // the first routed choice writes o, the rest accumulate: one pass less
       for (std::int64_t j = 0; j < k; ++j) {  // ascending j: a fixed summation order
         const std::int64_t r = rp[t * k + j];
         if (r < 0) continue;
         const T w = wp[t * k + j];
         const T* yr = yp + r * d;
+        if (first) {
 #pragma omp simd
-        for (std::int64_t c = 0; c < d; ++c) o[c] += w * yr[c];
+          for (std::int64_t c = 0; c < d; ++c) o[c] = w * yr[c];
+          first = false;
+        } else {
+#pragma omp simd
+          for (std::int64_t c = 0; c < d; ++c) o[c] += w * yr[c];
+        }
       }
+      if (first) std::fill(o, o + d, T(0));  // no routed choice
     }
   });
 }

@@ -14,7 +14,8 @@ namespace moegrad::core::cpu {
 // appears twice". Returns whether the non-negative values are pairwise distinct.
 bool check_rows(const char* op, const Tensor& row, std::int64_t num_rows, bool require_distinct);
 
-// x [T, d], row [T, k], scale [T, k]; out [R, d] zero-filled: out[row[t,j]] = x[t] * scale[t,j].
+// x [T, d], row [T, k], scale [T, k]; out [R, d] (written whole, need not be initialised):
+// out[row[t,j]] = x[t] * scale[t,j], and 0 in the rows no (t, j) targets.
 void dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale, const Tensor& out);
 // y [R, d], row [T, k], weight [T, k]; out [T, d] (written whole).
 void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, const Tensor& out);

@@ -77,7 +77,7 @@ Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
   check_row(op, row, x.size(0), "x rows");
   check_like_row(op, scale, "scale", row);
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
-  Tensor out = zeros({num_rows, x.size(1)}, {dt, dev});
+  Tensor out = empty({num_rows, x.size(1)}, {dt, dev});  // the kernel zeroes untargeted rows
   cpu::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
   return out;
 }

@@ -65,7 +65,7 @@ struct LeakyRelu {
 };
 struct Gelu {  // x * Phi(x), Phi the standard normal CDF
   template <class T> MOEGRAD_HD T operator()(T x) const {
-    return T(0.5) * x * (T(1) + std::erf(x * T(kSqrt1_2)));
+    return T(0.5) * x * (T(1) + fast_erf(x * T(kSqrt1_2)));
   }
 };
 struct GeluTanh {
@@ -91,7 +91,7 @@ struct IsFinite {
 // ---- derivatives: f(gy, x) = gy * dy/dx ----------------------------------------------------
 struct GeluBackward {
   template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
-    const T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
+    const T cdf = T(0.5) * (T(1) + fast_erf(x * T(kSqrt1_2)));
     const T pdf = T(kInvSqrt2Pi) * fast_exp(T(-0.5) * x * x);
     return gy * (cdf + x * pdf);
   }

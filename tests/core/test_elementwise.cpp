@@ -130,3 +130,18 @@ TEST_CASE("elementwise: errors name the op, dtypes and shapes") {
   CHECK_THROWS_WITH_AS(logical_and(a, a), Contains("[logical_and] needs bool tensors"), Error);
   CHECK_THROWS_WITH_AS(clamp(a, 1, 0), Contains("[clamp] lo 1 > hi 0"), Error);
 }
+
+TEST_CASE("elementwise: the vectorisable f32 erf behind GELU is within 5e-7 of erf") {
+  double worst = 0.0;
+  for (float x = -6.0f; x <= 6.0f; x += 1.0f / 4096.0f)
+    worst = std::max(worst, std::fabs(double(math::erf_f32(x)) - std::erf(double(x))));
+  CHECK(worst < 5e-7);
+  CHECK(std::isnan(math::erf_f32(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(math::erf_f32(std::numeric_limits<float>::infinity()) == 1.0f);
+  CHECK(math::erf_f32(-std::numeric_limits<float>::infinity()) == -1.0f);
+  CHECK(math::erf_f32(0.0f) == 0.0f);
+  // gelu in f32 against the f64 definition.
+  const Tensor x = mul(arange(-4000.0, 4000.0, 1.0, {DType::f32}), 1e-3);
+  const Tensor exact = gelu(to_dtype(x, DType::f64));
+  CHECK(amax(abs(sub(to_dtype(gelu(x), DType::f64), exact))).item<double>() < 1e-6);
+}

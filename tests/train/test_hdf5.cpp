@@ -14,6 +14,7 @@
 #include "core/ops.h"
 #include "layers/st_expert.h"
 #include "train/hdf5.h"
+#include "tests/temp_dir.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -28,26 +29,7 @@ using moegrad::Error;
 namespace {
 
 // A fresh directory per use, removed afterwards (pid-qualified: ctest runs cases in parallel).
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("moegrad-h5-{}-{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
+using moegrad::test::TempDir;
 
 template <class T> void check_same(const Tensor& got, const Tensor& want, DType dtype) {
   CHECK(got.dtype() == dtype);

@@ -12,6 +12,7 @@
 
 #include "core/ops.h"
 #include "train/hdf5.h"
+#include "tests/temp_dir.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -23,20 +24,7 @@ using moegrad::Error;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("moegrad-h5sum-{}-{}", ::getpid(), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using moegrad::test::TempDir;
 
 // XORs one byte of a file in place.
 void flip_byte(const std::string& path, std::uint64_t offset) {

@@ -61,10 +61,7 @@ Tensor first_choice_density(const Routing& r, DType dtype, bool after_capacity) 
 }
 
 void check_finite(const char* op, const Tensor& t, const char* what) {
-  const Tensor ok = core::to_device(core::isfinite(t), core::Device::cpu());
-  const Tensor c = core::contiguous(ok);
-  const bool* p = c.data<bool>();
-  if (!std::all_of(p, p + c.numel(), [](bool v) { return v; })) fail(op, "{} contains NaN or Inf", what);
+  if (!ag::all_finite(t)) fail(op, "{} contains NaN or Inf", what);
 }
 
 }  // namespace moegrad::nn::moe

@@ -140,10 +140,11 @@ RowMap padded_rows(const Routing& r) {
   return m;
 }
 
-Tensor row_experts(const RowMap& m) {
-  const std::int64_t X = m.offsets.numel() - 1;
-  Tensor out = core::empty({m.num_rows}, {DType::i64});
-  const std::int64_t* off = m.offsets.data<std::int64_t>();
+Tensor row_experts(const Tensor& offsets) {
+  const Tensor offs = core::contiguous(core::to_device(offsets, core::Device::cpu()));
+  const std::int64_t X = offs.numel() - 1;
+  const std::int64_t* off = offs.data<std::int64_t>();
+  Tensor out = core::empty({off[X]}, {DType::i64});
   std::int64_t* o = out.data<std::int64_t>();
   for (std::int64_t x = 0; x < X; ++x) std::fill(o + off[x], o + off[x + 1], x);
   return out;

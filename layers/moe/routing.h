@@ -70,8 +70,8 @@ RowMap compact_rows(const Routing& r);
 // The padded buffer of the originals, [E, G, capacity] flattened (outer must be 1): row =
 // (e * G + g) * capacity + slot.
 RowMap padded_rows(const Routing& r);
-// i64 [num_rows]: the flat expert of each row of a compact buffer.
-Tensor row_experts(const RowMap& m);
+// i64 [offsets[X]]: the expert x that owns each row of a buffer laid out by offsets i64 [X + 1].
+Tensor row_experts(const Tensor& offsets);
 
 // The dense tensors of the seed API, [G * n, E, capacity] (callers reshape): combine holds the
 // weight of each kept choice at its (expert, slot), differentiable in weights [G * n, k].

@@ -1,6 +1,7 @@
 #include "layers/moe/st_experts.h"
 
 #include "layers/check.h"
+#include "layers/moe/routing.h"
 #include "layers/st_expert.h"
 
 namespace moegrad::nn::st {
@@ -40,15 +41,8 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   MOEGRAD_CHECK(offsets.numel() == num_experts_ + 1, op, "offsets must have num_experts + 1 = {} entries, got {}",
                 num_experts_ + 1, core::describe(offsets));
   // Per-row expert ids pick each row's biases (index_select's gradient sums them back per expert).
-  Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
-  Tensor row_expert = core::empty({rows.size(0)}, {core::DType::i64});
-  {
-    const std::int64_t* o = off.data<std::int64_t>();
-    std::int64_t* r = row_expert.data<std::int64_t>();
-    for (std::int64_t e = 0; e < num_experts_; ++e)
-      for (std::int64_t i = o[e]; i < o[e + 1]; ++i) r[i] = e;
-  }
-  row_expert = core::to_device(row_expert, rows.value().device());
+  const Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
+  const Tensor row_expert = core::to_device(moe::row_experts(off), rows.value().device());
   Variable h = ag::add(ag::grouped_matmul(rows, w_in, off, true), ag::index_select(parameter("b_in"), 0, row_expert));
   const auto halves = ag::chunk(h, 2, -1);  // GEGLU: value, gate
   Variable act = ag::mul(ag::mul(ag::gelu(halves[1]), halves[0]), ag::index_select(parameter("mult_bias"), 0, row_expert));

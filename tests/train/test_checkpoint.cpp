@@ -19,7 +19,7 @@
 #include "layers/sequential.h"
 #include "train/checkpoint.h"
 #include "train/hdf5.h"
-#include "tests/temp_dir.h"
+#include "tests/test_files.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -34,6 +34,8 @@ using moegrad::Error;
 namespace {
 
 using moegrad::test::TempDir;
+using moegrad::test::flip_byte;
+using moegrad::test::have_h5py;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -42,18 +44,7 @@ std::string read_bytes(const std::string& path) {
   return ss.str();
 }
 
-void flip_byte(const std::string& path, std::uint64_t offset) {
-  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-  REQUIRE(io);
-  io.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  io.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5A);
-  io.seekp(static_cast<std::streamoff>(offset));
-  io.write(&c, 1);
-}
 
-bool have_h5py() { return std::system("/usr/bin/python3 -c 'import h5py' > /dev/null 2>&1") == 0; }
 
 // A model with dotted keys: net.0.weight [8, 4], net.0.bias, net.1.weight [2, 8], net.1.bias.
 std::shared_ptr<nn::Module> make_model(std::uint64_t seed) {

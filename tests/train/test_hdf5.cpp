@@ -14,7 +14,7 @@
 #include "core/ops.h"
 #include "layers/st_expert.h"
 #include "train/hdf5.h"
-#include "tests/temp_dir.h"
+#include "tests/test_files.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -30,6 +30,7 @@ namespace {
 
 // A fresh directory per use, removed afterwards (pid-qualified: ctest runs cases in parallel).
 using moegrad::test::TempDir;
+using moegrad::test::have_h5py;
 
 template <class T> void check_same(const Tensor& got, const Tensor& want, DType dtype) {
   CHECK(got.dtype() == dtype);
@@ -49,7 +50,6 @@ bool have_command(const std::string& cmd) {
   return std::system(fmt::format("command -v {} > /dev/null 2>&1", cmd).c_str()) == 0;
 }
 
-bool have_h5py() { return std::system("/usr/bin/python3 -c 'import h5py' > /dev/null 2>&1") == 0; }
 
 }  // namespace
 

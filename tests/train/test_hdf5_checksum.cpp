@@ -12,7 +12,7 @@
 
 #include "core/ops.h"
 #include "train/hdf5.h"
-#include "tests/temp_dir.h"
+#include "tests/test_files.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -25,20 +25,10 @@ using moegrad::Error;
 namespace {
 
 using moegrad::test::TempDir;
+using moegrad::test::flip_byte;
+using moegrad::test::have_h5py;
 
-// XORs one byte of a file in place.
-void flip_byte(const std::string& path, std::uint64_t offset) {
-  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-  REQUIRE(io);
-  io.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  io.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5A);
-  io.seekp(static_cast<std::streamoff>(offset));
-  io.write(&c, 1);
-}
 
-bool have_h5py() { return std::system("/usr/bin/python3 -c 'import h5py' > /dev/null 2>&1") == 0; }
 
 }  // namespace
 

@@ -1,11 +1,15 @@
-// A fresh folder under the system's temporary directory for one test, removed with its
-// contents when the test ends.
+// Files for tests: a fresh temporary folder per test, damaging a file on purpose, and whether
+// Debian's h5py is there for the layout checks.
 #pragma once
+#include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -37,5 +41,19 @@ struct TempDir {
     return out;
   }
 };
+
+// XORs one byte of a file in place.
+inline void flip_byte(const std::string& path, std::uint64_t offset) {
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(io);
+  io.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  io.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  io.seekp(static_cast<std::streamoff>(offset));
+  io.write(&c, 1);
+}
+
+inline bool have_h5py() { return std::system("/usr/bin/python3 -c 'import h5py' > /dev/null 2>&1") == 0; }
 
 }  // namespace moegrad::test

@@ -7,5 +7,6 @@
 #include "core/ops/moe.h"
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
+#include "core/memory.h"
 #include "core/rng.h"
 #include "core/tensor.h"

@@ -1,4 +1,4 @@
-// rand / uniform / randn / gumbel on the CPU from Philox4x32-10. The mapping from (seed,
+// rand / uniform / randn / gumbel from Philox4x32-10, on the CPU or the GPU (core/cuda/rng.cu). The mapping from (seed,
 // offset) to values is documented in core/philox.h; every element is a pure function of
 // (seed, block index, lane), so results do not depend on the thread count.
 #include "core/rng.h"
@@ -12,7 +12,9 @@
 
 #include "core/cpu/loops.h"
 #include "core/ops/dispatch.h"
+#include "core/cuda/rng.h"
 #include "core/philox.h"
+#include "core/rng_math.h"
 
 namespace moegrad::core {
 namespace {
@@ -29,48 +31,45 @@ std::uint64_t blocks_for(Dist dist, DType dtype, std::int64_t n) {
 // out[i] = f(U_i) for i in [0, n), U_i drawn from block `first` on: f32 element i = lane i%4
 // of block first + i/4; f64 element i = lanes 2(i%2), 2(i%2)+1 of block first + i/2.
 template <class T, class F>
-void fill_uniform_like(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first, F f) {
-  constexpr std::int64_t per = std::is_same_v<T, float> ? 4 : 2;
+void fill_uniform_cpu(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first, F f) {
+  constexpr std::int64_t per = math::uniforms_per_block<T>;
   const std::int64_t nblocks = (n + per - 1) / per;
 #pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
   for (std::int64_t bi = 0; bi < nblocks; ++bi) {
     const PhiloxBlock blk = Philox4x32::block(seed, first + static_cast<std::uint64_t>(bi));
     const std::int64_t base = bi * per;
     const std::int64_t cnt = std::min<std::int64_t>(per, n - base);
-    for (std::int64_t j = 0; j < cnt; ++j) {
-      T u;
-      if constexpr (std::is_same_v<T, float>)
-        u = philox_uniform_f32(blk.v[j]);
-      else
-        u = philox_uniform_f64(blk.v[2 * j], blk.v[2 * j + 1]);
-      out[base + j] = f(u);
-    }
+    for (std::int64_t j = 0; j < cnt; ++j) out[base + j] = f(math::block_uniform<T>(blk, static_cast<int>(j)));
   }
 }
 
 template <class T>
-void fill_normal(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first) {
-  constexpr T two_pi = T(2) * std::numbers::pi_v<T>;
+void fill_normal_cpu(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first) {
 #pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const PhiloxBlock blk = Philox4x32::block(seed, first + static_cast<std::uint64_t>(i));
-    T u1, u2;
-    if constexpr (std::is_same_v<T, float>) {
-      u1 = 1.0f - philox_uniform_f32(blk.v[0]);
-      u2 = philox_uniform_f32(blk.v[1]);
-    } else {
-      u1 = 1.0 - philox_uniform_f64(blk.v[0], blk.v[1]);
-      u2 = philox_uniform_f64(blk.v[2], blk.v[3]);
-    }
-    out[i] = std::sqrt(T(-2) * std::log(u1)) * std::cos(two_pi * u2);
-  }
+  for (std::int64_t i = 0; i < n; ++i)
+    out[i] = math::block_normal<T>(Philox4x32::block(seed, first + static_cast<std::uint64_t>(i)));
+}
+
+// The device's fill for a contiguous output.
+template <class T, class F>
+void fill_uniform(const Tensor& out, std::uint64_t seed, std::uint64_t first, F f) {
+  if (out.device().is_cuda())
+    cuda::fill_uniform(out.data<T>(), out.numel(), seed, first, f, out.device().index);
+  else
+    fill_uniform_cpu(out.data<T>(), out.numel(), seed, first, f);
+}
+template <class T>
+void fill_normal(const Tensor& out, std::uint64_t seed, std::uint64_t first) {
+  if (out.device().is_cuda())
+    cuda::fill_normal(out.data<T>(), out.numel(), seed, first, out.device().index);
+  else
+    fill_normal_cpu(out.data<T>(), out.numel(), seed, first);
 }
 
 Generator& pick(Generator* gen) { return gen ? *gen : default_generator(); }
 
 Tensor make(const char* op, const Shape& shape, TensorOptions opt) {
   MOEGRAD_CHECK(is_floating(opt.dtype), op, "needs f32 or f64, got {}", dtype_name(opt.dtype));
-  require_cpu(op, opt.device);
   return empty(shape, opt);
 }
 
@@ -84,9 +83,9 @@ Tensor draw_uniform(const char* op, const Shape& shape, TensorOptions opt, Gener
   const std::uint64_t first = g.advance(blocks_for(Dist::uniform, opt.dtype, n));
   if (n == 0) return out;
   if (opt.dtype == DType::f32)
-    fill_uniform_like(out.data<float>(), n, g.seed(), first, make_f(TypeTag<float>{}));
+    fill_uniform<float>(out, g.seed(), first, make_f(TypeTag<float>{}));
   else
-    fill_uniform_like(out.data<double>(), n, g.seed(), first, make_f(TypeTag<double>{}));
+    fill_uniform<double>(out, g.seed(), first, make_f(TypeTag<double>{}));
   return out;
 }
 
@@ -100,10 +99,7 @@ Generator& default_generator() {
 void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 
 Tensor rand(const Shape& shape, TensorOptions opt, Generator* gen) {
-  return draw_uniform("rand", shape, opt, gen, [](auto tag) {
-    using T = typename decltype(tag)::type;
-    return [](T u) { return u; };
-  });
+  return draw_uniform("rand", shape, opt, gen, [](auto) { return math::UniformUnit{}; });
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opt, Generator* gen) {
@@ -113,21 +109,12 @@ Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opt, Gene
     using T = typename decltype(tag)::type;
     const T l = static_cast<T>(lo), h = static_cast<T>(hi), w = h - l;
     const T below = l < h ? std::nextafter(h, l) : l;  // largest value < hi (rounding guard)
-    return [l, w, h, below](T u) {
-      const T v = l + w * u;
-      return v < h ? v : below;
-    };
+    return math::UniformRange<T>{l, w, h, below};
   });
 }
 
 Tensor gumbel(const Shape& shape, TensorOptions opt, Generator* gen) {
-  return draw_uniform("gumbel", shape, opt, gen, [](auto tag) {
-    using T = typename decltype(tag)::type;
-    return [](T u) {
-      const T tiny = static_cast<T>(1e-20);
-      return -std::log(std::max(-std::log(std::max(u, tiny)), tiny));
-    };
-  });
+  return draw_uniform("gumbel", shape, opt, gen, [](auto) { return math::GumbelFromUniform{}; });
 }
 
 Tensor randn(const Shape& shape, TensorOptions opt, Generator* gen) {
@@ -137,9 +124,9 @@ Tensor randn(const Shape& shape, TensorOptions opt, Generator* gen) {
   const std::uint64_t first = g.advance(blocks_for(Dist::normal, opt.dtype, n));
   if (n == 0) return out;
   if (opt.dtype == DType::f32)
-    fill_normal(out.data<float>(), n, g.seed(), first);
+    fill_normal<float>(out, g.seed(), first);
   else
-    fill_normal(out.data<double>(), n, g.seed(), first);
+    fill_normal<double>(out, g.seed(), first);
   return out;
 }
 

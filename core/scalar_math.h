@@ -1,4 +1,4 @@
-// Scalar math written once, shared by the CPU loops and (later) the CUDA kernels.
+// Scalar math written once, shared by the CPU loops and the CUDA kernels.
 // Each functor is the whole definition of an elementwise op or its derivative.
 #pragma once
 #include <cmath>
@@ -36,9 +36,27 @@ struct Eq { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { retu
 struct Ne { template <class T> MOEGRAD_HD bool operator()(T a, T b) const { return a != b; } };
 struct LogicalAnd { MOEGRAD_HD bool operator()(bool a, bool b) const { return a && b; } };
 struct LogicalOr { MOEGRAD_HD bool operator()(bool a, bool b) const { return a || b; } };
+// In-place updates: add_ with alpha, mul_ by a scalar.
+struct AddScaled {
+  double alpha;
+  template <class T> MOEGRAD_HD T operator()(T d, T v) const { return d + T(alpha) * v; }
+};
+struct Scale {
+  double factor;
+  template <class T> MOEGRAD_HD T operator()(T d) const { return d * T(factor); }
+};
+
+// ---- selection, conversion, constants --------------------------------------------------------
+struct Select { template <class T> MOEGRAD_HD T operator()(bool c, T a, T b) const { return c ? a : b; } };
+template <class D> struct Cast { template <class S> MOEGRAD_HD D operator()(S v) const { return static_cast<D>(v); } };
+template <class T> struct Constant {
+  T value;
+  MOEGRAD_HD T operator()() const { return value; }
+};
 
 // ---- unary ------------------------------------------------------------------------------
 struct Neg { template <class T> MOEGRAD_HD T operator()(T x) const { return -x; } };
+struct LogicalNot { MOEGRAD_HD bool operator()(bool x) const { return !x; } };
 struct Exp { template <class T> MOEGRAD_HD T operator()(T x) const { return fast_exp(x); } };
 struct Log { template <class T> MOEGRAD_HD T operator()(T x) const { return std::log(x); } };
 struct Sqrt { template <class T> MOEGRAD_HD T operator()(T x) const { return std::sqrt(x); } };

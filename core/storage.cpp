@@ -11,7 +11,7 @@ Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(d
 
 Storage::~Storage() {
   if (device_.is_cuda())
-    cuda::device_free(data_, device_.index);
+    cuda::device_free(data_, nbytes_, device_.index);
   else
     cpu::deallocate(data_, nbytes_);
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <unordered_set>
 
 namespace moegrad::nn {
@@ -200,6 +201,41 @@ std::int64_t Module::num_parameters() const {
   std::int64_t n = 0;
   for (const auto& v : parameters()) n += v.numel();
   return n;
+}
+
+// ---- devices -------------------------------------------------------------------------------
+
+Module& Module::to(core::Device device) {
+  ag::NoGradGuard no_grad;
+  std::unordered_set<const void*> moved;  // tied parameters move once
+  std::function<void(Module&)> walk = [&](Module& m) {
+    for (auto& [n, v] : m.params_) {
+      if (!moved.insert(v.impl().get()).second) continue;
+      ag::VariableImpl& impl = *v.impl();
+      impl.value = core::to_device(impl.value, device);
+      if (impl.grad.defined()) impl.grad = core::to_device(impl.grad, device);
+    }
+    for (auto& b : m.buffers_) b.value = core::to_device(b.value, device);
+    for (auto& [n, c] : m.children_) walk(*c);
+  };
+  walk(*this);
+  return *this;
+}
+
+core::Device Module::device() const {
+  std::optional<std::pair<core::Device, std::string>> first;
+  auto see = [&](const core::Tensor& t, const std::string& name) {
+    if (!first) {
+      first.emplace(t.device(), name);
+      return;
+    }
+    const std::string op = this->name();
+    MOEGRAD_CHECK(t.device() == first->first, op.c_str(), "tensors on several devices: {} ({}) and {} ({})",
+                  first->first.str(), first->second, t.device().str(), name);
+  };
+  for (const auto& [n, v] : named_parameters()) see(v.value(), n);
+  for (const auto& [n, b] : named_buffers()) see(b, n);
+  return first ? first->first : core::Device::cpu();
 }
 
 // ---- modes and gradients -------------------------------------------------------------------

@@ -63,6 +63,23 @@ class Module {
   void apply(const std::function<void(Module&)>& fn);
   std::int64_t num_parameters() const;  // total elements of parameters()
 
+  // ---- devices -------------------------------------------------------------------------------
+  // Moves every parameter and buffer of this module and its descendants to `device` (a copy;
+  // tensors already there are left as they are), like PyTorch's module.to(device):
+  // - parameters keep their names, requires_grad and identity: each Variable is updated in
+  //   place, so handles from named_parameters() (an optimizer's, tied parameters) stay valid
+  //   and see the moved value; a defined gradient moves with its parameter;
+  // - buffers keep their names and persistence; their new tensors replace the old ones;
+  // - Tensor handles taken earlier (parameter(name).value(), state_dict() entries) and graphs
+  //   recorded earlier keep the old storage: move a module before running it, not halfway
+  //   through a forward/backward. Storage shared between two different entries is not shared
+  //   after the move.
+  // Returns *this.
+  Module& to(core::Device device);
+  // The device of the parameters and buffers (cpu for a module without any). Throws
+  // "[<name>] tensors on several devices: cpu (weight) and cuda:0 (bias)" when they differ.
+  core::Device device() const;
+
   // ---- modes and gradients ------------------------------------------------------------------
   virtual void train(bool on = true);  // this module and every descendant
   void eval() { train(false); }

@@ -5,8 +5,7 @@
 #include <cmath>
 
 #include "core/ops.h"
-#include "optim/fused_cpu.h"
-#include "optim/update_math.h"
+#include "core/ops/fused_update.h"
 
 namespace moegrad::optim {
 
@@ -42,35 +41,28 @@ template <class Options> Hyperparameters adam_hyper(const char* name, double lr,
            {"maximize", o.maximize}}};
 }
 
-void adam_update(const char* op, const AdamConfig& c, const core::Tensor& param, const core::Tensor& grad,
-                 std::int64_t step, std::vector<core::Tensor>& slots) {
-  // torch: step = step_t.item(); bias_correction = 1 - beta ** step (Python floats)
+void adam_update(const AdamConfig& c, const core::Tensor& param, const core::Tensor& grad, std::int64_t step,
+                 std::vector<core::Tensor>& slots) {
+  // torch: step = step_t.item(); bias_correction = 1 - beta ** step (Python floats). The
+  // coefficients stay double here; core::adam_update_ casts them to the parameter's dtype once.
   const double t = static_cast<double>(step);
   const double bias_correction1 = 1 - std::pow(c.beta1, t);
   const double bias_correction2 = 1 - std::pow(c.beta2, t);
   const double step_size = c.lr / bias_correction1;
-  core::visit_floating(param.dtype(), op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    math::AdamStep<T> f;
-    f.beta1 = static_cast<T>(c.beta1);
-    f.one_minus_beta1 = static_cast<T>(1 - c.beta1);
-    f.beta2 = static_cast<T>(c.beta2);
-    f.one_minus_beta2 = static_cast<T>(1 - c.beta2);
-    f.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-    f.eps = static_cast<T>(c.eps);
-    f.neg_step_size = static_cast<T>(-step_size);
-    f.weight_decay = static_cast<T>(c.weight_decay);
-    f.decay_factor = static_cast<T>(1 - c.lr * c.weight_decay);
-    f.l2 = !c.decoupled && c.weight_decay != 0;
-    f.decoupled = c.decoupled;
-    f.maximize = c.maximize;
-    const std::int64_t n = param.numel();
-    if (c.amsgrad)
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), slots[0].data<T>(), slots[1].data<T>(),
-                            slots[2].data<T>());
-    else
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), slots[0].data<T>(), slots[1].data<T>());
-  });
+  core::optim_math::AdamStep<double> f;
+  f.beta1 = c.beta1;
+  f.one_minus_beta1 = 1 - c.beta1;
+  f.beta2 = c.beta2;
+  f.one_minus_beta2 = 1 - c.beta2;
+  f.bias_correction2_sqrt = std::sqrt(bias_correction2);
+  f.eps = c.eps;
+  f.neg_step_size = -step_size;
+  f.weight_decay = c.weight_decay;
+  f.decay_factor = 1 - c.lr * c.weight_decay;
+  f.l2 = !c.decoupled && c.weight_decay != 0;
+  f.decoupled = c.decoupled;
+  f.maximize = c.maximize;
+  core::adam_update_(param, grad, slots[0], slots[1], c.amsgrad ? slots[2] : core::Tensor{}, f);
 }
 
 }  // namespace
@@ -97,7 +89,7 @@ Hyperparameters Adam::hyperparameters() const { return adam_hyper("Adam", lr(), 
 void Adam::update(const core::Tensor& param, const core::Tensor& grad, ParamState& state) {
   const AdamConfig c{lr(), options_.betas.first, options_.betas.second, options_.eps, options_.weight_decay,
                      options_.amsgrad, options_.maximize, false};
-  adam_update("Adam", c, param, grad, state.step, state.slots);
+  adam_update(c, param, grad, state.step, state.slots);
 }
 
 // ---- AdamW -------------------------------------------------------------------------------------
@@ -122,7 +114,7 @@ Hyperparameters AdamW::hyperparameters() const { return adam_hyper("AdamW", lr()
 void AdamW::update(const core::Tensor& param, const core::Tensor& grad, ParamState& state) {
   const AdamConfig c{lr(), options_.betas.first, options_.betas.second, options_.eps, options_.weight_decay,
                      options_.amsgrad, options_.maximize, true};
-  adam_update("AdamW", c, param, grad, state.step, state.slots);
+  adam_update(c, param, grad, state.step, state.slots);
 }
 
 }  // namespace moegrad::optim

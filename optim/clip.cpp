@@ -6,23 +6,20 @@
 #include <limits>
 
 #include "core/ops.h"
-#include "optim/fused_cpu.h"
-#include "optim/update_math.h"
+#include "core/ops/fused_update.h"
 
 namespace moegrad::optim {
 
 namespace {
 
 // The defined gradients, each made contiguous in place (a non-contiguous one is replaced by
-// a contiguous copy), on CPU.
+// a contiguous copy), on whatever device they live.
 std::vector<core::Tensor> grads_of(const char* op, const std::vector<ag::Variable>& params) {
   std::vector<core::Tensor> out;
   for (const ag::Variable& v : params) {
     if (!v.defined() || !v.grad().defined()) continue;
     if (!v.grad().is_contiguous()) v.set_grad(core::clone(v.grad()));
     const core::Tensor& g = v.grad();
-    MOEGRAD_CHECK(g.device().is_cpu(), op, "gradient on {}: no kernel for that device in this build",
-                  g.device().str());
     MOEGRAD_CHECK(core::is_floating(g.dtype()), op, "gradient {} is not floating", core::describe(g));
     out.push_back(g);
   }
@@ -46,11 +43,24 @@ double clip_grad_norm(const std::vector<ag::Variable>& params, double max_norm, 
   const std::vector<core::Tensor> grads = grads_of(op, params);
   if (grads.empty()) return 0.0;
 
-  // Per-tensor norms in the gradient's dtype (as torch.norm gives them), combined in double.
+  // Per-tensor norms in the gradient's dtype (as torch.norm gives them), combined in double
+  // on the host. The norms are computed on the gradients' device and read back in one copy
+  // when they share a device (one synchronisation per call, not one per parameter).
   const bool inf = std::isinf(norm_type);
-  double total = 0;
+  std::vector<core::Tensor> norms;
+  bool one_device = true;
   for (const core::Tensor& g : grads) {
-    const double n = core::norm(g, norm_type).item<double>();
+    norms.push_back(core::to_dtype(core::norm(g, norm_type), core::DType::f64));  // exact for f32
+    one_device = one_device && g.device() == grads.front().device();
+  }
+  std::vector<double> values;
+  if (one_device) {
+    values = core::stack(norms, 0).to_vector<double>();
+  } else {
+    for (const core::Tensor& n : norms) values.push_back(n.item<double>());
+  }
+  double total = 0;
+  for (const double n : values) {
     if (inf) {
       total = (n > total || std::isnan(n)) ? n : total;
     } else {
@@ -63,12 +73,7 @@ double clip_grad_norm(const std::vector<ag::Variable>& params, double max_norm, 
 
   const double coef = max_norm / (total + 1e-6);
   if (coef >= 1.0) return total;  // clamped to 1: nothing to scale (a NaN coef does scale, like torch)
-  for (const core::Tensor& g : grads) {
-    core::visit_floating(g.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      cpu::for_each_element(g.numel(), math::Scale<T>{static_cast<T>(coef)}, g.data<T>());
-    });
-  }
+  for (const core::Tensor& g : grads) core::grad_scale_(g, coef);  // on the gradient's device
   return total;
 }
 
@@ -79,13 +84,7 @@ double clip_grad_norm(const NamedParameters& params, double max_norm, double nor
 void clip_grad_value(const std::vector<ag::Variable>& params, double clip_value) {
   const char* op = "clip_grad_value";
   MOEGRAD_CHECK(clip_value >= 0, op, "invalid clip_value {}: must be >= 0", clip_value);
-  for (const core::Tensor& g : grads_of(op, params)) {
-    core::visit_floating(g.dtype(), op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T c = static_cast<T>(clip_value);
-      cpu::for_each_element(g.numel(), math::ClampValue<T>{-c, c}, g.data<T>());
-    });
-  }
+  for (const core::Tensor& g : grads_of(op, params)) core::grad_clamp_(g, -clip_value, clip_value);
 }
 
 void clip_grad_value(const NamedParameters& params, double clip_value) {

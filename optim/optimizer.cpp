@@ -105,9 +105,6 @@ void Optimizer::step() {
     if (!grad.defined()) continue;
     const Tensor& p = var.value();
     MOEGRAD_CHECK(p.is_contiguous(), op, "parameter '{}' ({}) is not contiguous", pname, core::describe(p));
-    MOEGRAD_CHECK(p.device().is_cpu(), op,
-                  "parameter '{}' is on {}: the fused update has no kernel for that device in this build",
-                  pname, p.device().str());
     MOEGRAD_CHECK(grad.dtype() == p.dtype() && grad.shape() == p.shape() && grad.device() == p.device(), op,
                   "gradient {} of parameter '{}' does not match the parameter {}", core::describe(grad), pname,
                   core::describe(p));
@@ -120,6 +117,10 @@ void Optimizer::step() {
   }
   for (std::size_t k = 0; k < todo.size(); ++k) {
     ParamState& st = state_[todo[k]];
+    // The state follows its parameter: a module moved with Module::to after the optimizer was
+    // built takes its state along on the next step.
+    const core::Device device = params_[todo[k]].second.device();
+    for (Tensor& s : st.slots) s = core::to_device(s, device);
     ++st.step;
     update(params_[todo[k]].second.value(), grads[k], st);
   }
@@ -197,8 +198,12 @@ void Optimizer::load_state_dict(const nn::StateDict& in) {
 
   for (std::size_t i = 0; i < params_.size(); ++i) {
     state_[i].step = steps[i];
-    for (std::size_t s = 0; s < slot_names_.size(); ++s)
-      core::copy_(state_[i].slots[s], in.at(params_[i].first + "/" + slot_names_[s]));
+    const core::Device device = params_[i].second.device();  // state lives with its parameter
+    for (std::size_t s = 0; s < slot_names_.size(); ++s) {
+      Tensor& slot = state_[i].slots[s];
+      slot = core::to_device(slot, device);
+      core::copy_(slot, core::to_device(in.at(params_[i].first + "/" + slot_names_[s]), device));
+    }
   }
   step_count_ = step_count;
 }

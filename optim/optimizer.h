@@ -19,6 +19,12 @@
 // Every key is always present: state is allocated (zeros) when the optimizer is built, and a
 // slot whose parameter has step 0 has not been used yet (SGD then starts its momentum buffer
 // as a copy of the first gradient, as PyTorch does).
+//
+// Devices: each parameter is updated on its own device by one fused kernel
+// (core/ops/fused_update.h), and its state lives on the same device. A parameter moved after
+// the optimizer was built (nn::Module::to keeps the Variables) takes its state along at the
+// next step() or load_state_dict(); state_dict() gives the state where it lives, and
+// load_state_dict() copies from any device.
 #pragma once
 #include <cstdint>
 #include <memory>

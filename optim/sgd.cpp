@@ -2,8 +2,7 @@
 #include "optim/sgd.h"
 
 #include "core/ops.h"
-#include "optim/fused_cpu.h"
-#include "optim/update_math.h"
+#include "core/ops/fused_update.h"
 
 namespace moegrad::optim {
 
@@ -48,23 +47,17 @@ Hyperparameters SGD::hyperparameters() const {
 }
 
 void SGD::update(const core::Tensor& param, const core::Tensor& grad, ParamState& state) {
-  core::visit_floating(param.dtype(), "SGD", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    math::SgdStep<T> f;
-    f.neg_lr = static_cast<T>(-lr());
-    f.weight_decay = static_cast<T>(options_.weight_decay);
-    f.momentum = static_cast<T>(options_.momentum);
-    f.one_minus_dampening = static_cast<T>(1 - options_.dampening);
-    f.use_weight_decay = options_.weight_decay != 0;
-    f.nesterov = options_.nesterov;
-    f.maximize = options_.maximize;
-    f.first = state.step == 1;
-    const std::int64_t n = param.numel();
-    if (options_.momentum == 0)
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>());
-    else
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), state.slots[0].data<T>());
-  });
+  // Coefficients in double; core::sgd_update_ casts them to the parameter's dtype once.
+  core::optim_math::SgdStep<double> f;
+  f.neg_lr = -lr();
+  f.weight_decay = options_.weight_decay;
+  f.momentum = options_.momentum;
+  f.one_minus_dampening = 1 - options_.dampening;
+  f.use_weight_decay = options_.weight_decay != 0;
+  f.nesterov = options_.nesterov;
+  f.maximize = options_.maximize;
+  f.first = state.step == 1;
+  core::sgd_update_(param, grad, options_.momentum == 0 ? core::Tensor{} : state.slots[0], f);
 }
 
 }  // namespace moegrad::optim

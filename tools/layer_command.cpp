@@ -25,7 +25,7 @@ namespace moegrad::tools {
 namespace {
 
 constexpr const char* kHelp = R"(usage: moegrad layer --spec S.json --weights W.h5 --input I.h5 --output O.h5
-                     [--backward] [--mode train|eval] [--device cpu|cuda] [--seed N]
+                     [--backward] [--mode train|eval] [--device cpu|cuda[:N]] [--seed N]
 
 Builds one MoE module as the original PyTorch class builds it, loads its PyTorch weights,
 runs it on tensors from an HDF5 file and writes its outputs (and, with --backward, the
@@ -61,8 +61,10 @@ gradients) to another HDF5 file.
                      grad_output in I.h5, grad_output is all ones.
   --mode train|eval  module.train() or module.eval() (default: train, like a freshly built
                      PyTorch module)
-  --device cpu|cuda  default cpu. cuda is not supported yet: CUDA kernels arrive with the
-                     CUDA backend.
+  --device D         cpu (default), cuda or cuda:N: the module (built and loaded on the CPU)
+                     and the inputs are moved there and run there; outputs and gradients
+                     are copied back to the host for writing. A CUDA device that is not
+                     present is an error.
   --seed N           seed of the generator for the draws I.h5 does not give (default 0)
   -h, --help         show this help
 
@@ -158,15 +160,16 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
+// Before any work: a CUDA device must be present.
 void check_device(core::Device d) {
   if (d.is_cpu()) return;
   const auto info = core::build_info();
   if (!info.cuda_built)
-    error("--device {}: this build has no CUDA backend (configured without nvcc or with -DMOEGRAD_CUDA=OFF; "
-          "see moegrad info)", d.str());
+    error("--device {} but no CUDA device is present: this build has no CUDA backend (configured without nvcc "
+          "or with -DMOEGRAD_CUDA=OFF; see moegrad info)", d.str());
+  if (info.cuda_devices == 0) error("--device {} but no CUDA device is present", d.str());
   if (d.index >= info.cuda_devices)
     error("--device {}: no such CUDA device ({} visible)", d.str(), info.cuda_devices);
-  error("--device {} is not supported yet: CUDA kernels arrive with the CUDA backend (use --device cpu)", d.str());
 }
 
 struct Spec {
@@ -259,12 +262,17 @@ int run(const Options& o) {
   const nn::StateDict weights = read_weights(o.weights);
   const core::DType dtype = dtype_of(weights);
 
+  // Built and loaded on the CPU, then moved: the same module on every device.
   core::Generator gen(o.seed);
-  auto m = train::SpecModule::create(spec.module, spec.args, {dtype, o.device}, &gen);
+  auto m = train::SpecModule::create(spec.module, spec.args, {dtype, core::Device::cpu()}, &gen);
   gen.manual_seed(o.seed);  // the draws depend on --seed only, not on what initialisation consumed
   m->module().train(o.mode == "train");
   m->module().load_state_dict(weights, /*strict=*/true);
-  const Inputs in = read_inputs(o.input, *m, dtype);
+  m->module().to(o.device);
+  Inputs in = read_inputs(o.input, *m, dtype);
+  in.x = core::to_device(in.x, o.device);
+  if (in.grad_output.defined()) in.grad_output = core::to_device(in.grad_output, o.device);
+  for (auto& [name, t] : in.named) t = core::to_device(t, o.device);
 
   ag::Variable x(in.x, /*requires_grad=*/o.backward);
   train::NamedVariables outs;
@@ -278,23 +286,26 @@ int run(const Options& o) {
   core::Tensor grad_x;
   if (o.backward) {
     const core::Tensor grad_output =
-        in.grad_output.defined() ? in.grad_output : core::ones(output_named(outs, m->primary()).shape(), {dtype});
+        in.grad_output.defined() ? in.grad_output
+                                 : core::ones(output_named(outs, m->primary()).shape(), {dtype, o.device});
     ag::Variable l = train::spec_loss(*m, outs, grad_output);
     loss = l.item<double>();
     l.backward();
     grads = m->module().grad_dict();
-    grad_x = x.grad().defined() ? x.grad() : core::zeros(in.x.shape(), {dtype});
+    grad_x = x.grad().defined() ? x.grad() : core::zeros(in.x.shape(), {dtype, o.device});
   }
 
+  // Everything written is a host copy.
+  const auto host = [](const core::Tensor& t) { return core::to_device(t, core::Device::cpu()); };
   std::vector<std::string> written;
   h5::write_atomically(o.output, [&](h5::File& f) {
     for (const auto& [key, value] : outs) {
-      f.write(key, value.value());
+      f.write(key, host(value.value()));
       written.push_back(fmt::format("{} {}", key, core::shape_str(value.shape())));
     }
     if (o.backward) {
-      f.write("grad/x", grad_x);
-      for (const auto& [key, g] : grads) f.write("grad/" + key, g);
+      f.write("grad/x", host(grad_x));
+      for (const auto& [key, g] : grads) f.write("grad/" + key, host(g));
       f.set_attribute("loss_value", loss);
     }
     f.set_attribute("producer", "moegrad layer");

@@ -16,7 +16,7 @@ namespace {
 
 constexpr const char* kHelp = R"(usage: moegrad train [options]
 
-Trains a model on a synthetic task on the CPU, with checkpoints, metrics and resume.
+Trains a model on a synthetic task on the CPU or a GPU, with checkpoints, metrics and resume.
 Every option is also a key of --config FILE.json (dashes become underscores: "batch_size");
 flags given on the command line override the file.
 
@@ -46,7 +46,9 @@ optimisation
   --grad-accum N         micro-batches per step (default 1)
   --skip-nonfinite       skip a step whose loss or gradients are NaN/Inf instead of stopping
   --seed N               seed of the data, the initialisation and the gate noise (default 0)
-  --device cpu|cuda      default cpu (cuda arrives with the CUDA backend)
+  --device D             cpu (default), cuda or cuda:N: where the model, the batches and the
+                         optimizer state live; a CUDA device that is not present is an error.
+                         Checkpoints load on either (a GPU run resumes on the CPU and back)
 
 evaluation, logging and checkpoints
   --eval-every N, --eval-batches N   evaluate every N steps on N fixed batches (default 200, 4)

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace moegrad::train {
@@ -111,7 +112,11 @@ void TrainConfig::validate() const {
   MOEGRAD_CHECK(eval_every >= 0 && eval_batches >= 1, kOp, "--eval-every must be >= 0 and --eval-batches >= 1");
   MOEGRAD_CHECK(stop_at >= 0 && stop_at <= steps, kOp, "--stop-at must be in [0, --steps = {}], got {}", steps, stop_at);
   MOEGRAD_CHECK(input_dim > 0 && clusters > 0 && vocab >= 2, kOp, "--input-dim, --clusters must be > 0, --vocab >= 2");
-  MOEGRAD_CHECK(device == "cpu" || device == "cuda", kOp, "--device must be cpu or cuda, got '{}'", device);
+  try {
+    core::Device::parse(device);
+  } catch (const Error&) {
+    fail(kOp, "--device must be cpu, cuda or cuda:N, got '{}'", device);
+  }
   MOEGRAD_CHECK(resume == "auto" || resume == "none" || !resume.empty(), kOp, "--resume must be auto, none or a path");
   if (stop_at > 0 && ckpt_dir.empty()) fail(kOp, "--stop-at needs --ckpt-dir (it ends the run with a checkpoint)");
 }

@@ -35,7 +35,7 @@ struct TrainConfig {
   std::int64_t grad_accum = 1;
   bool skip_nonfinite = false;
   std::uint64_t seed = 0;
-  std::string device = "cpu";
+  std::string device = "cpu";       // cpu, cuda or cuda:N (the model, batches, optimizer state)
   // evaluation, logging, checkpoints
   std::int64_t eval_every = 200;    // 0 = only at the end
   std::int64_t eval_batches = 4;

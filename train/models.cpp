@@ -105,7 +105,7 @@ class Stack : public nn::Module {
   }
   Variable forward(const Variable& x, ModelOutput& out) {
     Variable h = x;
-    out.aux_loss = ag::constant(core::zeros({}));
+    out.aux_loss = ag::constant(core::zeros({}, {x.dtype(), x.device()}));
     for (std::size_t i = 0; i < ffs_.size(); ++i) {
       FfOutput f = ffs_[i]->forward(norms_[i]->forward(h));
       h = ag::add(h, f.y);

@@ -48,6 +48,29 @@ json::Value routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
 }
 
 double value_of(const ag::Variable& v) { return core::sum(v.value()).item<double>(); }
+
+// The run's device, checked before any work: a CUDA device must exist.
+core::Device resolve_device(const std::string& text) {
+  const core::Device d = core::Device::parse(text);  // validate() has checked the spelling
+  if (d.is_cpu()) return d;
+  const core::BuildInfo info = core::build_info();
+  if (!info.cuda_built)
+    fail("train", "--device {} but no CUDA device is present: this build has no CUDA backend (see moegrad info)",
+         d.str());
+  if (info.cuda_devices == 0) fail("train", "--device {} but no CUDA device is present", d.str());
+  if (d.index >= info.cuda_devices)
+    fail("train", "--device {} but only {} CUDA device{} present (cuda:0{})", d.str(), info.cuda_devices,
+         info.cuda_devices == 1 ? " is" : "s are",
+         info.cuda_devices == 1 ? "" : fmt::format(" to cuda:{}", info.cuda_devices - 1));
+  return d;
+}
+
+// A state dict's tensors on the host (the same tensors when they are there already).
+nn::StateDict on_host(const nn::StateDict& sd) {
+  nn::StateDict out;
+  for (const auto& [key, t] : sd) out.insert(key, t.defined() ? core::to_device(t, core::Device::cpu()) : t);
+  return out;
+}
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)), log_(log), gen_(config_.seed) {
@@ -57,14 +80,16 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     log_ = null_log_.get();
   }
   config_.validate();
-  if (config_.device != "cpu")
-    fail("train", "--device {} is not supported yet: the CUDA kernels arrive with the CUDA backend", config_.device);
+  device_ = resolve_device(config_.device);
   data_ = make_data(config_, Split::train);
   eval_data_ = make_data(config_, Split::eval);
   if (config_.task == "sequence")
     model_ = make_sequence_model(config_.model, config_.vocab, &gen_);
   else
     model_ = make_regression_model(config_.model, config_.input_dim, config_.input_dim, &gen_);
+  // Initialised on the CPU (the same weights on every device), then moved; the optimizer's
+  // state is allocated where the parameters are.
+  model_->to(device_);
   optimizer_ = make_optimizer(config_, model_->named_parameters());
   schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
   if (!config_.ckpt_dir.empty()) ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
@@ -72,10 +97,16 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
 
 Trainer::~Trainer() = default;
 
+Batch Trainer::to_device(Batch batch) const {
+  for (core::Tensor* t : {&batch.x, &batch.y, &batch.group})
+    if (t->defined()) *t = core::to_device(*t, device_);
+  return batch;
+}
+
 Checkpoint Trainer::checkpoint(std::int64_t step) const {
   Checkpoint ck;
-  ck.model = model_->state_dict();
-  ck.optimizer = optimizer_->state_dict();
+  ck.model = on_host(model_->state_dict());
+  ck.optimizer = on_host(optimizer_->state_dict());
   ck.step = step;
   ck.cursor["train"] = data_->cursor();
   ck.rng["model"] = RngState::of(gen_);
@@ -113,7 +144,7 @@ std::pair<double, double> Trainer::evaluate() {
   eval_data_->seek(0);
   try {
     for (std::int64_t i = 0; i < config_.eval_batches; ++i) {
-      ModelOutput out = model_->forward(eval_data_->next());
+      ModelOutput out = model_->forward(to_device(eval_data_->next()));
       loss += value_of(out.loss);
       acc += out.accuracy;
     }
@@ -150,7 +181,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
   const RngState before = RngState::of(gen_);
   for (std::int64_t micro = 0; micro < config_.grad_accum; ++micro) {
     const std::int64_t cursor = data_->cursor();
-    Batch batch = data_->next();
+    Batch batch = to_device(data_->next());
     ModelOutput out;
     double l = NAN;
     bool finite = false;
@@ -172,7 +203,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
       const RngState now = RngState::of(gen_);
       before.restore(gen_);
       data_->seek(cursor);
-      const std::string origin = nonfinite_origin(data_->next());
+      const std::string origin = nonfinite_origin(to_device(data_->next()));
       now.restore(gen_);
       optimizer_->zero_grad();
       if (!failure.empty() && origin.rfind("[anomaly]", 0) != 0) throw Error(failure);  // not a NaN problem

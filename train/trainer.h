@@ -3,6 +3,13 @@
 // Resuming restores the model, the optimizer, the step, the data cursor and the generator that
 // draws gate noise, so a run stopped at step K and resumed equals an uninterrupted one bit for
 // bit on the CPU.
+//
+// Devices (config.device: cpu, cuda, cuda:N): the model is initialised on the CPU and moved
+// (Module::to), batches are moved as they are drawn, and the optimizer's state is allocated
+// with the parameters, so every step runs on the device. A CUDA device that is not present
+// stops the constructor before any work ("[train] --device cuda:0 but no CUDA device is
+// present"). Losses and metrics are read on the host. Checkpoints hold host copies, so a GPU
+// run's checkpoint resumes on the CPU and the reverse (loading copies into the model's device).
 #pragma once
 #include <cstdio>
 #include <memory>
@@ -27,8 +34,8 @@ struct TrainResult {
 
 class Trainer {
  public:
-  // Validates the configuration and builds the model, optimizer, schedule and data. Progress
-  // and messages go to log (nullptr: nowhere).
+  // Validates the configuration (and that its device exists) and builds the model, optimizer,
+  // schedule and data. Progress and messages go to log (nullptr: nowhere).
   explicit Trainer(TrainConfig config, std::FILE* log = stderr);
   ~Trainer();
 
@@ -37,7 +44,8 @@ class Trainer {
   TaskModel& model() { return *model_; }
   optim::Optimizer& optimizer() { return *optimizer_; }
   const TrainConfig& config() const { return config_; }
-  // A checkpoint of the current state (what run() writes).
+  core::Device device() const { return device_; }
+  // A checkpoint of the current state (what run() writes), its tensors on the host.
   Checkpoint checkpoint(std::int64_t step) const;
   // Restores a checkpoint; throws (naming the file) if it does not fit this run.
   void restore(const std::string& path);
@@ -47,10 +55,12 @@ class Trainer {
  private:
   double train_step(std::int64_t step, StepReport& report, json::Value& record);
   std::string nonfinite_origin(const Batch& batch);
+  Batch to_device(Batch batch) const;  // the batch's tensors on the run's device
 
   TrainConfig config_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_log_{nullptr, &std::fclose};
   std::FILE* log_;
+  core::Device device_ = core::Device::cpu();
   core::Generator gen_;  // parameter init, then gate noise and routing draws
   std::shared_ptr<TaskModel> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;

@@ -11,114 +11,40 @@
 // One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines.
 #include "core/cpu/reduce.h"
 
-#include "core/fast_exp.h"
-
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "core/cpu/loops.h"
-#include "core/ops/creation.h"
-#include "core/ops/views.h"
+#include "core/fast_exp.h"
+#include "core/reduce_math.h"
+#include "core/reduce_plan.h"
 
 namespace moegrad::core::cpu {
 namespace {
 
 using std::int64_t;
 
-// Float data accumulates in double; integers in their own type.
-template <class T> using AccOf = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+using math::AccOf;
+using math::is_nan;
+using math::MaxOp;
+using math::MeanOp;
+using math::MinOp;
+using math::Norm1Op;
+using math::Norm2Op;
+using math::NormInfOp;
+using math::NormPOp;
+using math::SumOp;
 
 constexpr int64_t kSumBlock = 8192;  // columns per chunk in reductions' column mode
 constexpr int64_t kMaxPartials = int64_t{1} << 22;  // per-thread partial columns, in all
 constexpr int64_t kColBlock = 512;   // columns per block in the one-dim ops
 constexpr int kLanes = 16;          // independent accumulators in row mode
 
-template <class T> inline bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>) return v != v;
-  else return false;
-}
-
-template <class T> constexpr T lowest_value() {
-  if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::lowest();
-}
-template <class T> constexpr T highest_value() {
-  if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::max();
-}
-
-// ---- reduction ops: identity, step (fold one element), combine (two partials), finalize ----
-
-template <class T> struct SumOp {
-  using In = T;
-  using Acc = AccOf<T>;
-  using Out = T;
-  Acc identity() const { return Acc(0); }
-  Acc step(Acc a, T v) const { return a + static_cast<Acc>(v); }
-  Acc combine(Acc a, Acc b) const { return a + b; }
-  Out finalize(Acc a, int64_t) const { return static_cast<Out>(a); }
-};
-
-template <class T> struct MeanOp : SumOp<T> {
-  using Acc = typename SumOp<T>::Acc;
-  T finalize(Acc a, int64_t n) const { return static_cast<T>(a / static_cast<double>(n)); }
-};
-
-// NaN propagates: once the accumulator is NaN no comparison replaces it.
-template <class T> struct MaxOp {
-  using In = T;
-  using Acc = T;
-  using Out = T;
-  Acc identity() const { return lowest_value<T>(); }
-  Acc step(Acc a, T v) const { return ((v > a) | is_nan(v)) ? v : a; }
-  Acc combine(Acc a, Acc b) const { return step(a, b); }
-  Out finalize(Acc a, int64_t) const { return a; }
-};
-
-template <class T> struct MinOp {
-  using In = T;
-  using Acc = T;
-  using Out = T;
-  Acc identity() const { return highest_value<T>(); }
-  Acc step(Acc a, T v) const { return ((v < a) | is_nan(v)) ? v : a; }
-  Acc combine(Acc a, Acc b) const { return step(a, b); }
-  Out finalize(Acc a, int64_t) const { return a; }
-};
-
-template <class T> struct Norm2Op : SumOp<T> {
-  using Acc = double;
-  Acc step(Acc a, T v) const { return a + static_cast<double>(v) * static_cast<double>(v); }
-  T finalize(Acc a, int64_t) const { return static_cast<T>(std::sqrt(a)); }
-};
-
-template <class T> struct Norm1Op : SumOp<T> {
-  using Acc = double;
-  Acc step(Acc a, T v) const { return a + std::fabs(static_cast<double>(v)); }
-};
-
-template <class T> struct NormPOp : SumOp<T> {
-  using Acc = double;
-  double p = 2.0;
-  Acc step(Acc a, T v) const { return a + std::pow(std::fabs(static_cast<double>(v)), p); }
-  T finalize(Acc a, int64_t) const { return static_cast<T>(std::pow(a, 1.0 / p)); }
-};
-
-template <class T> struct NormInfOp {
-  using In = T;
-  using Acc = T;
-  using Out = T;
-  Acc identity() const { return T(0); }
-  Acc step(Acc a, T v) const {
-    const T m = std::fabs(v);
-    return ((m > a) | is_nan(m)) ? m : a;
-  }
-  Acc combine(Acc a, Acc b) const { return ((b > a) | is_nan(b)) ? b : a; }
-  Out finalize(Acc a, int64_t) const { return a; }
-};
+// The reduction ops (identity, step, combine, finalize) are core/reduce_math.h's, shared with
+// the CUDA kernels.
 
 // Fold n contiguous elements with kLanes independent accumulators (vectorisable).
 template <class Op>
@@ -160,7 +86,7 @@ void fold_columns(const Op& op, const typename Op::In* p, int64_t ld, int64_t R,
   }
 }
 
-// ---- planning: x as dense [A, R, B] ----
+// ---- planning: x as dense [A, R, B] (core/reduce_plan.h) ----
 
 template <class T> struct Plan {
   Tensor keep;  // owns the data (x itself or a contiguous copy)
@@ -168,55 +94,10 @@ template <class T> struct Plan {
   int64_t A = 1, R = 1, B = 1;
 };
 
-// True when x's elements, walked with dims in `order` (last fastest), are stride-1 dense.
-bool dense_in_order(const Tensor& x, const std::vector<int64_t>& order) {
-  int64_t expected = 1;
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const int64_t n = x.shape()[*it];
-    if (n == 1) continue;
-    if (x.strides()[*it] != expected) return false;
-    expected *= n;
-  }
-  return true;
-}
-
 template <class T> Plan<T> plan(const Tensor& x, const std::vector<int64_t>& dims) {
-  const int64_t nd = x.dim();
-  std::vector<bool> reduced(static_cast<std::size_t>(nd), false);
-  for (int64_t d : dims) reduced[d] = true;
-  std::vector<int64_t> kept_dims, red_dims;
-  int64_t K = 1, R = 1;
-  for (int64_t d = 0; d < nd; ++d) {
-    if (reduced[d]) {
-      red_dims.push_back(d);
-      R *= x.shape()[d];
-    } else {
-      kept_dims.push_back(d);
-      K *= x.shape()[d];
-    }
-  }
-  std::vector<int64_t> rows_order = kept_dims;
-  rows_order.insert(rows_order.end(), red_dims.begin(), red_dims.end());
-  if (dense_in_order(x, rows_order)) return {x, x.data<T>(), K, R, 1};
-
-  std::vector<int64_t> cols_order = red_dims;
-  cols_order.insert(cols_order.end(), kept_dims.begin(), kept_dims.end());
-  if (dense_in_order(x, cols_order)) return {x, x.data<T>(), 1, R, K};
-
-  // Reduced dims form one consecutive block of a dense tensor: [before, block, after].
-  const bool block = !dims.empty() &&
-                     dims.back() - dims.front() + 1 == static_cast<int64_t>(dims.size());
-  std::vector<int64_t> natural(static_cast<std::size_t>(nd));
-  for (int64_t d = 0; d < nd; ++d) natural[d] = d;
-  if (block && dense_in_order(x, natural)) {
-    int64_t A = 1, B = 1;
-    for (int64_t d = 0; d < dims.front(); ++d) A *= x.shape()[d];
-    for (int64_t d = dims.back() + 1; d < nd; ++d) B *= x.shape()[d];
-    return {x, x.data<T>(), A, R, B};
-  }
-
-  Tensor c = contiguous(permute(x, rows_order));
-  return {c, c.data<T>(), K, R, 1};
+  ReducePlan P = plan_reduction(x, dims);
+  const T* base = P.data.data<T>();
+  return {std::move(P.data), base, P.A, P.R, P.B};
 }
 
 // ---- the generic reduction driver ----
@@ -329,18 +210,9 @@ void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor
 
 // ---- one-dim ops on contiguous x viewed as [A, R, B] ----
 
-struct Lines {
-  int64_t A = 1, R = 1, B = 1;
-};
+using Lines = ReduceLines;
 
-Lines lines(const Shape& shape, int64_t dim) {
-  Lines L;
-  if (shape.empty()) return L;  // 0-d: one line of one element
-  for (int64_t d = 0; d < dim; ++d) L.A *= shape[d];
-  L.R = shape[dim];
-  for (int64_t d = dim + 1; d < static_cast<int64_t>(shape.size()); ++d) L.B *= shape[d];
-  return L;
-}
+Lines lines(const Shape& shape, int64_t dim) { return reduce_lines(shape, dim); }
 
 // row(a): line a when B == 1 (elements (a*R + r)); col(a, b0, nb): columns [b0, b0+nb) of
 // slab a (elements (a*R + r)*B + b). Parallel over lines / column blocks.
@@ -372,10 +244,7 @@ void extreme_with_index(const Tensor& x, int64_t dim, const Tensor& values,
   int64_t* io = indices.data<int64_t>();
   using Op = std::conditional_t<IsMax, MaxOp<T>, MinOp<T>>;
   const Op op;
-  auto better = [](T v, T cur) {
-    if constexpr (IsMax) return (v > cur) | (is_nan(v) & !is_nan(cur));
-    else return (v < cur) | (is_nan(v) & !is_nan(cur));
-  };
+  auto better = [](T v, T cur) { return math::extreme_better<IsMax>(v, cur); };
   for_each_line(
       L,
       [&](int64_t a) {
@@ -437,7 +306,7 @@ template <class T> double sum_exp(const T* row, int64_t n, T m, T* dst) {
     T* e = dst ? dst + i0 : buf;
     const T* x = row + i0;
 #pragma omp simd
-    for (int64_t j = 0; j < nb; ++j) e[j] = math::fast_exp(x[j] - m);
+    for (int64_t j = 0; j < nb; ++j) e[j] = math::softmax_exp(x[j], m);
     s += reduce_row(SumOp<T>{}, e, nb);
   }
   return s;
@@ -458,13 +327,13 @@ template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_
   const Lines L{P.A, P.R, P.B};
   const T* p = P.base;
   const MaxOp<T> maxop;
-  auto shift_of = [](T m) { return std::isfinite(m) ? m : T(0); };
+  auto shift_of = [](T m) { return math::lse_shift(m); };
   for_each_line(
       L,
       [&](int64_t a) {
         const T* row = p + a * L.R;
         const T m = shift_of(reduce_row(maxop, row, L.R));
-        o[a] = static_cast<T>(std::log(sum_exp<T>(row, L.R, m, nullptr)) + m);
+        o[a] = math::lse_finish<T>(sum_exp<T>(row, L.R, m, nullptr), m);
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         T m[kColBlock];
@@ -484,11 +353,11 @@ template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + (a * L.R + r) * L.B + b0;
 #pragma omp simd
-          for (int64_t j = 0; j < nb; ++j) s[j] += math::fast_exp(row[j] - m[j]);
+          for (int64_t j = 0; j < nb; ++j) s[j] += math::softmax_exp(row[j], m[j]);
         }
 #pragma omp simd
         for (int64_t j = 0; j < nb; ++j)
-          o[a * L.B + b0 + j] = static_cast<T>(std::log(s[j]) + m[j]);
+          o[a * L.B + b0 + j] = math::lse_finish<T>(s[j], m[j]);
       });
 }
 
@@ -504,11 +373,11 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
         T* dst = o + a * L.R;
         const T m = reduce_row(maxop, row, L.R);
         if constexpr (Log) {
-          const T ls = static_cast<T>(std::log(sum_exp<T>(row, L.R, m, nullptr)));
+          const T ls = math::log_softmax_norm<T>(sum_exp<T>(row, L.R, m, nullptr));
 #pragma omp simd
-          for (int64_t i = 0; i < L.R; ++i) dst[i] = (row[i] - m) - ls;
+          for (int64_t i = 0; i < L.R; ++i) dst[i] = math::log_softmax_out(row[i], m, ls);
         } else {
-          const T inv = static_cast<T>(1.0 / sum_exp<T>(row, L.R, m, dst));
+          const T inv = math::softmax_scale<T>(sum_exp<T>(row, L.R, m, dst));
 #pragma omp simd
           for (int64_t i = 0; i < L.R; ++i) dst[i] *= inv;
         }
@@ -532,7 +401,7 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
           T* dst = o + base + r * L.B;
 #pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            const T e = math::fast_exp(row[j] - m[j]);
+            const T e = math::softmax_exp(row[j], m[j]);
             if constexpr (!Log) dst[j] = e;
             s[j] += e;
           }
@@ -540,13 +409,13 @@ template <class T, bool Log> void softmax_impl(const Tensor& x, int64_t dim, con
         T fin[kColBlock];
 #pragma omp simd
         for (int64_t j = 0; j < nb; ++j)
-          fin[j] = Log ? static_cast<T>(std::log(s[j])) : static_cast<T>(1.0 / s[j]);
+          fin[j] = Log ? math::log_softmax_norm<T>(s[j]) : math::softmax_scale<T>(s[j]);
         for (int64_t r = 0; r < L.R; ++r) {
           const T* row = p + base + r * L.B;
           T* dst = o + base + r * L.B;
 #pragma omp simd
           for (int64_t j = 0; j < nb; ++j) {
-            if constexpr (Log) dst[j] = (row[j] - m[j]) - fin[j];
+            if constexpr (Log) dst[j] = math::log_softmax_out(row[j], m[j], fin[j]);
             else dst[j] *= fin[j];
           }
         }
@@ -568,15 +437,10 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
         T* dst = o + a * L.R;
         double acc = 0;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t i = 0; i < L.R; ++i)
-          acc += Log ? static_cast<double>(gr[i])
-                     : static_cast<double>(gr[i]) * static_cast<double>(yr[i]);
+        for (int64_t i = 0; i < L.R; ++i) acc += math::softmax_backward_term<Log>(gr[i], yr[i]);
         const T s = static_cast<T>(acc);
 #pragma omp simd
-        for (int64_t j = 0; j < L.R; ++j) {
-          if constexpr (Log) dst[j] = gr[j] - math::fast_exp(yr[j]) * s;
-          else dst[j] = yr[j] * (gr[j] - s);
-        }
+        for (int64_t j = 0; j < L.R; ++j) dst[j] = math::softmax_backward_out<Log>(gr[j], yr[j], s);
       },
       [&](int64_t a, int64_t b0, int64_t nb) {
         double acc[kColBlock];
@@ -587,9 +451,7 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
           const T* gr = g + base + r * L.B;
           const T* yr = yp + base + r * L.B;
 #pragma omp simd
-          for (int64_t j = 0; j < nb; ++j)
-            acc[j] += Log ? static_cast<double>(gr[j])
-                          : static_cast<double>(gr[j]) * static_cast<double>(yr[j]);
+          for (int64_t j = 0; j < nb; ++j) acc[j] += math::softmax_backward_term<Log>(gr[j], yr[j]);
         }
         T s[kColBlock];
 #pragma omp simd
@@ -599,10 +461,8 @@ void softmax_backward_impl(const Tensor& gy, const Tensor& y, int64_t dim, const
           const T* yr = yp + base + r * L.B;
           T* dst = o + base + r * L.B;
 #pragma omp simd
-          for (int64_t j = 0; j < nb; ++j) {
-            if constexpr (Log) dst[j] = gr[j] - math::fast_exp(yr[j]) * s[j];
-            else dst[j] = yr[j] * (gr[j] - s[j]);
-          }
+          for (int64_t j = 0; j < nb; ++j)
+            dst[j] = math::softmax_backward_out<Log>(gr[j], yr[j], s[j]);
         }
       });
 }

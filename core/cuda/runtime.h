@@ -1,15 +1,36 @@
-// The CUDA runtime as core sees it: memory and copies. Built from core/cuda/*.cpp when CUDA
-// is on; cuda_stubs.cpp supplies the same symbols (they throw) in a CPU-only build.
+// The CUDA runtime as core sees it (host code): devices, the caching allocator, copies, the one
+// stream per device, deferred kernel errors. Built from core/cuda/*.cpp when CUDA is on;
+// core/cuda/stubs/ supplies the same symbols (they throw) in a CPU-only build.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+
+#include "core/cpu/allocator.h"  // MemoryStats
 
 namespace moegrad::core::cuda {
 
-bool available();        // built with CUDA and at least one device present
-int device_count();      // 0 when not built or no device
+using MemoryStats = cpu::MemoryStats;  // the same fields on every device
+
+bool available();    // built with CUDA and at least one device present
+int device_count();  // 0 when not built or no device
+
+// Caching allocator: freed blocks are kept per size class and handed out again (all kernels run
+// on the device's one stream, so a block freed by the host is safe to reuse for the next
+// kernel). A failed cudaMalloc empties the cache and tries once more before it throws.
 void* device_alloc(std::size_t nbytes, int device);
-void device_free(void* ptr, int device) noexcept;
-// Byte copies; kind is deduced by the runtime (unified addressing).
-void copy_bytes(void* dst, const void* src, std::size_t nbytes);
+void device_free(void* ptr, std::size_t nbytes, int device) noexcept;
+MemoryStats memory_stats(int device);  // allocated, reserved (= allocated + cached), peak
+void reset_peak_memory(int device);
+void empty_cache(int device);  // returns cached blocks to the driver
+
+// Copies on the device's stream; a copy to host memory waits for it (and so for every kernel
+// queued before) and then raises any deferred kernel error.
+void copy_bytes(void* dst, const void* src, std::size_t nbytes, int device);
+// Waits for the device's stream, then raises deferred kernel errors (see device_error.h).
+void synchronize(int device);
+
+// TF32 tensor-core math in cuBLAS f32 GEMMs: off by default (FP32 results).
+void set_allow_tf32(bool allow);
+bool allow_tf32();
 
 }  // namespace moegrad::core::cuda

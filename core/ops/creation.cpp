@@ -3,10 +3,11 @@
 
 #include <cmath>
 
-#include "core/cpu/loops.h"
+#include "core/ops/map.h"
 #include "core/cuda/runtime.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
+#include "core/scalar_math.h"
 
 namespace moegrad::core {
 
@@ -67,25 +68,22 @@ template <> Tensor from_vector<bool>(const std::vector<bool>& values, const Shap
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
-  const Device device = common_device("copy_", {&dst, &src});
-  require_cpu("copy_", device);
+  common_device("copy_", {&dst, &src});
   const Tensor s = expand(src, dst.shape());  // throws "[expand] ..." if src doesn't broadcast
   visit_dtype(dst.dtype(), "copy_", [&](auto dtag) {
     using D = typename decltype(dtag)::type;
     visit_dtype(src.dtype(), "copy_", [&](auto stag) {
       using S = typename decltype(stag)::type;
-      cpu::map<D, S>(dst, {s}, [](S v) { return static_cast<D>(v); });
+      run_map<D, S>(dst, {s}, math::Cast<D>{});
     });
   });
 }
 
 void fill_(const Tensor& t, double value) {
   check_defined("fill_", t);
-  require_cpu("fill_", t.device());
   visit_dtype(t.dtype(), "fill_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T v = static_cast<T>(value);
-    cpu::map<T>(t, {}, [v]() { return v; });
+    run_map<T>(t, {}, math::Constant<T>{static_cast<T>(value)});
   });
 }
 
@@ -98,7 +96,8 @@ Tensor clone(const Tensor& t) {
   check_defined("clone", t);
   Tensor out = empty_like(t);
   if (t.device().is_cuda() && t.is_contiguous()) {
-    cuda::copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()));
+    cuda::copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
+                     t.device().index);
     return out;
   }
   copy_(out, t);
@@ -122,7 +121,8 @@ Tensor to_device(const Tensor& t, Device device) {
   const Tensor src = contiguous(t);  // on the source device
   Tensor out = empty(t.shape(), {t.dtype(), device});
   cuda::copy_bytes(out.raw_data(), src.raw_data(),
-                   static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()));
+                   static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
+                   t.device().is_cuda() ? t.device().index : device.index);
   return out;
 }
 

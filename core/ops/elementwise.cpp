@@ -1,10 +1,10 @@
-// Elementwise ops: validate, broadcast, allocate, then one strided CPU loop over a functor
-// from core/scalar_math.h (the same functors will drive the CUDA kernels).
+// Elementwise ops: validate, broadcast, allocate, then one strided loop over a functor from
+// core/scalar_math.h on the output's device (core/ops/map.h: CPU loop or CUDA kernel).
 #include "core/ops/elementwise.h"
 
 #include <limits>
 
-#include "core/cpu/loops.h"
+#include "core/ops/map.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
@@ -13,23 +13,24 @@
 namespace moegrad::core {
 namespace {
 
-enum class Kinds { floating, numeric, any };
+enum class Kinds { floating, numeric, any, boolean };
 
 // Only the dtypes of the op's kind are instantiated.
 template <Kinds K, class F> decltype(auto) visit_kind(DType d, const char* op, F&& f) {
   if constexpr (K == Kinds::floating) return visit_floating(d, op, f);
   else if constexpr (K == Kinds::numeric) return visit_numeric(d, op, f);
-  else return visit_dtype(d, op, f);
+  else if constexpr (K == Kinds::any) return visit_dtype(d, op, f);
+  else if (d == DType::b8) return f(TypeTag<bool>{});
+  else throw_dtype_unsupported(op, d, "bool");
 }
 
 template <Kinds K = Kinds::floating, class Fn>
 Tensor unary(const char* op, const Tensor& x, Fn fn) {
   check_defined(op, x);
-  require_cpu(op, x.device());
   Tensor out = empty_like(x);
   visit_kind<K>(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cpu::map<T, T>(out, {x}, [fn](T v) { return fn(v); });
+    run_map<T, T>(out, {x}, fn);
   });
   return out;
 }
@@ -39,14 +40,13 @@ template <bool kPredicate, Kinds K, class Fn>
 Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
   const Device device = common_device(op, {&a, &b});
   const DType dtype = common_dtype(op, {&a, &b});
-  require_cpu(op, device);
   const Shape shape = broadcast_shapes(op, a.shape(), b.shape());
   Tensor out = empty(shape, {kPredicate ? DType::b8 : dtype, device});
   const Tensor ea = expand(a, shape), eb = expand(b, shape);
   visit_kind<K>(dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using Out = std::conditional_t<kPredicate, bool, T>;
-    cpu::map<Out, T, T>(out, {ea, eb}, [fn](T u, T v) { return static_cast<Out>(fn(u, v)); });
+    run_map<Out, T, T>(out, {ea, eb}, fn);
   });
   return out;
 }
@@ -56,12 +56,11 @@ template <class Fn>
 Tensor backward_map(const char* op, const Tensor& gy, const Tensor& x, Fn fn) {
   common_device(op, {&gy, &x});
   const DType dtype = common_dtype(op, {&gy, &x});
-  require_cpu(op, x.device());
   Tensor out = empty_like(x);
   const Tensor g = expand(gy, x.shape());
   visit_floating(dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cpu::map<T, T, T>(out, {g, x}, [fn](T u, T v) { return fn(u, v); });
+    run_map<T, T, T>(out, {g, x}, fn);
   });
   return out;
 }
@@ -102,24 +101,23 @@ Tensor ne(const Tensor& a, double b) { return ne(a, scalar_like(a, b)); }
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
   MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_and", "needs bool tensors, got {} and {}", describe(a), describe(b));
-  return binary<true, Kinds::any>("logical_and", a, b, [](bool u, bool v) { return math::LogicalAnd{}(u, v); });
+  return binary<true, Kinds::boolean>("logical_and", a, b, math::LogicalAnd{});
 }
 Tensor logical_or(const Tensor& a, const Tensor& b) {
   MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_or", "needs bool tensors, got {} and {}", describe(a), describe(b));
-  return binary<true, Kinds::any>("logical_or", a, b, [](bool u, bool v) { return math::LogicalOr{}(u, v); });
+  return binary<true, Kinds::boolean>("logical_or", a, b, math::LogicalOr{});
 }
 Tensor logical_not(const Tensor& a) {
   MOEGRAD_CHECK(a.defined() && a.dtype() == DType::b8, "logical_not", "needs a bool tensor, got {}", describe(a));
-  return unary<Kinds::any>("logical_not", a, [](auto v) { return !v; });
+  return unary<Kinds::boolean>("logical_not", a, math::LogicalNot{});
 }
 
 Tensor isfinite(const Tensor& x) {
   check_defined("isfinite", x);
-  require_cpu("isfinite", x.device());
   Tensor out = empty(x.shape(), {DType::b8, x.device()});
   visit_numeric(x.dtype(), "isfinite", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cpu::map<bool, T>(out, {x}, [](T v) { return math::IsFinite{}(v); });
+    run_map<bool, T>(out, {x}, math::IsFinite{});
   });
   return out;
 }
@@ -155,13 +153,12 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Device device = common_device("where", {&cond, &a, &b});
   MOEGRAD_CHECK(cond.dtype() == DType::b8, "where", "condition must be bool, got {}", describe(cond));
   const DType dtype = common_dtype("where", {&a, &b});
-  require_cpu("where", device);
   const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   Tensor out = empty(shape, {dtype, device});
   const Tensor ec = expand(cond, shape), ea = expand(a, shape), eb = expand(b, shape);
   visit_dtype(dtype, "where", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cpu::map<T, bool, T, T>(out, {ec, ea, eb}, [](bool c, T u, T v) { return c ? u : v; });
+    run_map<T, bool, T, T>(out, {ec, ea, eb}, math::Select{});
   });
   return out;
 }
@@ -175,29 +172,25 @@ void check_writable(const char* op, const Tensor& dst) {
 }  // namespace
 
 void add_(const Tensor& dst, const Tensor& src, double alpha) {
-  const Device device = common_device("add_", {&dst, &src});
+  common_device("add_", {&dst, &src});
   const DType dtype = common_dtype("add_", {&dst, &src});
-  require_cpu("add_", device);
   check_writable("add_", dst);
   const Tensor s = expand(src, dst.shape());
   visit_numeric(dtype, "add_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T a = static_cast<T>(alpha);
     if (alpha == 1.0)
-      cpu::map<T, T, T>(dst, {dst, s}, [](T d, T v) { return d + v; });
+      run_map<T, T, T>(dst, {dst, s}, math::Add{});
     else
-      cpu::map<T, T, T>(dst, {dst, s}, [a](T d, T v) { return d + a * v; });
+      run_map<T, T, T>(dst, {dst, s}, math::AddScaled{alpha});
   });
 }
 
 void mul_(const Tensor& dst, double value) {
   check_defined("mul_", dst);
-  require_cpu("mul_", dst.device());
   check_writable("mul_", dst);
   visit_numeric(dst.dtype(), "mul_", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T v = static_cast<T>(value);
-    cpu::map<T, T>(dst, {dst}, [v](T d) { return d * v; });
+    run_map<T, T>(dst, {dst}, math::Scale{value});
   });
 }
 

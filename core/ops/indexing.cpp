@@ -1,7 +1,9 @@
-// Indexing and selection: validate once, allocate, call the cpu:: kernel of the same name.
+// Indexing and selection: validate once, allocate, call the kernel of the same name for the
+// tensors' device (core/cpu/indexing.h or core/cuda/indexing.h).
 #include "core/ops/indexing.h"
 
 #include "core/cpu/indexing.h"
+#include "core/cuda/indexing.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
@@ -28,11 +30,11 @@ void check_index_fits(const char* op, const Tensor& x, std::int64_t dim, const T
                   "index {} is larger than input {} at dim {}", describe(index), describe(x), d);
 }
 
-// The shared prologue of the index ops: both defined, one device with kernels, i64 index.
+// The shared prologue of the index ops: both defined, on one device, i64 index.
 void check_index_args(const char* op, const Tensor& x, const Tensor& index) {
   check_defined(op, x);
   check_defined(op, index, "index");
-  require_cpu(op, common_device(op, {&x, &index}));
+  common_device(op, {&x, &index});
   require_index(op, index);
 }
 
@@ -41,7 +43,6 @@ void check_index_args(const char* op, const Tensor& x, const Tensor& index) {
 ValuesIndices topk(const Tensor& x, std::int64_t k, std::int64_t dim, bool largest) {
   const char* op = "topk";
   check_defined(op, x);
-  require_cpu(op, x.device());
   if (x.dim() == 0) {
     check_scalar_dim(op, dim);
     MOEGRAD_CHECK(k == 0 || k == 1, op, "k = {} out of range for a 0-d input", k);
@@ -55,21 +56,22 @@ ValuesIndices topk(const Tensor& x, std::int64_t k, std::int64_t dim, bool large
   Shape shape = x.shape();
   shape[d] = k;
   ValuesIndices r{empty(shape, {x.dtype(), x.device()}), empty(shape, {DType::i64, x.device()})};
-  cpu::topk(x, k, d, largest, r.values, r.indices);
+  if (x.device().is_cuda()) cuda::topk(x, k, d, largest, r.values, r.indices);
+  else cpu::topk(x, k, d, largest, r.values, r.indices);
   return r;
 }
 
 Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype) {
   const char* op = "one_hot";
   check_defined(op, indices, "indices");
-  require_cpu(op, indices.device());
   MOEGRAD_CHECK(indices.dtype() == DType::i64, op, "indices must be i64, got {}",
                 describe(indices));
   MOEGRAD_CHECK(num_classes >= 0, op, "num_classes must be >= 0, got {}", num_classes);
   Shape shape = indices.shape();
   shape.push_back(num_classes);
   Tensor out = zeros(shape, {dtype, indices.device()});
-  cpu::one_hot(indices, out);
+  if (indices.device().is_cuda()) cuda::one_hot(indices, out);
+  else cpu::one_hot(indices, out);
   return out;
 }
 
@@ -83,7 +85,8 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   check_index_fits(op, x, d, index);
   Tensor out = empty(index.shape(), {x.dtype(), x.device()});
-  cpu::gather(x, d, index, out);
+  if (x.device().is_cuda()) cuda::gather(x, d, index, out);
+  else cpu::gather(x, d, index, out);
   return out;
 }
 
@@ -95,8 +98,7 @@ Tensor scatter_op(const char* op, const Tensor& x, std::int64_t dim, const Tenso
   check_defined(op, x);
   check_defined(op, index, "index");
   check_defined(op, src, "src");
-  const Device dev = common_device(op, {&x, &index, &src});
-  require_cpu(op, dev);
+  common_device(op, {&x, &index, &src});
   require_index(op, index);
   common_dtype(op, {&x, &src});
   if (x.dim() == 0 && index.dim() == 0 && src.dim() == 0) {
@@ -114,10 +116,13 @@ Tensor scatter_op(const char* op, const Tensor& x, std::int64_t dim, const Tenso
     MOEGRAD_CHECK(index.size(i) <= src.size(i), op, "index {} is larger than src {} at dim {}",
                   describe(index), describe(src), i);
   Tensor out = clone(x);
+  const bool on_cuda = x.device().is_cuda();
   if constexpr (Accumulate) {
-    cpu::scatter_add(out, d, index, src);
+    if (on_cuda) cuda::scatter_add(out, d, index, src);
+    else cpu::scatter_add(out, d, index, src);
   } else {
-    cpu::scatter(out, d, index, src);
+    if (on_cuda) cuda::scatter(out, d, index, src);
+    else cpu::scatter(out, d, index, src);
   }
   return out;
 }
@@ -146,7 +151,8 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   Shape shape = x.shape();
   shape[d] = index.numel();
   Tensor out = empty(shape, {x.dtype(), x.device()});
-  cpu::index_select(x, d, index, out);
+  if (x.device().is_cuda()) cuda::index_select(x, d, index, out);
+  else cpu::index_select(x, d, index, out);
   return out;
 }
 
@@ -155,8 +161,7 @@ Tensor index_add(const Tensor& x, std::int64_t dim, const Tensor& index, const T
   check_defined(op, x);
   check_defined(op, index, "index");
   check_defined(op, src, "src");
-  const Device dev = common_device(op, {&x, &index, &src});
-  require_cpu(op, dev);
+  common_device(op, {&x, &index, &src});
   require_index(op, index);
   common_dtype(op, {&x, &src});
   MOEGRAD_CHECK(index.dim() <= 1, op, "index must be 1-D, got {}", describe(index));
@@ -173,7 +178,8 @@ Tensor index_add(const Tensor& x, std::int64_t dim, const Tensor& index, const T
   MOEGRAD_CHECK(src.shape() == want, op, "src shape {} should be {} (input {}, index {})",
                 shape_str(src.shape()), shape_str(want), describe(x), describe(index));
   Tensor out = clone(x);
-  cpu::index_add(out, d, index, src);
+  if (x.device().is_cuda()) cuda::index_add(out, d, index, src);
+  else cpu::index_add(out, d, index, src);
   return out;
 }
 

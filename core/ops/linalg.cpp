@@ -1,11 +1,13 @@
 // matmul / matmul_into: argument checks, NumPy-style batch broadcasting and 1-D handling, and
-// the choice of a copy-free BLAS layout per operand. The GEMM itself is cpu::gemm_strided.
+// the choice of a copy-free BLAS layout per operand. The GEMM itself is cpu::gemm_strided
+// (OpenBLAS) or cuda::gemm_strided (cuBLAS), picked by the operands' device.
 #include "core/ops/linalg.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "core/cpu/blas_gemm.h"
+#include "core/cuda/gemm.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
@@ -97,6 +99,15 @@ Tensor contiguous_matrices(const Tensor& t) {
 }
 
 template <class T>
+void gemm(Device device, const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+          std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off, const std::int64_t* c_off) {
+  if (device.is_cuda())
+    cuda::gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off, device.index);
+  else
+    cpu::gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off);
+}
+
+template <class T>
 void run(const Plan& p, T* out, double alpha, double beta) {
   const std::int64_t nbatch = shape_numel(p.batch);
   if (nbatch == 0 || p.m == 0 || p.n == 0) return;
@@ -134,7 +145,7 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       cpu::RowMajorGemm big = g;
       big.m = nbatch * p.m;
       const std::int64_t zero = 0;
-      cpu::gemm_strided<T>(big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero);
+      gemm<T>(p.device, big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero);
       return;
     }
   }
@@ -155,12 +166,10 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       idx[d] = 0;
     }
   }
-  cpu::gemm_strided<T>(g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(),
-                       off_c.data());
+  gemm<T>(p.device, g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(), off_c.data());
 }
 
 void dispatch(const Plan& p, const Tensor& out, double alpha, double beta) {
-  require_cpu(kOp, p.device);
   if (p.dtype == DType::f32)
     run<float>(p, out.data<float>(), alpha, beta);
   else
@@ -188,7 +197,6 @@ bool overlaps(const Tensor& x, const Tensor& y) {
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const Plan p = make_plan(a, b, trans_a, trans_b);
-  require_cpu(kOp, p.device);
   Tensor out = empty(p.out_shape, {p.dtype, p.device});
   dispatch(p, out, 1.0, 0.0);
   return out;

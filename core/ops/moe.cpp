@@ -1,10 +1,11 @@
 // MoE row ops and grouped GEMM: validate once, make operands contiguous, allocate, call the
-// cpu:: kernel of the same name (where the CUDA kernel call will go).
+// kernel of the same name on the operands' device (cpu:: or cuda::).
 #include "core/ops/moe.h"
 
 #include <vector>
 
 #include "core/cpu/moe.h"
+#include "core/cuda/moe.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 
@@ -71,14 +72,16 @@ Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
   check_defined(op, row, "row");
   check_defined(op, scale, "scale");
   const Device dev = common_device(op, {&x, &row, &scale});
-  require_cpu(op, dev);
   const DType dt = float_dtype(op, {&x, &scale});
   check_matrix(op, x, "x", "[T, d]");
   check_row(op, row, x.size(0), "x rows");
   check_like_row(op, scale, "scale", row);
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
   Tensor out = empty({num_rows, x.size(1)}, {dt, dev});  // the kernel zeroes untargeted rows
-  cpu::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
+  if (dev.is_cuda())
+    cuda::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
+  else
+    cpu::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
   return out;
 }
 
@@ -88,13 +91,15 @@ Tensor combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight) {
   check_defined(op, row, "row");
   check_defined(op, weight, "weight");
   const Device dev = common_device(op, {&y, &row, &weight});
-  require_cpu(op, dev);
   const DType dt = float_dtype(op, {&y, &weight});
   check_matrix(op, y, "y", "[R, d]");
   check_row(op, row, -1, "");
   check_like_row(op, weight, "weight", row);
   Tensor out = empty({row.size(0), y.size(1)}, {dt, dev});
-  cpu::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
+  if (dev.is_cuda())
+    cuda::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
+  else
+    cpu::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
   return out;
 }
 
@@ -104,23 +109,28 @@ Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b) {
   check_defined(op, row, "row");
   check_defined(op, b, "b");
   const Device dev = common_device(op, {&a, &row, &b});
-  require_cpu(op, dev);
   const DType dt = float_dtype(op, {&a, &b});
   check_matrix(op, a, "a", "[R, d]");
   check_matrix(op, b, "b", "[T, d]");
   MOEGRAD_CHECK(a.size(1) == b.size(1), op, "a {} and b {} differ in d", describe(a), describe(b));
   check_row(op, row, b.size(0), "b rows");
   Tensor out = empty(row.shape(), {dt, dev});
-  cpu::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
+  if (dev.is_cuda())
+    cuda::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
+  else
+    cpu::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
   return out;
 }
 
 bool rows_distinct(const Tensor& row, std::int64_t num_rows) {
   const char* op = "rows_distinct";
   check_defined(op, row, "row");
-  require_cpu(op, row.device());
   MOEGRAD_CHECK(row.dtype() == DType::i64, op, "row must be i64, got {}", describe(row));
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
+  // On CUDA the answer comes back to the host: a synchronisation (which also raises the
+  // device's deferred errors).
+  if (row.device().is_cuda())
+    return cuda::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
   return cpu::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
 }
 
@@ -129,7 +139,6 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   check_defined(op, x, "x");
   check_defined(op, w, "w");
   const Device dev = common_device(op, {&x, &w});
-  require_cpu(op, dev);
   const DType dt = float_dtype(op, {&x, &w});
   check_matrix(op, x, "x", "[R, a]");
   MOEGRAD_CHECK(w.dim() == 3, op, "w must be {}, got {}", transpose_w ? "[E, b, a]" : "[E, a, b]",
@@ -139,7 +148,10 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
                 describe(x), describe(w), transpose_w ? " (transposed)" : "", x.size(1), in);
   const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
   Tensor out = empty({x.size(0), out_cols}, {dt, dev});
-  cpu::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
+  if (dev.is_cuda())
+    cuda::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
+  else
+    cpu::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
   return out;
 }
 
@@ -149,7 +161,6 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   check_defined(op, x, "x");
   check_defined(op, gy, "gy");
   const Device dev = common_device(op, {&x, &gy});
-  require_cpu(op, dev);
   const DType dt = float_dtype(op, {&x, &gy});
   check_matrix(op, x, "x", "[R, a]");
   check_matrix(op, gy, "gy", "[R, b]");
@@ -159,7 +170,10 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const std::int64_t groups = static_cast<std::int64_t>(off.size()) - 1;
   const std::int64_t a = x.size(1), b = gy.size(1);
   Tensor out = empty(transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
-  cpu::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
+  if (dev.is_cuda())
+    cuda::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
+  else
+    cpu::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
   return out;
 }
 

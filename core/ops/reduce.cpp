@@ -1,4 +1,5 @@
-// Reductions: validate once, allocate the output, call the CPU kernel (core/cpu/reduce.h).
+// Reductions: validate once, allocate the output, call the kernel of the input's device
+// (core/cpu/reduce.h or core/cuda/reduce.h).
 // dtype rules: sum and cumsum take f32, f64, i64, and b8/u8 (converted to i64, as in PyTorch);
 // amax/amin/max/min/argmax/argmin take f32, f64, i64; mean, logsumexp, norm and the softmax
 // family need f32 or f64. max/amax (and min/amin) propagate NaN.
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "core/cpu/reduce.h"
+#include "core/cuda/reduce.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
@@ -15,10 +17,7 @@
 namespace moegrad::core {
 namespace {
 
-void check_cpu_input(const char* op, const Tensor& x) {
-  check_defined(op, x);
-  require_cpu(op, x.device());
-}
+void check_input(const char* op, const Tensor& x) { check_defined(op, x); }
 
 // dims normalised and sorted; an empty list means every dim.
 std::vector<std::int64_t> reduce_dims(const char* op, const Tensor& x, const Dims& dims) {
@@ -81,7 +80,7 @@ void check_nonempty(const char* op, const Tensor& x, std::int64_t n) {
 
 ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool keepdim,
                       bool want_values, bool is_max) {
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_numeric(op, x.dtype());
   const std::int64_t d = one_dim(op, x, dim);
   check_nonempty(op, x, x.dim() == 0 ? 1 : x.shape()[d]);
@@ -90,12 +89,22 @@ ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool ke
   ValuesIndices r;
   if (want_values) r.values = empty(shape, {x.dtype(), x.device()});
   r.indices = empty(shape, {DType::i64, x.device()});
-  if (is_max) {
-    if (want_values) cpu::max(xc, d, r.values, r.indices);
-    else cpu::argmax(xc, d, r.indices);
+  if (x.device().is_cuda()) {
+    if (is_max) {
+      if (want_values) cuda::max(xc, d, r.values, r.indices);
+      else cuda::argmax(xc, d, r.indices);
+    } else {
+      if (want_values) cuda::min(xc, d, r.values, r.indices);
+      else cuda::argmin(xc, d, r.indices);
+    }
   } else {
-    if (want_values) cpu::min(xc, d, r.values, r.indices);
-    else cpu::argmin(xc, d, r.indices);
+    if (is_max) {
+      if (want_values) cpu::max(xc, d, r.values, r.indices);
+      else cpu::argmax(xc, d, r.indices);
+    } else {
+      if (want_values) cpu::min(xc, d, r.values, r.indices);
+      else cpu::argmin(xc, d, r.indices);
+    }
   }
   return r;
 }
@@ -104,64 +113,70 @@ ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool ke
 
 Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   const char* op = "sum";
-  check_cpu_input(op, x);
+  check_input(op, x);
   const auto d = reduce_dims(op, x, dims);
   const Tensor xs = as_summable(op, x);
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
-  cpu::sum(xs, d, out);
+  if (x.device().is_cuda()) cuda::sum(xs, d, out);
+  else cpu::sum(xs, d, out);
   return out;
 }
 
 Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   const char* op = "mean";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  cpu::mean(x, d, out);
+  if (x.device().is_cuda()) cuda::mean(x, d, out);
+  else cpu::mean(x, d, out);
   return out;
 }
 
 Tensor amax(const Tensor& x, const Dims& dims, bool keepdim) {
   const char* op = "amax";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_numeric(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  cpu::amax(x, d, out);
+  if (x.device().is_cuda()) cuda::amax(x, d, out);
+  else cpu::amax(x, d, out);
   return out;
 }
 
 Tensor amin(const Tensor& x, const Dims& dims, bool keepdim) {
   const char* op = "amin";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_numeric(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  cpu::amin(x, d, out);
+  if (x.device().is_cuda()) cuda::amin(x, d, out);
+  else cpu::amin(x, d, out);
   return out;
 }
 
 Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   const char* op = "logsumexp";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  cpu::logsumexp(x, d, out);
+  if (x.device().is_cuda()) cuda::logsumexp(x, d, out);
+  else cpu::logsumexp(x, d, out);
   return out;
 }
 
 Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   const char* op = "norm";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_floating(op, x.dtype());
   MOEGRAD_CHECK(p > 0, op, "p must be > 0, got {}", p);
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  cpu::norm(x, p, d, out);
+  if (x.device().is_cuda()) cuda::norm(x, p, d, out);
+  else cpu::norm(x, p, d, out);
   return out;
 }
 
@@ -180,23 +195,25 @@ Tensor argmin(const Tensor& x, std::int64_t dim, bool keepdim) {
 
 Tensor softmax(const Tensor& x, std::int64_t dim) {
   const char* op = "softmax";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_floating(op, x.dtype());
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty(x.shape(), {x.dtype(), x.device()});
-  cpu::softmax(xc, d, out);
+  if (x.device().is_cuda()) cuda::softmax(xc, d, out);
+  else cpu::softmax(xc, d, out);
   return out;
 }
 
 Tensor log_softmax(const Tensor& x, std::int64_t dim) {
   const char* op = "log_softmax";
-  check_cpu_input(op, x);
+  check_input(op, x);
   check_floating(op, x.dtype());
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty(x.shape(), {x.dtype(), x.device()});
-  cpu::log_softmax(xc, d, out);
+  if (x.device().is_cuda()) cuda::log_softmax(xc, d, out);
+  else cpu::log_softmax(xc, d, out);
   return out;
 }
 
@@ -206,7 +223,6 @@ Tensor softmax_backward_common(const char* op, const Tensor& gy, const Tensor& y
   check_defined(op, gy, "gradient");
   check_defined(op, y, "output");
   const Device device = common_device(op, {&gy, &y});
-  require_cpu(op, device);
   const DType dtype = common_dtype(op, {&gy, &y});
   check_floating(op, dtype);
   MOEGRAD_CHECK(gy.shape() == y.shape(), op, "shape mismatch: gradient {} vs output {}",
@@ -214,8 +230,13 @@ Tensor softmax_backward_common(const char* op, const Tensor& gy, const Tensor& y
   const std::int64_t d = one_dim(op, y, dim);
   const Tensor gc = contiguous(gy), yc = contiguous(y);
   Tensor out = empty(y.shape(), {dtype, device});
-  if (log) cpu::log_softmax_backward(gc, yc, d, out);
-  else cpu::softmax_backward(gc, yc, d, out);
+  if (device.is_cuda()) {
+    if (log) cuda::log_softmax_backward(gc, yc, d, out);
+    else cuda::softmax_backward(gc, yc, d, out);
+  } else {
+    if (log) cpu::log_softmax_backward(gc, yc, d, out);
+    else cpu::softmax_backward(gc, yc, d, out);
+  }
   return out;
 }
 }  // namespace
@@ -229,17 +250,18 @@ Tensor log_softmax_backward(const Tensor& gy, const Tensor& y, std::int64_t dim)
 
 Tensor cumsum(const Tensor& x, std::int64_t dim, bool exclusive, bool reverse) {
   const char* op = "cumsum";
-  check_cpu_input(op, x);
+  check_input(op, x);
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(as_summable(op, x));
   Tensor out = empty(x.shape(), {xc.dtype(), x.device()});
-  cpu::cumsum(xc, d, exclusive, reverse, out);
+  if (x.device().is_cuda()) cuda::cumsum(xc, d, exclusive, reverse, out);
+  else cpu::cumsum(xc, d, exclusive, reverse, out);
   return out;
 }
 
 Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   const char* op = "sum_to_shape";
-  check_cpu_input(op, x);
+  check_input(op, x);
   if (x.shape() == shape) return x;
   const std::int64_t nd = x.dim();
   const std::int64_t nt = static_cast<std::int64_t>(shape.size());
@@ -256,7 +278,8 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   MOEGRAD_CHECK(ok, op, "cannot sum {} down to {}", shape_str(x.shape()), shape_str(shape));
   const Tensor xs = as_summable(op, x);
   Tensor out = empty(shape, {xs.dtype(), x.device()});
-  cpu::sum(xs, dims, out);
+  if (x.device().is_cuda()) cuda::sum(xs, dims, out);
+  else cpu::sum(xs, dims, out);
   return out;
 }
 

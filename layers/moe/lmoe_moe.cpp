@@ -79,16 +79,20 @@ MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::Draws& draws) {
                                   outer_rows.num_rows);  // [eo * b * co, d]
 
   // importance of each slot: 1 first choice (weight > 0.5), 0.5 second choice, 0 empty (spec §2.4).
-  Tensor w = core::to_dtype(core::contiguous(go.weights.value()), core::DType::f64);
-  Tensor importance = core::zeros({outer_rows.num_rows}, {core::DType::f64});
+  // Routing metadata: computed on the host from host copies (the weights may live on a GPU),
+  // then moved to the input's device.
+  const core::Device host = core::Device::cpu();
+  const Tensor w = core::to_dtype(core::contiguous(core::to_device(go.weights.value(), host)), core::DType::f64);
+  const Tensor rows = core::contiguous(core::to_device(outer_rows.row, host));
+  Tensor importance = core::zeros({outer_rows.num_rows}, {core::DType::f64, host});
   {
-    const std::int64_t* row = outer_rows.row.data<std::int64_t>();
+    const std::int64_t* row = rows.data<std::int64_t>();
     const double* wp = w.data<double>();
     double* imp = importance.data<double>();
-    for (std::int64_t i = 0; i < outer_rows.row.numel(); ++i)
+    for (std::int64_t i = 0; i < rows.numel(); ++i)
       if (row[i] >= 0) imp[row[i]] = 0.5 * ((wp[i] > 0.5 ? 1.0 : 0.0) + (wp[i] > 0.0 ? 1.0 : 0.0));
   }
-  importance = core::to_dtype(core::reshape(importance, {outer_, b, co}), x.dtype());
+  importance = core::to_device(core::to_dtype(core::reshape(importance, {outer_, b, co}), x.dtype()), x.device());
 
   // Inner level: groups (eo, b) of co slots, experts flat over (eo, ei).
   moe::GateResult gi = gate_inner_->route(ag::reshape(xo, {outer_, b, co, dim_}), importance, draws.policy_uniform_inner);

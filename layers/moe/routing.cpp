@@ -39,6 +39,7 @@ Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t gr
   r.num_experts = num_experts;
   r.capacity = capacity;
   r.outer = outer;
+  r.device = expert.device();
   r.expert = core::contiguous(core::to_device(expert, core::Device::cpu()));
   Tensor act;
   if (active.defined()) {
@@ -86,7 +87,7 @@ Tensor kept_mask(const Routing& r, DType dtype) {
   const std::int64_t* pos = r.position.data<std::int64_t>();
   double* out = f.data<double>();
   for (std::int64_t i = 0; i < f.numel(); ++i) out[i] = (pos[i] >= 0 && pos[i] < r.capacity) ? 1.0 : 0.0;
-  return core::to_dtype(f, dtype);
+  return core::to_device(core::to_dtype(f, dtype), r.device);
 }
 
 RowMap compact_rows(const Routing& r) {
@@ -118,6 +119,7 @@ RowMap compact_rows(const Routing& r) {
     const std::int64_t g = i / k / r.group_size;
     row[i] = start[g * E + ex[i]] + pos[i];
   }
+  m.row = core::to_device(m.row, r.device);
   return m;
 }
 
@@ -137,6 +139,7 @@ RowMap padded_rows(const Routing& r) {
     const std::int64_t g = i / r.top_k / r.group_size;
     row[i] = (ex[i] * r.groups + g) * r.capacity + pos[i];
   }
+  m.row = core::to_device(m.row, r.device);
   return m;
 }
 
@@ -163,7 +166,7 @@ Variable dense_combine(const Routing& r, const Variable& weights) {
   for (std::int64_t i = 0; i < T * k; ++i) idx[i] = ex[i] * c + ((pos[i] >= 0 && pos[i] < c) ? pos[i] : 0);
   Variable zeros = ag::constant(core::zeros({T, E * c}, {weights.dtype(), weights.value().device()}));
   Variable kept = ag::mul(weights, ag::constant(kept_mask(r, weights.dtype())));
-  return ag::reshape(ag::scatter_add(zeros, 1, index, kept), {T, E, c});
+  return ag::reshape(ag::scatter_add(zeros, 1, core::to_device(index, r.device), kept), {T, E, c});
 }
 
 Variable dense_dispatch(const Variable& combine, bool straight_through) {

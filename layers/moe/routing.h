@@ -37,8 +37,12 @@ struct Routing {
   // Groups [o * G / outer, (o + 1) * G / outer) use experts o * E ... o * E + E - 1 of a flat
   // list of outer * E experts (the inner gate of HeirarchicalMoE); 1 otherwise.
   std::int64_t outer = 1;
-  Tensor expert;    // i64 [G * n, k]: chosen expert, local id in [0, E)
-  Tensor position;  // i64 [G * n, k]: slot in its (group, expert); >= capacity when dropped; -1 not routed
+  // The slots are assigned on the host (one copy of the chosen experts per forward); what the
+  // device ops consume (RowMap::row, kept_mask, dense_combine's index) is placed on `device`,
+  // the device of the gate's expert tensor.
+  core::Device device;
+  Tensor expert;    // i64 [G * n, k] (host): chosen expert, local id in [0, E)
+  Tensor position;  // i64 [G * n, k] (host): slot in its (group, expert); >= capacity when dropped; -1 not routed
   std::vector<std::int64_t> routed;  // [G * E] routed choices per (group, local expert), before capacity
   std::vector<std::int64_t> kept;    // [G * E] choices that got a slot
 
@@ -62,8 +66,8 @@ Tensor kept_mask(const Routing& r, core::DType dtype);
 // Expert-major compact buffer: the kept choices of expert x (flat id) occupy rows
 // offsets[x] .. offsets[x + 1] - 1, ordered by group and slot. row: i64 [G * n, k], -1 if not kept.
 struct RowMap {
-  Tensor row;      // i64 [G * n, k]
-  Tensor offsets;  // i64 [total_experts + 1]
+  Tensor row;      // i64 [G * n, k] on the routing's device
+  Tensor offsets;  // i64 [total_experts + 1] on the host (GEMM sizes are host values)
   std::int64_t num_rows = 0;
 };
 RowMap compact_rows(const Routing& r);

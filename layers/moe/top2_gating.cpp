@@ -88,9 +88,10 @@ moe::GateResult Top2Gating::route(const Variable& x, const Tensor& importance, c
   // Second-choice policy, on the normalised second gate.
   const std::string& policy = is_training() ? opt_.second_policy_train : opt_.second_policy_eval;
   const double thr = is_training() ? opt_.second_threshold_train : opt_.second_threshold_eval;
-  Tensor second = core::ones({T}, {core::DType::u8});
+  const TensorOptions mask_opt{core::DType::u8, topt.device};
+  Tensor second = core::ones({T}, mask_opt);
   if (policy == "none") {
-    second = core::zeros({T}, {core::DType::u8});
+    second = core::zeros({T}, mask_opt);
   } else if (policy == "threshold") {
     second = core::to_dtype(core::gt(core::select(gates.value(), 1, 1), thr), core::DType::u8);
   } else if (policy == "random") {
@@ -101,7 +102,7 @@ moe::GateResult Top2Gating::route(const Variable& x, const Tensor& importance, c
   if (active2.defined())
     second = core::to_dtype(core::logical_and(core::to_dtype(second, core::DType::b8), core::to_dtype(active2, core::DType::b8)),
                             core::DType::u8);
-  Tensor first = active1.defined() ? active1 : core::ones({T}, {core::DType::u8});
+  Tensor first = active1.defined() ? active1 : core::ones({T}, mask_opt);
   Tensor active = core::stack({core::to_device(first, core::Device::cpu()), core::to_device(second, core::Device::cpu())}, 1);
 
   moe::GateResult out;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/build_info.h"
+
 namespace gradcheck {
 
 namespace core = moegrad::core;
@@ -47,7 +49,8 @@ double weighted_sum(const Tensor& y, const Tensor& w) {
 
 }  // namespace
 
-Variable make_input(const Input& in, std::uint64_t seed) {
+// The f64 CPU storage an input's view is taken from (see make_input).
+Tensor make_base(const Input& in, std::uint64_t seed) {
   core::Generator gen(seed);
   Shape stored = in.shape;
   const std::size_t n = stored.size();
@@ -74,15 +77,85 @@ Variable make_input(const Input& in, std::uint64_t seed) {
     for (std::size_t r = 0; r < order.size(); ++r) v[order[r]] = -1.0 + 2.0 * (static_cast<double>(r) + 0.5) / count;
     base = core::from_vector<double>(v, stored);
   }
+  return base;
+}
+
+// The leaf: base seen through the input's layout (on base's device, in base's dtype).
+Variable view_of(const Tensor& base, const Input& in) {
   Tensor view = base;
   if (in.layout == Layout::transposed) view = core::transpose(base, -1, -2);
-  if (in.layout == Layout::strided) view = core::slice(base, -1, 0, stored[n - 1], 2);
+  if (in.layout == Layout::strided) view = core::slice(base, -1, 0, base.size(-1), 2);
   CHECK(view.shape() == in.shape);
   return Variable(view, true);
 }
 
+Variable make_input(const Input& in, std::uint64_t seed) { return view_of(make_base(in, seed), in); }
+
+Tensor on(const Tensor& t, const Variable& like) {
+  Tensor out = core::to_device(t, like.value().device());
+  return core::is_floating(out.dtype()) ? core::to_dtype(out, like.dtype()) : out;
+}
+
+Mode& mode() {
+  static Mode m = Mode::finite_difference;
+  return m;
+}
+
+bool cuda_present() { return core::build_info().cuda_devices > 0; }
+
+namespace {
+
+// Every element of `got` (on the GPU) against `want` (CPU): |got - want| <= atol + rtol |want|.
+void compare(const std::string& what, const Tensor& want, const Tensor& got, double atol, double rtol) {
+  REQUIRE_MESSAGE(got.shape() == want.shape(), what, ": shape ", core::shape_str(got.shape()), " vs ",
+                  core::shape_str(want.shape()));
+  REQUIRE_MESSAGE(got.dtype() == want.dtype(), what, ": dtype ", core::describe(got), " vs ", core::describe(want));
+  const auto w = want.to_vector<double>();
+  const auto g = got.to_vector<double>();
+  int reported = 0;
+  for (std::size_t e = 0; e < w.size(); ++e) {
+    const bool same_nan = std::isnan(w[e]) && std::isnan(g[e]);
+    const bool ok = same_nan || w[e] == g[e] || std::abs(g[e] - w[e]) <= atol + rtol * std::abs(w[e]);
+    if (!ok && reported++ < 5)
+      FAIL_CHECK(fmt::format("{} element {}: cuda {:.10g} vs cpu {:.10g}", what, e, g[e], w[e]));
+  }
+}
+
+// The same case on the CPU and on cuda:0, in f64 and f32: outputs and input gradients compared.
+void check_cuda_vs_cpu(const Fn& f, const std::vector<Input>& specs) {
+  for (const core::DType dtype : {core::DType::f64, core::DType::f32}) {
+    INFO("dtype: ", core::dtype_name(dtype));
+    const bool f64 = dtype == core::DType::f64;
+    const double atol = f64 ? 1e-12 : 1e-5, rtol = f64 ? 1e-10 : 1e-5;
+    std::vector<Variable> on_cpu, on_gpu;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const Tensor base = core::to_dtype(make_base(specs[i], 1000 + 17 * i), dtype);
+      on_cpu.push_back(view_of(base, specs[i]));
+      on_gpu.push_back(view_of(core::to_device(base, core::Device::cuda(0)), specs[i]));
+    }
+    Variable yc = f(on_cpu), yg = f(on_gpu);
+    REQUIRE(yg.value().device().is_cuda());
+    compare("output", yc.value(), yg.value(), atol, rtol);
+    core::Generator wgen(4242);
+    const Tensor w = core::to_dtype(core::uniform(yc.shape(), 0.5, 1.5, {core::DType::f64}, &wgen), dtype);
+    ag::sum(ag::mul(yc, ag::constant(w))).backward();
+    ag::sum(ag::mul(yg, ag::constant(core::to_device(w, core::Device::cuda(0))))).backward();
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const Tensor gc = on_cpu[i].grad(), gg = on_gpu[i].grad();
+      REQUIRE_MESSAGE(gc.defined() == gg.defined(), "input ", i, ": gradient defined on one device only");
+      if (gc.defined()) compare(fmt::format("grad of input {}", i), gc, gg, atol, rtol);
+    }
+  }
+}
+
+}  // namespace
+
 void check(const std::string& label, const Fn& f, const std::vector<Input>& specs, Options opt) {
   INFO("case: ", label);
+  if (mode() == Mode::cuda_vs_cpu) {
+    check_cuda_vs_cpu(f, specs);
+    return;
+  }
   std::vector<Variable> inputs;
   for (std::size_t i = 0; i < specs.size(); ++i) inputs.push_back(make_input(specs[i], 1000 + 17 * i));
 

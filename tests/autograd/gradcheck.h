@@ -1,4 +1,4 @@
-// Float64 central-difference gradient checks. An entry builds inputs (several shapes, some
+// Float64 central-difference gradient checks, and the CUDA-vs-CPU comparison of every entry. An entry builds inputs (several shapes, some
 // broadcast, some stored non-contiguously) and checks d sum(w * f(inputs)) / d inputs, with
 // fixed random weights w, against (L(x + eps) - L(x - eps)) / 2eps element by element.
 #pragma once
@@ -36,6 +36,14 @@ struct Options {
 // f64 leaf with requires_grad, values per domain, deterministic in seed.
 Variable make_input(const Input& in, std::uint64_t seed);
 
+// What check() does: the float64 finite-difference check, or the same case on the CPU and on
+// cuda:0 (f64 and f32) with outputs and gradients compared (CPU is the oracle).
+enum class Mode { finite_difference, cuda_vs_cpu };
+Mode& mode();
+bool cuda_present();
+// A constant captured by an entry, moved to the device of `like` (and, if floating, to its dtype).
+Tensor on(const Tensor& t, const Variable& like);
+
 // Runs the check and reports each mismatching element through doctest.
 void check(const std::string& label, const Fn& f, const std::vector<Input>& inputs, Options opt = {});
 
@@ -50,7 +58,23 @@ Tensor index(const std::vector<std::int64_t>& values, const Shape& shape);
 
 #define GRADCHECK_CAT_(a, b) a##b
 #define GRADCHECK_CAT(a, b) GRADCHECK_CAT_(a, b)
-// GRADCHECK("op") { ... gradcheck::check(...) ... }  — one catalogue entry, one CTest test.
-#define GRADCHECK(op)                                                                  \
+// GRADCHECK("op") { ... gradcheck::check(...) ... }  — one catalogue entry, two CTest tests:
+// "gradcheck: op" (finite differences) and "cuda vs cpu: op" (skips itself without a GPU).
+#define GRADCHECK_ENTRY(op, body)                                                                 \
+  static void body();                                                                             \
   static const bool GRADCHECK_CAT(gradcheck_registered_, __LINE__) = gradcheck::register_entry(op); \
-  TEST_CASE("gradcheck: " op)
+  TEST_CASE("gradcheck: " op) {                                                                   \
+    gradcheck::mode() = gradcheck::Mode::finite_difference;                                       \
+    body();                                                                                       \
+  }                                                                                               \
+  TEST_CASE("cuda vs cpu: " op) {                                                                 \
+    if (!gradcheck::cuda_present()) {                                                             \
+      MESSAGE("skipped: no CUDA device");                                                         \
+      return;                                                                                     \
+    }                                                                                             \
+    gradcheck::mode() = gradcheck::Mode::cuda_vs_cpu;                                             \
+    body();                                                                                       \
+    gradcheck::mode() = gradcheck::Mode::finite_difference;                                       \
+  }                                                                                               \
+  static void body()
+#define GRADCHECK(op) GRADCHECK_ENTRY(op, GRADCHECK_CAT(gradcheck_body_, __LINE__))

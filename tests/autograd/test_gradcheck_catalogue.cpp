@@ -9,6 +9,7 @@ using gradcheck::check;
 using gradcheck::Domain;
 using gradcheck::Input;
 using gradcheck::Layout;
+using gradcheck::on;
 using V = std::vector<ag::Variable>;
 
 namespace {
@@ -53,9 +54,9 @@ GRADCHECK("maximum") { binary_cases([](auto a, auto b) { return ag::maximum(a, b
 GRADCHECK("minimum") { binary_cases([](auto a, auto b) { return ag::minimum(a, b); }); }
 GRADCHECK("where") {
   const auto cond = moegrad::core::gt(moegrad::core::from_vector<double>({1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6}, {3, 4}), 0.0);
-  check("same shape", [cond](const V& v) { return ag::where(cond, v[0], v[1]); }, {I({3, 4}), I({3, 4})});
-  check("broadcast", [cond](const V& v) { return ag::where(cond, v[0], v[1]); }, {I({4}), T({3, 4})});
-  check("scalar branch", [cond](const V& v) { return ag::where(cond, v[0], v[1]); }, {S({3, 4}), I({})});
+  check("same shape", [cond](const V& v) { return ag::where(on(cond, v[0]), v[0], v[1]); }, {I({3, 4}), I({3, 4})});
+  check("broadcast", [cond](const V& v) { return ag::where(on(cond, v[0]), v[0], v[1]); }, {I({4}), T({3, 4})});
+  check("scalar branch", [cond](const V& v) { return ag::where(on(cond, v[0]), v[0], v[1]); }, {S({3, 4}), I({})});
 }
 GRADCHECK("clamp") {  // bounds kept off the ramp values of Domain::distinct
   check("two-sided", [](const V& v) { return ag::clamp(v[0], -0.42, 0.53); }, {I({4, 5}, Domain::distinct)});
@@ -190,26 +191,26 @@ GRADCHECK("topk") {
 }
 GRADCHECK("gather") {
   const auto idx = gradcheck::index({0, 2, 1, 1, 3, 0}, {3, 2});
-  check("dim 1 repeated", [idx](const V& v) { return ag::gather(v[0], 1, idx); }, {I({3, 4})});
+  check("dim 1 repeated", [idx](const V& v) { return ag::gather(v[0], 1, on(idx, v[0])); }, {I({3, 4})});
   const auto idx0 = gradcheck::index({2, 0, 1, 2}, {1, 4});
-  check("dim 0", [idx0](const V& v) { return ag::gather(v[0], 0, idx0); }, {T({3, 4})});
+  check("dim 0", [idx0](const V& v) { return ag::gather(v[0], 0, on(idx0, v[0])); }, {T({3, 4})});
 }
 GRADCHECK("scatter") {
   const auto idx = gradcheck::index({0, 2, 3, 1, 2, 0}, {3, 2});
-  check("dim 1", [idx](const V& v) { return ag::scatter(v[0], 1, idx, v[1]); }, {I({3, 4}), I({3, 2})});
+  check("dim 1", [idx](const V& v) { return ag::scatter(v[0], 1, on(idx, v[0]), v[1]); }, {I({3, 4}), I({3, 2})});
 }
 GRADCHECK("scatter_add") {
   const auto idx = gradcheck::index({0, 0, 3, 1, 2, 2}, {3, 2});
-  check("dim 1 repeated", [idx](const V& v) { return ag::scatter_add(v[0], 1, idx, v[1]); }, {T({3, 4}), I({3, 2})});
+  check("dim 1 repeated", [idx](const V& v) { return ag::scatter_add(v[0], 1, on(idx, v[0]), v[1]); }, {T({3, 4}), I({3, 2})});
 }
 GRADCHECK("index_select") {
   const auto idx = gradcheck::index({2, 0, 2}, {3});
-  check("dim 0 repeated", [idx](const V& v) { return ag::index_select(v[0], 0, idx); }, {I({3, 4})});
-  check("dim 1", [idx](const V& v) { return ag::index_select(v[0], 1, idx); }, {S({2, 3})});
+  check("dim 0 repeated", [idx](const V& v) { return ag::index_select(v[0], 0, on(idx, v[0])); }, {I({3, 4})});
+  check("dim 1", [idx](const V& v) { return ag::index_select(v[0], 1, on(idx, v[0])); }, {S({2, 3})});
 }
 GRADCHECK("index_add") {
   const auto idx = gradcheck::index({1, 0, 1}, {3});
-  check("dim 0 repeated", [idx](const V& v) { return ag::index_add(v[0], 0, idx, v[1]); }, {I({2, 4}), I({3, 4})});
+  check("dim 0 repeated", [idx](const V& v) { return ag::index_add(v[0], 0, on(idx, v[0]), v[1]); }, {I({2, 4}), I({3, 4})});
 }
 GRADCHECK("cat") {
   check("dim 0", [](const V& v) { return ag::cat({v[0], v[1], v[2]}, 0); }, {I({1, 3}), T({2, 3}), I({3, 3})});
@@ -242,31 +243,31 @@ GRADCHECK("pad") {
 // mask (the harness perturbs every input element).
 GRADCHECK("dispatch_rows") {
   const auto row = gradcheck::index({0, 5, -1, 2, 3, -1, 6, 1}, {4, 2});  // 6 of R = 8 rows used
-  check("k=2 unrouted, spare rows", [row](const V& v) { return ag::dispatch_rows(v[0], row, v[1], 8); }, {I({4, 3}), I({4, 2})});
+  check("k=2 unrouted, spare rows", [row](const V& v) { return ag::dispatch_rows(v[0], on(row, v[0]), v[1], 8); }, {I({4, 3}), I({4, 2})});
   const auto row1 = gradcheck::index({2, -1, 0, 4, 1}, {5, 1});
-  check("k=1 transposed x, strided scale", [row1](const V& v) { return ag::dispatch_rows(v[0], row1, v[1], 5); }, {T({5, 3}), S({5, 1})});
+  check("k=1 transposed x, strided scale", [row1](const V& v) { return ag::dispatch_rows(v[0], on(row1, v[0]), v[1], 5); }, {T({5, 3}), S({5, 1})});
   const auto row3 = gradcheck::index({0, 3, -1, 5, 1, 2, -1, 4, 6}, {3, 3});
   const auto mask = moegrad::core::from_vector<double>({1, 0, 1, 1, 1, 0, 0, 1, 1}, {3, 3});
   check("k=3 scales exactly 0", [row3, mask](const V& v) {
-    return ag::dispatch_rows(v[0], row3, ag::mul(v[1], ag::constant(mask)), 9);
+    return ag::dispatch_rows(v[0], on(row3, v[0]), ag::mul(v[1], ag::constant(on(mask, v[0]))), 9);
   }, {S({3, 4}), T({3, 3})});
 }
 GRADCHECK("combine_rows") {
   const auto row = gradcheck::index({0, 5, -1, 2, 3, -1, 6, 1}, {4, 2});
-  check("k=2 distinct, unrouted", [row](const V& v) { return ag::combine_rows(v[0], row, v[1]); }, {I({8, 3}), I({4, 2})});
+  check("k=2 distinct, unrouted", [row](const V& v) { return ag::combine_rows(v[0], on(row, v[0]), v[1]); }, {I({8, 3}), I({4, 2})});
   const auto rep = gradcheck::index({0, 2, 0, -1, 1, 2, 3, 3, -1}, {3, 3});  // rows repeat
-  check("k=3 repeated rows", [rep](const V& v) { return ag::combine_rows(v[0], rep, v[1]); }, {T({4, 3}), S({3, 3})});
+  check("k=3 repeated rows", [rep](const V& v) { return ag::combine_rows(v[0], on(rep, v[0]), v[1]); }, {T({4, 3}), S({3, 3})});
   const auto row1 = gradcheck::index({1, -1, 4, 0}, {4, 1});  // token 1 gets nothing
   const auto mask = moegrad::core::from_vector<double>({1, 1, 0, 1}, {4, 1});
   check("k=1 zero weight", [row1, mask](const V& v) {
-    return ag::combine_rows(v[0], row1, ag::mul(v[1], ag::constant(mask)));
+    return ag::combine_rows(v[0], on(row1, v[0]), ag::mul(v[1], ag::constant(on(mask, v[0]))));
   }, {S({6, 2}), I({4, 1})});
   // The MoE round trip: dispatch to expert slots, per-expert linear map, weighted combine.
   const auto slots = gradcheck::index({0, 3, 4, -1, 1, 5, 2, -1}, {4, 2});
   const auto offsets = gradcheck::index({0, 2, 2, 7}, {4});  // slot 6 unused, group 1 empty
   check("dispatch -> grouped_matmul -> combine", [slots, offsets](const V& v) {
-    auto h = ag::grouped_matmul(ag::dispatch_rows(v[0], slots, v[2], 7), v[1], offsets, true);
-    return ag::combine_rows(h, slots, v[2]);
+    auto h = ag::grouped_matmul(ag::dispatch_rows(v[0], on(slots, v[0]), v[2], 7), v[1], offsets, true);
+    return ag::combine_rows(h, on(slots, v[0]), v[2]);
   }, {I({4, 3}), I({3, 2, 3}), I({4, 2})});
 }
 GRADCHECK("grouped_matmul") {

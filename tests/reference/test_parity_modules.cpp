@@ -3,9 +3,14 @@
 // arguments, loads the PyTorch weights strictly, replays the recorded random draws, and must
 // match PyTorch's outputs and losses (rtol 1e-5), discrete routing exactly (dispatch != 0),
 // and the gradients of the fixture's scalar loss for x and every parameter (rtol 1e-4).
+// "cuda parity: <fixture>" runs the same module on cuda:0 and compares it with the CPU run and
+// with PyTorch (it skips itself where no GPU is present).
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
+
+#include "core/build_info.h"
 
 #include "tests/reference/fixture.h"
 #include "train/module_spec.h"
@@ -32,42 +37,84 @@ std::set<std::string>& covered() {
 
 bool register_fixture(const char* name) { return covered().insert(name).second; }
 
-void check_fixture(const std::string& name) {
-  const test::Fixture fx = test::load_fixture(name);
-  INFO("fixture ", name, " (", fx.module, ", ", fx.mode, ")");
+// One run of a fixture's module on `device`: outputs and the gradients of x and every parameter
+// (keys as in the fixture), copied back to the host.
+struct Run {
+  std::map<std::string, core::Tensor> outputs, grads;
+};
+
+Run run_fixture(const test::Fixture& fx, core::Device device) {
   auto spec = train::SpecModule::create(fx.module, fx.args);
   spec->module().train(fx.mode == "train");
   spec->module().load_state_dict(fx.model, /*strict=*/true);
+  spec->module().to(device);
 
   train::NamedTensors inputs;
   for (const auto& input : train::SpecModule::input_names())
-    if (fx.has(input)) inputs[input] = fx.at(input);
-  ag::Variable x(fx.at("x"), /*requires_grad=*/true);
+    if (fx.has(input)) inputs[input] = core::to_device(fx.at(input), device);
+  ag::Variable x(core::to_device(fx.at("x"), device), /*requires_grad=*/true);
   const train::NamedVariables outs = spec->forward(x, inputs, fx.forward);
-
-  std::set<std::string> produced;
+  Run run;
   for (const auto& [key, value] : outs) {
-    produced.insert(key);
-    if (!fx.has(key)) continue;
-    const core::Tensor& want = fx.at(key);
-    if (key == "dispatch")  // routing decisions exactly, values (straight-through 1 - ulp) closely
-      test::check_equal("dispatch != 0", core::ne(value.value(), 0.0), core::ne(want, 0.0));
-    test::check_close(key, value.value(), want, kOutputRtol, atol_for(want, 1e-6));
+    CHECK_MESSAGE(value.value().device() == device, key, " is on ", value.value().device().str());
+    run.outputs[key] = core::to_device(value.value(), core::Device::cpu());
   }
+  ag::Variable loss = train::spec_loss(*spec, outs, core::to_device(fx.at("grad_output"), device));
+  loss.backward();
+  for (const auto& [key, grad] : spec->module().grad_dict()) run.grads[key] = core::to_device(grad, core::Device::cpu());
+  if (x.grad().defined()) run.grads["x"] = core::to_device(x.grad(), core::Device::cpu());
+  return run;
+}
+
+// A run against reference values (the PyTorch fixture, or the CPU run for the CUDA one).
+void check_run(const Run& run, const std::map<std::string, core::Tensor>& want_outputs,
+               const std::map<std::string, core::Tensor>& want_grads) {
+  for (const auto& [key, want] : want_outputs) {
+    if (!run.outputs.count(key)) continue;
+    const core::Tensor& got = run.outputs.at(key);
+    if (key == "dispatch")  // routing decisions exactly, values (straight-through 1 - ulp) closely
+      test::check_equal("dispatch != 0", core::ne(got, 0.0), core::ne(want, 0.0));
+    test::check_close(key, got, want, kOutputRtol, atol_for(want, 1e-6));
+  }
+  for (const auto& [key, want] : want_grads) {
+    REQUIRE_MESSAGE(run.grads.count(key), "no gradient for ", key);
+    test::check_close("grad/" + key, run.grads.at(key), want, kGradRtol, atol_for(want, 1e-5));
+  }
+}
+
+void check_fixture(const std::string& name) {
+  const test::Fixture fx = test::load_fixture(name);
+  INFO("fixture ", name, " (", fx.module, ", ", fx.mode, ")");
+  const Run run = run_fixture(fx, core::Device::cpu());
+  std::map<std::string, core::Tensor> want_outputs;
   for (const auto& out : fx.outputs.as_array()) {
     INFO("output ", out.as_string());
-    CHECK(produced.count(out.as_string()) == 1);
+    CHECK(run.outputs.count(out.as_string()) == 1);
   }
+  for (const auto& [key, value] : run.outputs)
+    if (fx.has(key)) want_outputs[key] = fx.at(key);
+  const std::map<std::string, core::Tensor> want_grads(fx.grads.begin(), fx.grads.end());
+  check_run(run, want_outputs, want_grads);
+  CHECK(run.grads.size() == fx.grads.size());  // every parameter and x, nothing else
+}
 
-  ag::Variable loss = train::spec_loss(*spec, outs, fx.at("grad_output"));
-  loss.backward();
-  const auto grads = spec->module().grad_dict();
-  for (const auto& [key, want] : fx.grads) {
-    const core::Tensor got = key == "x" ? x.grad() : grads.at(key);
-    REQUIRE_MESSAGE(got.defined(), "no gradient for ", key);
-    test::check_close("grad/" + key, got, want, kGradRtol, atol_for(want, 1e-5));
+// The same fixture on cuda:0 against the CPU run (the oracle) and against PyTorch's values.
+void check_fixture_cuda(const std::string& name) {
+  if (core::build_info().cuda_devices == 0) {
+    MESSAGE("skipped: no CUDA device");
+    return;
   }
-  CHECK(grads.size() + 1 == fx.grads.size());  // every parameter and x, nothing else
+  const test::Fixture fx = test::load_fixture(name);
+  INFO("fixture ", name, " (", fx.module, ", ", fx.mode, ") on cuda:0");
+  const Run cpu = run_fixture(fx, core::Device::cpu());
+  const Run gpu = run_fixture(fx, core::Device::cuda(0));
+  CHECK(gpu.outputs.size() == cpu.outputs.size());
+  CHECK(gpu.grads.size() == cpu.grads.size());
+  check_run(gpu, cpu.outputs, cpu.grads);
+  std::map<std::string, core::Tensor> want_outputs;
+  for (const auto& [key, value] : gpu.outputs)
+    if (fx.has(key)) want_outputs[key] = fx.at(key);
+  check_run(gpu, want_outputs, std::map<std::string, core::Tensor>(fx.grads.begin(), fx.grads.end()));
 }
 
 }  // namespace
@@ -76,7 +123,8 @@ void check_fixture(const std::string& name) {
 #define PARITY_CAT(a, b) PARITY_CAT2(a, b)
 #define PARITY(name)                                                                   \
   [[maybe_unused]] static const bool PARITY_CAT(parity_registered_, __LINE__) = register_fixture(name); \
-  TEST_CASE("parity: " name) { check_fixture(name); }
+  TEST_CASE("parity: " name) { check_fixture(name); }                                   \
+  TEST_CASE("cuda parity: " name) { check_fixture_cuda(name); }
 
 PARITY("lmoe_experts")
 PARITY("lmoe_experts_tuple")

@@ -85,14 +85,20 @@ def files(d):
     return ["--spec", f"{d}/S.json", "--weights", f"{d}/W.h5", "--input", f"{d}/I.h5", "--output", f"{d}/O.h5"]
 
 
-def check_fixture(moegrad, path, work):
+def cuda_devices(moegrad):
+    """The CUDA devices `moegrad info` reports (0 in a CPU-only build)."""
+    out = subprocess.run([moegrad, "info"], capture_output=True, text=True, check=True).stdout
+    return int(next(line for line in out.splitlines() if "cuda devices" in line).split(":")[1])
+
+
+def check_fixture(moegrad, path, work, device="cpu"):
     name = os.path.splitext(os.path.basename(path))[0]
-    d = os.path.join(work, name)
+    d = os.path.join(work, name if device == "cpu" else f"{name}_{device}")
     problems = []
     with h5py.File(path, "r") as fx:
         write_case(fx, d)
         mode = fx.attrs["mode"]
-        rc, out, err = run(moegrad, files(d) + ["--backward", "--mode", mode])
+        rc, out, err = run(moegrad, files(d) + ["--backward", "--mode", mode, "--device", device])
         if rc != 0:
             return name, [f"exit {rc}: {err.strip()}"]
         lines = err.strip().splitlines()
@@ -119,7 +125,8 @@ def check_fixture(moegrad, path, work):
                 if key in got_grads:
                     problems.append(close("grad/" + key, o["grad/" + key][()], fx["grad/" + key][()], GRAD_RTOL, 1e-5))
             problems.append(close("loss_value", o.attrs.get("loss_value", np.nan), fx.attrs["loss_value"], 1e-5, 1e-6))
-            for attr, want in (("module", spec_of(fx)["module"]), ("mode", mode), ("producer", "moegrad layer")):
+            for attr, want in (("module", spec_of(fx)["module"]), ("mode", mode), ("producer", "moegrad layer"),
+                               ("device", "cuda:0" if device == "cuda" else device)):
                 got = o.attrs.get(attr)
                 problems.append(None if got == want else f"attribute {attr} = {got!r}, expected {want!r}")
     return name, problems
@@ -193,7 +200,9 @@ def check_errors(moegrad, fixture_dir, work, checks):
     case("missing --input", 2, ["--input", "--help"], args=lambda d: files(d)[:4] + ["--output", f"{d}/O.h5"])
     case("--mode bogus", 2, ["bogus", "--mode"], args=lambda d: files(d) + ["--mode", "bogus"])
     case("unknown option", 2, ["--frobnicate"], args=lambda d: files(d) + ["--frobnicate"])
-    case("--device cuda", 1, ["cuda"], args=lambda d: files(d) + ["--device", "cuda"])
+    if cuda_devices(moegrad) == 0:  # with a GPU, main() runs every fixture on it instead
+        case("--device cuda", 1, ["--device cuda:0 but no CUDA device is present"],
+             args=lambda d: files(d) + ["--device", "cuda"])
     case("--device bogus", 2, ["tpu"], args=lambda d: files(d) + ["--device", "tpu"])
     case("--seed bogus", 2, ["--seed", "-3"], args=lambda d: files(d) + ["--seed", "-3"])
 
@@ -265,9 +274,13 @@ def main():
     fixtures = sorted(glob.glob(os.path.join(fixture_dir, "*.h5")))
     if not fixtures:
         sys.exit(f"no fixtures in {fixture_dir}")
+    gpus = cuda_devices(moegrad)
     for path in fixtures:
         name, problems = check_fixture(moegrad, path, work)
         checks(f"fixture {name}", problems)
+        if gpus > 0:  # the same fixture on the GPU, at the same tolerances
+            name, problems = check_fixture(moegrad, path, work, "cuda")
+            checks(f"fixture {name} on cuda", problems)
     check_errors(moegrad, fixture_dir, work, checks)
     check_behaviours(moegrad, fixture_dir, work, checks)
     print(f"{len(checks.failed)} failed" if checks.failed else "all passed")

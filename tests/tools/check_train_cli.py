@@ -161,6 +161,30 @@ for key, value in config.items():
     flag = "--" + key.replace("_", "-")
     check(flag in help_text or (isinstance(value, bool) and "--no-" + flag[2:] in help_text), f"--help documents {flag}")
 
+# 9. Devices. Without a GPU, --device cuda stops at once with one line and creates nothing; with
+# one, a GPU run stopped at step 4 resumes on the CPU (and the reverse), and its checkpoint
+# holds what the CPU run's holds, to rounding.
+gpus = int(next(l for l in run(["info"]).stdout.splitlines() if "cuda devices" in l).split(":")[1])
+p = run(["train", "--device", "tpu"], expect=1)
+check("--device must be cpu, cuda or cuda:N, got 'tpu'" in p.stderr, "bad --device value")
+d = fresh("device")
+if gpus == 0:
+    p = run(["train", "--device", "cuda", "--ckpt-dir", f"{d}/ckpt", "--metrics", f"{d}/m.jsonl"], expect=1)
+    lines = p.stderr.strip().splitlines()
+    check(len(lines) == 1 and lines[0].startswith("moegrad train: [train] --device cuda:0 but no CUDA device is present"),
+          f"--device cuda without a GPU: {p.stderr!r}")
+    check(not os.path.exists(f"{d}/ckpt") and not os.path.exists(f"{d}/m.jsonl"), "--device cuda failed before any work")
+else:
+    for first, second in (("cuda", "cpu"), ("cpu", "cuda")):
+        ck = f"{d}/{first}-{second}"
+        run(["train"] + SMALL + ["--no-progress", "--device", first, "--ckpt-dir", ck, "--stop-at", "4"])
+        p = run(["train"] + SMALL + ["--no-progress", "--device", second, "--ckpt-dir", ck])
+        check("at step 4" in p.stderr, f"{first} checkpoint resumed on {second}: {p.stderr[-300:]!r}")
+    on_gpu, on_cpu = model_of(f"{d}/cuda-cpu/step-000000004.h5"), model_of(f"{d}/cpu-cuda/step-000000004.h5")
+    check(sorted(on_gpu) == sorted(on_cpu), "GPU and CPU checkpoints hold the same keys")
+    for k in on_cpu:
+        check(np.allclose(on_gpu[k], on_cpu[k], rtol=1e-3, atol=1e-5), f"GPU and CPU agree on {k} after 4 steps")
+
 if failures:
     print(f"{len(failures)} check(s) failed")
     sys.exit(1)

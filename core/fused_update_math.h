@@ -1,16 +1,21 @@
 // The per-element math of the optimizer updates and of gradient clipping, written once as
-// MOEGRAD_HD functors (callable from the CPU loop in optim/fused_cpu.h and, later, from a
-// CUDA kernel). Each functor updates one element in place: the parameter (and its state) by
-// reference, the gradient by value. The host computes the scalar coefficients once per step
-// in double, as PyTorch's Python code does, and casts them to the parameter's type T, as
-// PyTorch's kernels do with their Scalar arguments; the element math then runs in T in the
-// order of PyTorch 1.13's single-tensor (foreach=False) update.
+// MOEGRAD_HD functors shared by the CPU loop (core/cpu/fused_update.h) and the CUDA kernels
+// (core/cuda/fused_update.cu); the ops of core/ops/fused_update.h run them in place. Each
+// functor updates one element: the parameter (and its state) by reference, the gradient by
+// value.
+//
+// The caller (optim/) computes the scalar coefficients once per step in double, as PyTorch's
+// Python code does, and fills the <double> functor; the op casts every coefficient to the
+// parameter's type T once (as<T>()), as PyTorch's kernels do with their Scalar arguments, and
+// the element math then runs in T in the order of PyTorch 1.13's single-tensor (foreach=False)
+// update. The tests match it bit for bit against PyTorch fixtures on the CPU: change nothing
+// here without regenerating them.
 #pragma once
 #include <cmath>
 
 #include "core/scalar_math_base.h"
 
-namespace moegrad::optim::math {
+namespace moegrad::core::optim_math {
 
 // torch.optim.SGD (_single_tensor_sgd):
 //   d = maximize ? -g : g;  d = d + weight_decay * p            (if weight_decay != 0)
@@ -26,6 +31,12 @@ template <class T> struct SgdStep {
   bool nesterov;
   bool maximize;
   bool first;  // the momentum buffer does not exist yet: it becomes a copy of d
+
+  // The same step with every coefficient cast to U.
+  template <class U> SgdStep<U> as() const {
+    return {static_cast<U>(neg_lr), static_cast<U>(weight_decay), static_cast<U>(momentum),
+            static_cast<U>(one_minus_dampening), use_weight_decay, nesterov, maximize, first};
+  }
 
   MOEGRAD_HD T direction(T p, T g) const {
     T d = maximize ? -g : g;
@@ -65,6 +76,15 @@ template <class T> struct AdamStep {
   bool decoupled;   // AdamW
   bool maximize;
 
+  template <class U> AdamStep<U> as() const {
+    return {static_cast<U>(beta1),        static_cast<U>(one_minus_beta1),
+            static_cast<U>(beta2),        static_cast<U>(one_minus_beta2),
+            static_cast<U>(bias_correction2_sqrt), static_cast<U>(eps),
+            static_cast<U>(neg_step_size), static_cast<U>(weight_decay),
+            static_cast<U>(decay_factor), l2,
+            decoupled,                    maximize};
+  }
+
   // Updates p (AdamW's decay only), m and v.
   MOEGRAD_HD void moments(T& p, T g, T& m, T& v) const {
     if (maximize) g = -g;
@@ -103,4 +123,4 @@ template <class T> struct ClampValue {
   MOEGRAD_HD void operator()(T& g) const { g = g < lo ? lo : (g > hi ? hi : g); }
 };
 
-}  // namespace moegrad::optim::math
+}  // namespace moegrad::core::optim_math

@@ -1,0 +1,113 @@
+// cuBLAS GEMMs for core/cuda/gemm.h: one handle per device, bound to the device's stream.
+#include "core/cuda/gemm.h"
+
+#include <cublas_v2.h>
+
+#include <climits>
+#include <mutex>
+#include <vector>
+
+#include "core/cuda/check.h"
+#include "core/cuda/runtime.h"
+
+#define MOEGRAD_CUBLAS_CHECK(call)                                                          \
+  do {                                                                                      \
+    const cublasStatus_t st_ = (call);                                                      \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                       \
+      ::moegrad::fail("cublas", "{} failed: {} ({}:{})", #call, cublasGetStatusString(st_), \
+                      __FILE__, __LINE__);                                                  \
+  } while (0)
+
+namespace moegrad::core::cuda {
+namespace {
+
+constexpr int kMaxDevices = 16;
+
+// The device's handle, on its stream, with the math mode of allow_tf32().
+cublasHandle_t handle(int device) {
+  static std::mutex mutex;
+  static cublasHandle_t handles[kMaxDevices] = {};
+  cudaStream_t st = stream(device);  // also makes the device current
+  std::lock_guard<std::mutex> lock(mutex);
+  MOEGRAD_CHECK(device >= 0 && device < kMaxDevices, "cublas", "device index {} too large", device);
+  cublasHandle_t& h = handles[device];
+  if (!h) {
+    MOEGRAD_CUBLAS_CHECK(cublasCreate(&h));
+    MOEGRAD_CUBLAS_CHECK(cublasSetStream(h, st));
+  }
+  MOEGRAD_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return h;
+}
+
+cublasOperation_t op_of(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+int as_int(std::int64_t v) {
+  MOEGRAD_CHECK(v <= INT_MAX, "matmul", "size {} exceeds the cuBLAS integer range", v);
+  return static_cast<int>(v);
+}
+
+// One column-major call; first = B, second = A (see cpu::to_col_major).
+void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+              const float* second, const float* beta, float* c) {
+  MOEGRAD_CUBLAS_CHECK(cublasSgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
+                                   as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
+                                   beta, c, as_int(g.ldc)));
+}
+void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+              const double* second, const double* beta, double* c) {
+  MOEGRAD_CUBLAS_CHECK(cublasDgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
+                                   as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
+                                   beta, c, as_int(g.ldc)));
+}
+void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+                  long long s_first, const float* second, long long s_second, const float* beta, float* c,
+                  long long s_c, int batch) {
+  MOEGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
+                                                 as_int(g.n), as_int(g.k), alpha, first, as_int(g.ld_first),
+                                                 s_first, second, as_int(g.ld_second), s_second, beta, c,
+                                                 as_int(g.ldc), s_c, batch));
+}
+void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+                  long long s_first, const double* second, long long s_second, const double* beta,
+                  double* c, long long s_c, int batch) {
+  MOEGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
+                                                 as_int(g.n), as_int(g.k), alpha, first, as_int(g.ld_first),
+                                                 s_first, second, as_int(g.ld_second), s_second, beta, c,
+                                                 as_int(g.ldc), s_c, batch));
+}
+
+// offsets[i] = offsets[0] + i * step for all i (step may be 0: a broadcast operand).
+bool uniform_step(const std::int64_t* off, std::int64_t batch, std::int64_t& step) {
+  step = batch > 1 ? off[1] - off[0] : 0;
+  for (std::int64_t i = 2; i < batch; ++i)
+    if (off[i] - off[i - 1] != step) return false;
+  return true;
+}
+
+}  // namespace
+
+template <class T>
+void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+                  std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
+                  const std::int64_t* c_off, int device) {
+  if (batch == 0 || g.m == 0 || g.n == 0) return;
+  cublasHandle_t h = handle(device);
+  const cpu::ColMajorGemm cm = cpu::to_col_major(g);
+  // k == 0: cuBLAS scales C by beta (writing zeros for beta == 0), as BLAS does.
+  std::int64_t sa = 0, sb = 0, sc = 0;
+  if (batch > 1 && batch <= INT_MAX && uniform_step(a_off, batch, sa) && uniform_step(b_off, batch, sb) &&
+      uniform_step(c_off, batch, sc) && sc != 0) {
+    gemm_batched(h, cm, &alpha, b + b_off[0], sb, a + a_off[0], sa, &beta, c + c_off[0], sc,
+                 static_cast<int>(batch));
+    return;
+  }
+  for (std::int64_t i = 0; i < batch; ++i) gemm_one(h, cm, &alpha, b + b_off[i], a + a_off[i], &beta, c + c_off[i]);
+}
+
+template void gemm_strided<float>(const cpu::RowMajorGemm&, float, const float*, const float*, float, float*,
+                                  std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*, int);
+template void gemm_strided<double>(const cpu::RowMajorGemm&, double, const double*, const double*, double,
+                                   double*, std::int64_t, const std::int64_t*, const std::int64_t*,
+                                   const std::int64_t*, int);
+
+}  // namespace moegrad::core::cuda

@@ -1,0 +1,18 @@
+// CPU-only build: cuBLAS GEMMs do not exist.
+#include "core/cuda/gemm.h"
+#include "core/error.h"
+
+namespace moegrad::core::cuda {
+
+template <class T>
+void gemm_strided(const cpu::RowMajorGemm&, T, const T*, const T*, T, T*, std::int64_t, const std::int64_t*,
+                  const std::int64_t*, const std::int64_t*, int device) {
+  fail("matmul", "cuBLAS GEMM on cuda:{}: moegrad was built without CUDA", device);
+}
+template void gemm_strided<float>(const cpu::RowMajorGemm&, float, const float*, const float*, float, float*,
+                                  std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*, int);
+template void gemm_strided<double>(const cpu::RowMajorGemm&, double, const double*, const double*, double,
+                                   double*, std::int64_t, const std::int64_t*, const std::int64_t*,
+                                   const std::int64_t*, int);
+
+}  // namespace moegrad::core::cuda

@@ -3,16 +3,28 @@
 //   step_ms   zero_grad + forward + backward of L = sum(out * g) + aux loss (fixed random g);
 //   gflops    useful FLOP/s of the step: the expert GEMMs of the rows the routing kept
 //             (st: 2 rows (d 2h + h d), lucidrains: 2 rows (d h + h d); step = 3x forward);
-//   gemm_*    cblas_sgemm on the same per-expert GEMM shapes (same rows per expert, same
-//             transposes) in the same run, and ratio = layer rate / GEMM rate;
+//             tflops = the same in TFLOP/s;
+//   gemm_*    the same-run denominator, and ratio = layer rate / GEMM rate:
+//               cpu   cblas_sgemm on the same per-expert GEMM shapes (same rows per expert,
+//                     same transposes);
+//               cuda  one dense GEMM of the same total size through core::matmul (cuBLAS):
+//                     the kept rows R as [R, d] @ [d, h1] and [R, h] @ [h, d] (forward) and
+//                     the four backward GEMMs (dact, dW2, dx, dW1), the layer's weight layout;
+//   experts_* the experts' phase (forward_rows: both GEMMs and the activation) alone, as a
+//             rate over the same denominator;
 //   *_share   time in routing + dispatch + combine over the sum of the phases, the phases
 //             being the module's forward pieces called in its order (gate route + routing
 //             metadata, dispatch_rows, experts' forward_rows, combine_rows), each also run
-//             backward on its own graph (leaf inputs, random output gradient).
-// Every measurement of a repeat is taken once per repeat (interleaved); figures are medians
-// over the repeats after warm-up. Progress goes to stderr, JSON lines to stdout. Each line
-// records OMP_WAIT_POLICY and the load average: with the pthread OpenBLAS, libgomp's spinning
-// workers halve the layers' speed on two cores (docs/benchmarks.md).
+//             backward on its own graph (leaf inputs, random output gradient);
+//   step_peak_mb  the step's peak allocator growth (core::memory_stats(device)): peak
+//             allocated bytes during zero_grad + forward + backward, reset just before it,
+//             minus the bytes allocated then (weights, x, g, the denominator's buffers).
+// On CUDA every clock read first waits for the device (core::synchronize; a no-op on the CPU),
+// so each interval covers the work queued in it. Every measurement of a repeat is taken once
+// per repeat (interleaved); figures are medians over the repeats after warm-up (the peak: the
+// largest). Progress goes to stderr, JSON lines to stdout. Each line records OMP_WAIT_POLICY
+// and the load average: with the pthread OpenBLAS, libgomp's spinning workers halve the
+// layers' speed on two cores (docs/benchmarks.md).
 #include <cblas.h>
 #include <fmt/format.h>
 #include <omp.h>
@@ -34,7 +46,8 @@
 #include <vector>
 
 #include "core/build_info.h"
-#include "core/cpu/allocator.h"
+#include "core/memory.h"
+#include "core/ops.h"
 #include "layers/layers.h"
 
 using namespace moegrad;
@@ -51,10 +64,15 @@ struct Workload {
   double st_mult;  // st::MoE expert_hidden_mult with int(d * mult * 2 / 3) == h
 };
 
-// The issue's CPU workloads; --quick keeps the expert counts and top-k and shrinks the rest.
-std::vector<Workload> workloads(bool quick) {
+// The issues' workloads: CPU (issue 3) 2048 / 1024 / 2048 tokens, GPU (issue 5) 16384 tokens
+// (8 sequences of 2048) each; --quick keeps the expert counts and top-k and shrinks the rest
+// (the same tiny shapes on both devices).
+std::vector<Workload> workloads(bool quick, bool cuda) {
   if (quick)
     return {{"W1", 32, 128, 8, 2, 2, 32, 6.0}, {"W2", 128, 512, 8, 2, 2, 32, 6.0}, {"W3", 128, 64, 64, 8, 2, 32, 0.75}};
+  if (cuda)
+    return {{"W1", 256, 1024, 8, 2, 8, 2048, 6.0}, {"W2", 1024, 4096, 8, 2, 8, 2048, 6.0},
+            {"W3", 1024, 512, 64, 8, 8, 2048, 0.75}};
   return {{"W1", 256, 1024, 8, 2, 8, 256, 6.0}, {"W2", 1024, 4096, 8, 2, 4, 256, 6.0},
           {"W3", 1024, 512, 64, 8, 8, 256, 0.75}};
 }
@@ -67,12 +85,20 @@ struct Config {
   std::string device = "cpu";
   int repeat = 10, warmup = 2;
   bool quick = false;
+  bool tf32 = false;
 };
+
+// The device under test: every clock read waits for it first, so that an interval covers the
+// work queued on it (kernels run asynchronously on CUDA; synchronize is a no-op on the CPU).
+core::Device g_timed_device = core::Device::cpu();
 
 double now_ms() {
   using namespace std::chrono;
+  core::synchronize(g_timed_device);
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
+
+constexpr double kMiB = 1024.0 * 1024.0;
 
 // 1-minute load average (Linux), -1 where unavailable: the machine is shared, so each line
 // says how busy it was.
@@ -119,8 +145,7 @@ struct Model {
   std::function<Pieces(const Variable&)> route;
   std::function<Variable(const Variable&, const Tensor&)> experts;
   std::function<const rt::RoutingStats&()> stats;
-  const float* w_first = nullptr;  // expert weights, read by the reference GEMMs
-  const float* w_second = nullptr;
+  Tensor w_first, w_second;  // expert weights, read by the CPU reference GEMMs
 };
 
 Model make_model(const std::string& name, const Workload& w, TensorOptions topt, core::Generator* gen) {
@@ -154,8 +179,8 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     };
     m.experts = [layer](const Variable& rows, const Tensor& off) { return layer->experts()->forward_rows(rows, off); };
     m.stats = [layer]() -> const rt::RoutingStats& { return layer->last_routing_stats(); };
-    m.w_first = layer->experts()->parameter("w_in").value().data<float>();
-    m.w_second = layer->experts()->parameter("w_out").value().data<float>();
+    m.w_first = layer->experts()->parameter("w_in").value();
+    m.w_second = layer->experts()->parameter("w_out").value();
   } else {
     nn::lmoe::MoEOptions o;
     o.hidden_dim = w.h;
@@ -179,8 +204,8 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     };
     m.experts = [layer](const Variable& rows, const Tensor& off) { return layer->experts()->forward_rows(rows, off); };
     m.stats = [layer]() -> const rt::RoutingStats& { return layer->last_routing_stats(); };
-    m.w_first = layer->experts()->parameter("w1").value().data<float>();
-    m.w_second = layer->experts()->parameter("w2").value().data<float>();
+    m.w_first = layer->experts()->parameter("w1").value();
+    m.w_second = layer->experts()->parameter("w2").value();
   }
   return m;
 }
@@ -194,16 +219,26 @@ std::int64_t kept_rows(const rt::RoutingStats& s) {
   return std::accumulate(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), std::int64_t{0});
 }
 
-// cblas_sgemm on the expert GEMMs of the layer for the given rows per expert: forward
-// (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
+// The same-run GEMM denominator: forward and backward ms of the layer's expert GEMMs for the
+// rows the routing kept.
 class GemmReference {
  public:
-  GemmReference(const Model& m, const Workload& w) : m_(m), d_(w.d), h_(w.h), h1_(m.h_first), e_(w.e) {
+  virtual ~GemmReference() = default;
+  // Returns (forward ms, backward ms).
+  virtual std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) = 0;
+};
+
+// CPU: cblas_sgemm on the expert GEMMs of the layer for the given rows per expert: forward
+// (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
+class CblasReference final : public GemmReference {
+ public:
+  CblasReference(const Model& m, const Workload& w)
+      : m_(m), w_first_(m.w_first.data<float>()), w_second_(m.w_second.data<float>()), d_(w.d), h_(w.h),
+        h1_(m.h_first), e_(w.e) {
     dw_.assign(static_cast<std::size_t>(e_ * (d_ * h1_ + h_ * d_)), 0.0f);  // [E, W1] then [E, W2], like the grads
   }
 
-  // Returns (forward ms, backward ms).
-  std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) {
+  std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) override {
     const std::int64_t rows = std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0});
     fill(x_, rows * d_);
     fill(a1_, rows * h1_);
@@ -218,9 +253,9 @@ class GemmReference {
     for (std::int64_t e = 0; e < e_; ++e) {
       const int mm = static_cast<int>(per_expert[static_cast<std::size_t>(e)]);
       if (mm > 0) {
-        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, h1, d, 1.0f, x_.data() + r0 * d_, d, m_.w_first + e * d_ * h1_,
+        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, h1, d, 1.0f, x_.data() + r0 * d_, d, w_first_ + e * d_ * h1_,
                     tr ? d : h1, 0.0f, a1_.data() + r0 * h1_, h1);
-        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, d, h, 1.0f, act_.data() + r0 * h_, h, m_.w_second + e * h_ * d_,
+        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, d, h, 1.0f, act_.data() + r0 * h_, h, w_second_ + e * h_ * d_,
                     tr ? h : d, 0.0f, y_.data() + r0 * d_, d);
       }
       r0 += mm;
@@ -237,13 +272,13 @@ class GemmReference {
         const float* ga1 = a1_.data() + r0 * h1_;
         float* dw1 = dw_.data() + e * d_ * h1_;
         float* dw2 = dw_.data() + e_ * d_ * h1_ + e * h_ * d_;
-        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, h, d, 1.0f, gy, d, m_.w_second + e * h_ * d_, tr ? h : d, 0.0f,
+        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, h, d, 1.0f, gy, d, w_second_ + e * h_ * d_, tr ? h : d, 0.0f,
                     act_.data() + r0 * h_, h);
         if (tr)
           cblas_sgemm(CblasRowMajor, T, N, d, h, mm, 1.0f, gy, d, act_.data() + r0 * h_, h, 0.0f, dw2, h);
         else
           cblas_sgemm(CblasRowMajor, T, N, h, d, mm, 1.0f, act_.data() + r0 * h_, h, gy, d, 0.0f, dw2, d);
-        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, d, h1, 1.0f, ga1, h1, m_.w_first + e * d_ * h1_, tr ? d : h1, 0.0f,
+        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, d, h1, 1.0f, ga1, h1, w_first_ + e * d_ * h1_, tr ? d : h1, 0.0f,
                     x_.data() + r0 * d_, d);
         if (tr)
           cblas_sgemm(CblasRowMajor, T, N, h1, d, mm, 1.0f, ga1, h1, x_.data() + r0 * d_, d, 0.0f, dw1, d);
@@ -266,8 +301,67 @@ class GemmReference {
     }
   }
   const Model& m_;
+  const float* w_first_;
+  const float* w_second_;
   std::int64_t d_, h_, h1_, e_;
   std::vector<float> x_, a1_, act_, y_, dw_;
+};
+
+// CUDA (any device with core::matmul): one dense GEMM of the same total size. For the kept rows
+// R: forward a1 = x [R, d] @ W1 [d, h1], y = act [R, h] @ W2 [h, d]; backward dact = gy @ W2^T,
+// dW2 = act^T gy, dx = ga1 @ W1^T, dW1 = x^T ga1 -- with the layer's weight layout (st stores
+// [out, in] and multiplies by the transpose), on device tensors through core::matmul_into
+// (cuBLAS; f32, TF32 only with --tf32, like the layer). Inputs and outputs are separate
+// buffers, reallocated (outside the timers) when R changes.
+class DenseReference final : public GemmReference {
+ public:
+  DenseReference(const Model& m, const Workload& w, TensorOptions topt)
+      : tr_(m.first_transposed), d_(w.d), h_(w.h), h1_(m.h_first), topt_(topt), gen_(4242) {
+    w1_ = core::randn(tr_ ? core::Shape{h1_, d_} : core::Shape{d_, h1_}, topt_, &gen_);
+    w2_ = core::randn(tr_ ? core::Shape{d_, h_} : core::Shape{h_, d_}, topt_, &gen_);
+    dw1_ = core::empty(w1_.shape(), topt_);
+    dw2_ = core::empty(w2_.shape(), topt_);
+  }
+
+  std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) override {
+    const std::int64_t rows = std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0});
+    if (rows <= 0) return {0.0, 0.0};
+    if (rows != rows_) {
+      rows_ = rows;
+      x_ = core::randn({rows, d_}, topt_, &gen_);
+      ga1_ = core::randn({rows, h1_}, topt_, &gen_);
+      act_ = core::randn({rows, h_}, topt_, &gen_);
+      gy_ = core::randn({rows, d_}, topt_, &gen_);
+      a1_ = core::empty({rows, h1_}, topt_);
+      y_ = core::empty({rows, d_}, topt_);
+      dact_ = core::empty({rows, h_}, topt_);
+      dx_ = core::empty({rows, d_}, topt_);
+    }
+    double t0 = now_ms();
+    core::matmul_into(a1_, x_, w1_, false, tr_);
+    core::matmul_into(y_, act_, w2_, false, tr_);
+    const double fwd = now_ms() - t0;
+    t0 = now_ms();
+    core::matmul_into(dact_, gy_, w2_, false, !tr_);
+    if (tr_)
+      core::matmul_into(dw2_, gy_, act_, true, false);  // [d, h]
+    else
+      core::matmul_into(dw2_, act_, gy_, true, false);  // [h, d]
+    core::matmul_into(dx_, ga1_, w1_, false, !tr_);
+    if (tr_)
+      core::matmul_into(dw1_, ga1_, x_, true, false);  // [h1, d]
+    else
+      core::matmul_into(dw1_, x_, ga1_, true, false);  // [d, h1]
+    return {fwd, now_ms() - t0};
+  }
+
+ private:
+  bool tr_;
+  std::int64_t d_, h_, h1_;
+  TensorOptions topt_;
+  core::Generator gen_;
+  std::int64_t rows_ = -1;
+  Tensor w1_, w2_, dw1_, dw2_, x_, ga1_, act_, gy_, a1_, y_, dact_, dx_;
 };
 
 struct Sample {
@@ -275,8 +369,10 @@ struct Sample {
   double route, dispatch, experts, combine;              // forward phases
   double route_b, dispatch_b, experts_b, combine_b;      // their backward
   double gemm_fwd, gemm_bwd, gemm_rows;
+  double phase_rows;                                     // rows the phases' routing kept
   double dropped;
   double step_misses;  // caching-allocator misses (fresh memory, first-touch faults) in the step
+  double step_peak_bytes, step_base_bytes;  // allocator: peak during the step, allocated before it
 };
 
 // One interleaved repeat: layer forward, layer step, the phases, the reference GEMMs.
@@ -292,7 +388,10 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
   }
   {
     const Variable gv = ag::constant(g);
-    const std::int64_t misses = core::cpu::memory_stats().cache_misses;
+    const core::Device device = x.value().device();
+    core::synchronize(device);
+    core::reset_peak_memory(device);
+    const core::cpu::MemoryStats before = core::memory_stats(device);
     const double t0 = now_ms();
     m.module->zero_grad();
     x.zero_grad();
@@ -300,7 +399,10 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     Variable loss = ag::add(ag::sum(ag::mul(out, gv)), aux);
     loss.backward();
     s.step_ms = now_ms() - t0;
-    s.step_misses = static_cast<double>(core::cpu::memory_stats().cache_misses - misses);
+    const core::cpu::MemoryStats after = core::memory_stats(device);
+    s.step_misses = static_cast<double>(after.cache_misses - before.cache_misses);
+    s.step_base_bytes = static_cast<double>(before.allocated);
+    s.step_peak_bytes = static_cast<double>(after.peak_allocated);
     s.step_rows = static_cast<double>(kept_rows(m.stats()));
     s.dropped = m.stats().dropped_fraction;
   }
@@ -311,6 +413,7 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     double t0 = now_ms();
     Pieces p = m.route(x);
     s.route = now_ms() - t0;
+    s.phase_rows = static_cast<double>(p.rows.num_rows);
     const Variable scale_leaf(p.scale.value(), p.scale.requires_grad());
     t0 = now_ms();
     Variable buffer = ag::dispatch_rows(ag::reshape(x, {T, w.d}), p.rows.row, scale_leaf, p.rows.num_rows);
@@ -358,24 +461,25 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
 
 void bench(const Config& cfg, const Workload& w, const std::string& model_name, core::Device device) {
   const TensorOptions topt{core::DType::f32, device};
+  g_timed_device = device;
   core::Generator gen(1234), data_gen(99), bench_gen(7);
   Model m = make_model(model_name, w, topt, &gen);
   m.module->train();
   const Variable x(core::randn({w.b, w.n, w.d}, topt, &data_gen), /*requires_grad=*/true);
   const Tensor g = core::randn({w.b, w.n, w.d}, topt, &data_gen);
-  if (device.is_cuda()) {
-    // Today the first op throws "[op] no kernel for device cuda:0 in this build"; once the
-    // kernels exist, timing still needs device synchronisation and a cuBLAS reference.
-    m.forward(x);
-    fail("bench_moe", "timing on {} is not implemented yet (needs device synchronisation and a cuBLAS reference)",
-         device.str());
-  }
-  GemmReference gemm(m, w);
+  // The per-expert cblas reference reads the weights through host pointers: CPU only.
+  std::unique_ptr<GemmReference> ref;
+  if (device.is_cpu())
+    ref = std::make_unique<CblasReference>(m, w);
+  else
+    ref = std::make_unique<DenseReference>(m, w, topt);
+  GemmReference& gemm = *ref;
+  const char* gemm_ref = device.is_cpu() ? "cblas_per_expert" : "cublas_dense";
 
   const int repeat = cfg.quick ? 1 : cfg.repeat, warmup = cfg.quick ? 1 : cfg.warmup;
   const double load_before = load1();
-  fmt::print(stderr, "bench_moe: {} {} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
-             model_name, w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
+  fmt::print(stderr, "bench_moe: {} {} on {} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
+             model_name, device.str(), w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
   for (int i = 0; i < warmup; ++i) sample(m, w, x, g, bench_gen, gemm);
   std::vector<Sample> ss;
   for (int i = 0; i < repeat; ++i) ss.push_back(sample(m, w, x, g, bench_gen, gemm));
@@ -412,6 +516,18 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
   });
   const double dropped = med([](const Sample& s) { return s.dropped; });
   const double step_misses = med([](const Sample& s) { return s.step_misses; });
+  // The experts' phase alone (both GEMMs and the activation) at the useful FLOPs of its rows.
+  const double experts_gflops =
+      med([&](const Sample& s) { return useful_flops(m, w, std::llround(s.phase_rows)) / s.experts * 1e-6; });
+  const double experts_step_gflops = med([&](const Sample& s) {
+    return 3 * useful_flops(m, w, std::llround(s.phase_rows)) / (s.experts + s.experts_b) * 1e-6;
+  });
+  double step_peak_mb = 0, peak_allocated_mb = 0, step_base_mb = 0;
+  for (const Sample& s : ss) {
+    step_peak_mb = std::max(step_peak_mb, (s.step_peak_bytes - s.step_base_bytes) / kMiB);
+    peak_allocated_mb = std::max(peak_allocated_mb, s.step_peak_bytes / kMiB);
+    step_base_mb = std::max(step_base_mb, s.step_base_bytes / kMiB);
+  }
 
   fmt::print(
       "{{\"bench\":\"moe\",\"workload\":\"{}\",\"model\":\"{}\",\"device\":\"{}\",\"dtype\":\"f32\",\"quick\":{},"
@@ -421,33 +537,52 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"ratio_fwd\":{:.3f},\"ratio\":{:.3f},"
       "\"route_ms\":{:.3f},\"dispatch_ms\":{:.3f},\"experts_ms\":{:.3f},\"combine_ms\":{:.3f},\"rdc_share\":{:.4f},"
       "\"route_bwd_ms\":{:.3f},\"dispatch_bwd_ms\":{:.3f},\"experts_bwd_ms\":{:.3f},\"combine_bwd_ms\":{:.3f},"
-      "\"rdc_step_share\":{:.4f},\"step_alloc_misses\":{:.0f},\"omp_wait_policy\":\"{}\",\"load1\":[{:.2f},{:.2f}]}}\n",
+      "\"rdc_step_share\":{:.4f},\"step_alloc_misses\":{:.0f},\"omp_wait_policy\":\"{}\",\"load1\":[{:.2f},{:.2f}],"
+      "\"b\":{},\"n\":{},\"tf32\":{},\"gemm_ref\":\"{}\",\"fwd_tflops\":{:.4f},\"tflops\":{:.4f},"
+      "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
+      "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
+      "\"step_base_mb\":{:.1f}}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
-      dispatch_b, experts_b, combine_b, rdc_step_share, step_misses, wait_policy(), load_before, load1());
+      dispatch_b, experts_b, combine_b, rdc_step_share, step_misses, wait_policy(), load_before, load1(), w.b, w.n,
+      cfg.tf32, gemm_ref, fwd_gflops * 1e-3, gflops * 1e-3, gemm_gflops * 1e-3, gemm_step_gflops * 1e-3,
+      experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
+      step_peak_mb, peak_allocated_mb, step_base_mb);
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
-             "{:.1f}), rdc share fwd {:.1f}% step {:.1f}%\n",
+             "{:.1f}), experts {:.2f} / {:.2f} of GEMM, rdc share fwd {:.1f}% step {:.1f}%, step peak +{:.1f} MiB\n",
              fwd_ms, fwd_gflops, fwd_gflops / gemm_gflops, gemm_gflops, step_ms, gflops, gflops / gemm_step_gflops,
-             gemm_step_gflops, 100 * rdc_share, 100 * rdc_step_share);
+             gemm_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops, 100 * rdc_share,
+             100 * rdc_step_share, step_peak_mb);
 }
 
 void usage(std::FILE* to) {
   fmt::print(to,
              "bench_moe: MoE layers' forward and forward+backward on the fast path, one JSON line per measurement.\n"
-             "  --workload W1|W2|W3   W1 d256 h1024 e8 k2, 8x256 tokens; W2 d1024 h4096 e8 k2, 4x256;\n"
-             "                        W3 d1024 h512 e64 k8, 8x256 (default: all)\n"
+             "  --workload W1|W2|W3   W1 d256 h1024 e8 k2; W2 d1024 h4096 e8 k2; W3 d1024 h512 e64 k8 (default: all)\n"
+             "                        tokens on cpu: W1 8x256, W2 4x256, W3 8x256; on cuda: 8x2048 each\n"
              "  --model NAME          st_moe.MoE (top-k = the workload's k) or lucidrains.MoE (always top-2:\n"
              "                        W3 runs with k = 2 and reports k 2) (default: both)\n"
-             "  --device cpu|cuda     (default cpu)\n"
+             "  --device cpu|cuda     (default cpu; cuda = cuda:0, needs a CUDA build and a visible device)\n"
              "  --repeat N            measured repeats after 2 warm-ups, medians reported (default 10)\n"
-             "  --quick               tiny shapes, 1 repeat (CI smoke test; figures not meaningful)\n"
+             "  --quick               tiny shapes (both devices), 1 warm-up + 1 repeat (smoke test; figures not\n"
+             "                        meaningful)\n"
+             "  --tf32                let cuBLAS use TF32 tensor cores for f32 GEMMs (core::set_allow_tf32), in the\n"
+             "                        layers and the GEMM denominator alike (default off: FP32; no effect on cpu)\n"
              "  --help                this text\n"
-             "Train mode, f32, capacity factor 1.25. JSON keys: workload, model, device, fwd_ms, step_ms,\n"
-             "fwd_gflops, gflops (step), gemm_gflops / gemm_step_gflops (cblas_sgemm on the same expert GEMMs),\n"
-             "ratio_fwd, ratio, route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share.\n"
+             "Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
+             "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
+             "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
+             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = cblas_sgemm on the same\n"
+             "per-expert GEMMs; cuda: cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and\n"
+             "[R, h] @ [h, d] plus their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
+             "gemm_step_gflops, gemm_tflops, gemm_step_tflops, ratio_fwd, ratio (layer rate / GEMM rate);\n"
+             "experts_gflops, experts_step_gflops, experts_ratio_fwd, experts_ratio (the experts' phase alone over\n"
+             "the same GEMM rates); route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share;\n"
+             "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
+             "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1.\n"
              "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
 }
 
@@ -477,6 +612,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--quick") {
       cfg.quick = true;
+    } else if (arg == "--tf32") {
+      cfg.tf32 = true;
     } else if (is_flag(arg, "--workload")) {
       auto v = value(i, arg, "--workload");
       if (!v || (*v != "W1" && *v != "W2" && *v != "W3")) return bad("--workload takes W1, W2 or W3");
@@ -519,21 +656,21 @@ int main(int argc, char** argv) {
     }
     device = core::Device::cuda(0);
   }
-  fmt::print(stderr, "bench_moe: moegrad {}, {} OpenMP threads, BLAS {}\n", info.version, info.omp_threads, info.blas);
+  if (cfg.tf32) core::set_allow_tf32(true);
+  fmt::print(stderr, "bench_moe: moegrad {}, {} OpenMP threads, BLAS {}, device {}{}\n", info.version, info.omp_threads,
+             info.blas, device.str(), device.is_cuda() ? (cfg.tf32 ? ", TF32 on" : ", TF32 off") : "");
 
-  for (const Workload& w : workloads(cfg.quick)) {
+  for (const Workload& w : workloads(cfg.quick, device.is_cuda())) {
     if (cfg.workload && *cfg.workload != w.name) continue;
     for (const char* model : {kLucidrains, kStMoE}) {
       if (cfg.model && *cfg.model != model) continue;
       try {
         bench(cfg, w, model, device);
+        // The next (workload, model) starts from an empty device cache: its peak and its first
+        // allocations do not depend on what ran before. (The CPU cache is left as it was.)
+        if (device.is_cuda()) core::empty_cache(device);
       } catch (const std::exception& e) {
-        if (device.is_cuda()) {
-          fmt::print(stderr, "bench_moe: {} {} on {}: the MoE layers cannot run on CUDA in this build yet: {}\n", w.name,
-                     model, device.str(), e.what());
-        } else {
-          fmt::print(stderr, "bench_moe: {} {}: {}\n", w.name, model, e.what());
-        }
+        fmt::print(stderr, "bench_moe: {} {} on {}: {}\n", w.name, model, device.str(), e.what());
         return 1;
       }
     }

@@ -2,6 +2,7 @@
 #pragma once
 #include "core/ops/creation.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/fused_update.h"
 #include "core/ops/indexing.h"
 #include "core/ops/linalg.h"
 #include "core/ops/moe.h"

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/cpu/loops.h"
+#include "core/reduce_math.h"
 
 namespace moegrad::core::cpu {
 namespace {
@@ -110,17 +111,9 @@ Shape with_size(Shape s, std::int64_t dim, std::int64_t size) {
 }
 
 template <class T>
-struct TopkOrder {
+struct TopkOrder {  // a ranks before b; NaN counts as larger than every number (as in PyTorch)
   bool largest;
-  // a ranks before b. NaN counts as larger than every number (as in PyTorch).
-  bool operator()(T a, T b) const {
-    if constexpr (std::is_floating_point_v<T>) {
-      if (largest) return a > b || (std::isnan(a) && !std::isnan(b));
-      return a < b || (std::isnan(b) && !std::isnan(a));
-    } else {
-      return largest ? a > b : a < b;
-    }
-  }
+  bool operator()(T a, T b) const { return math::topk_better(a, b, largest); }
 };
 
 constexpr std::int64_t kTopkInsertionMax = 16;

@@ -1,9 +1,13 @@
 // The trainer on a device: --device spelling, the error without a GPU (before any work), and
-// where a GPU is present, a GPU run whose checkpoint resumes on the CPU and the reverse.
+// where a GPU is present, the same losses on both devices and a GPU run whose checkpoint
+// resumes on the CPU (and the reverse).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #include "core/build_info.h"
 #include "tests/test_files.h"
@@ -97,6 +101,47 @@ TEST_CASE("trainer: a GPU run's checkpoint resumes on the CPU and a CPU run's on
       CHECK(part2.model().device() == core::Device::parse(second));
       // The resumed model holds the checkpoint's parameters on its own device.
       for (const auto& [name, p] : part2.optimizer().named_parameters()) CHECK(p.device() == part2.device());
+    }
+  }
+}
+
+namespace {
+// "loss" of every line of a metrics file, in order.
+std::vector<double> losses(const fs::path& metrics) {
+  std::vector<double> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto at = line.find("\"loss\":");
+    if (at != std::string::npos) out.push_back(std::stod(line.substr(at + 7)));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("trainer: a short run gives the same losses on the GPU as on the CPU (1e-4)") {
+  if (core::build_info().cuda_devices == 0) {
+    MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  for (const char* task : {"clustered-regression", "sequence"}) {
+    CAPTURE(task);
+    moegrad::test::TempDir tmp;
+    std::vector<double> per_device[2];
+    int i = 0;
+    for (const char* device : {"cpu", "cuda"}) {
+      auto c = tiny(task, tmp.file(std::string("ckpt-") + device), device);
+      c.steps = 20;
+      c.model.noise_gates = true;  // Philox draws on the device: the same noise on both
+      c.log_every = 1;
+      c.metrics = tmp.file(std::string("metrics-") + device + ".jsonl");
+      train::Trainer(c, nullptr).run();
+      per_device[i++] = losses(c.metrics);
+    }
+    REQUIRE(per_device[0].size() >= 20);
+    REQUIRE(per_device[1].size() == per_device[0].size());
+    for (std::size_t s = 0; s < per_device[0].size(); ++s) {
+      CAPTURE(s);
+      CHECK(std::abs(per_device[1][s] - per_device[0][s]) <= 1e-4 * std::max(1.0, std::abs(per_device[0][s])));
     }
   }
 }

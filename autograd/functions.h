@@ -114,7 +114,10 @@ Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype = DT
 // x [T, d], scale [T, k] -> [num_rows, d]: out[row[t,j]] = x[t] * scale[t,j] (rows distinct).
 Variable dispatch_rows(const Variable& x, const Tensor& row, const Variable& scale, std::int64_t num_rows);
 // y [R, d], weight [T, k] -> [T, d]: out[t] = sum_j weight[t,j] * y[row[t,j]] (rows may repeat).
-Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight);
+// distinct_rows: the caller knows row's non-negative values are distinct (the MoE row maps), so
+// the backward is a dispatch_rows (which still checks it) instead of first asking the rows
+// (on a GPU that answer is a copy to the host) and falling back to an index_add.
+Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight, bool distinct_rows = false);
 // x [R, a], w [E, a, b] (or [E, b, a] with transpose_w), offsets [E + 1] -> [R, b], per group
 // out_e = x_e @ w_e (or x_e @ w_e^T).
 Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w);

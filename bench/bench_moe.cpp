@@ -45,6 +45,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "core/build_info.h"
 #include "core/memory.h"
 #include "core/ops.h"
@@ -86,6 +87,7 @@ struct Config {
   int repeat = 10, warmup = 2;
   bool quick = false;
   bool tf32 = false;
+  moegrad::perf::FmaPeak fma;  // measured once per run on the CPU (zero on cuda)
 };
 
 // The device under test: every clock read waits for it first, so that an interval covers the
@@ -170,8 +172,7 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     m.route = [layer, o](const Variable& x) {
       Pieces p;
       p.gate = layer->gate()->route(x, false, 1.0, {});
-      (void)rt::routing_stats(p.gate.routing);
-      p.rows = rt::compact_rows(p.gate.routing);
+      p.rows = rt::expert_rows(p.gate.routing);  // as the layer: padded on a GPU, compact on the CPU
       p.scale = rt::dispatch_scale(p.gate.weights, p.gate.straight_through);
       p.aux = ag::add(ag::mul(p.gate.balance_loss, o.balance_loss_coef),
                       ag::mul(p.gate.router_z_loss, o.router_z_loss_coef));
@@ -196,8 +197,7 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     m.route = [layer, o](const Variable& x) {
       Pieces p;
       p.gate = layer->gate()->route(x, {}, {});
-      (void)rt::routing_stats(p.gate.routing);
-      p.rows = rt::compact_rows(p.gate.routing);
+      p.rows = rt::expert_rows(p.gate.routing);  // as the layer: padded on a GPU, compact on the CPU
       p.scale = rt::dispatch_scale(p.gate.weights, false);
       p.aux = ag::mul(p.gate.balance_loss, o.loss_coef);
       return p;
@@ -424,7 +424,7 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     s.experts = now_ms() - t0;
     const Variable expert_leaf(expert_out.value(), true), weight_leaf(p.gate.weights.value(), true);
     t0 = now_ms();
-    Variable out = ag::reshape(ag::combine_rows(expert_leaf, p.rows.row, weight_leaf), {w.b, w.n, w.d});
+    Variable out = ag::reshape(ag::combine_rows(expert_leaf, p.rows.row, weight_leaf, /*distinct_rows=*/true), {w.b, w.n, w.d});
     s.combine = now_ms() - t0;
 
     // Output gradients drawn outside the timers; backward in the step's order.
@@ -541,14 +541,15 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"b\":{},\"n\":{},\"tf32\":{},\"gemm_ref\":\"{}\",\"fwd_tflops\":{:.4f},\"tflops\":{:.4f},"
       "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
       "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
-      "\"step_base_mb\":{:.1f}}}\n",
+      "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f}}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
       dispatch_b, experts_b, combine_b, rdc_step_share, step_misses, wait_policy(), load_before, load1(), w.b, w.n,
       cfg.tf32, gemm_ref, fwd_gflops * 1e-3, gflops * 1e-3, gemm_gflops * 1e-3, gemm_step_gflops * 1e-3,
       experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
-      step_peak_mb, peak_allocated_mb, step_base_mb);
+      step_peak_mb, peak_allocated_mb, step_base_mb, cfg.fma.gflops, cfg.fma.isa,
+      cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0);
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
@@ -582,7 +583,9 @@ void usage(std::FILE* to) {
              "experts_gflops, experts_step_gflops, experts_ratio_fwd, experts_ratio (the experts' phase alone over\n"
              "the same GEMM rates); route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share;\n"
              "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
-             "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1.\n"
+             "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
+             "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
+             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops).\n"
              "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
 }
 
@@ -659,6 +662,11 @@ int main(int argc, char** argv) {
   if (cfg.tf32) core::set_allow_tf32(true);
   fmt::print(stderr, "bench_moe: moegrad {}, {} OpenMP threads, BLAS {}, device {}{}\n", info.version, info.omp_threads,
              info.blas, device.str(), device.is_cuda() ? (cfg.tf32 ? ", TF32 on" : ", TF32 off") : "");
+  if (!device.is_cuda()) {
+    cfg.fma = moegrad::perf::measure_fma_peak();
+    fmt::print(stderr, "bench_moe: measured f32 FMA peak {:.1f} GFLOP/s ({}, {} threads)\n", cfg.fma.gflops, cfg.fma.isa,
+               cfg.fma.threads);
+  }
 
   for (const Workload& w : workloads(cfg.quick, device.is_cuda())) {
     if (cfg.workload && *cfg.workload != w.name) continue;

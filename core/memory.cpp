@@ -22,6 +22,7 @@ void empty_cache(Device device) {
 void synchronize(Device device) {
   if (device.is_cuda()) cuda::synchronize(device.index);
 }
+std::int64_t host_wait_count(Device device) { return device.is_cuda() ? cuda::host_wait_count(device.index) : 0; }
 void set_allow_tf32(bool allow) { cuda::set_allow_tf32(allow); }
 bool allow_tf32() { return cuda::allow_tf32(); }
 

@@ -33,14 +33,15 @@ Variable dispatch_rows(const Variable& x, const Tensor& row, const Variable& sca
                 });
 }
 
-Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight) {
+Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight, bool distinct_rows) {
   return record("combine_rows", core::combine_rows(y.value(), row, weight.value()), {y, weight},
-                [Y = y.value(), row, W = weight.value()](const Tensor& g, const Needs& need) {
+                [Y = y.value(), row, W = weight.value(), distinct_rows](const Tensor& g, const Needs& need) {
                   Tensor gy;
                   if (need[0]) {
                     const std::int64_t R = Y.size(0);
                     // Distinct rows: dispatch_rows is the exact adjoint; repeated rows must accumulate.
-                    gy = core::rows_distinct(row, R) ? core::dispatch_rows(g, row, W, R) : scatter_add_rows(g, row, W, R);
+                    gy = distinct_rows || core::rows_distinct(row, R) ? core::dispatch_rows(g, row, W, R)
+                                                                      : scatter_add_rows(g, row, W, R);
                   }
                   return Grads{gy, need[1] ? core::row_dot(Y, row, g) : Tensor{}};  // dw[t,j] = <y[row[t,j]], g[t]>
                 });

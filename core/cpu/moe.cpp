@@ -1,14 +1,15 @@
-// CPU kernels for the MoE row ops and the grouped GEMM. Row loops go over tokens t (OpenMP
+// CPU kernels for the MoE row ops and the slot assignment. Row loops go over tokens t (OpenMP
 // above kParallelGrain work); dispatch_rows writes distinct rows, so threads never share a
 // target. Each output element is accumulated in a fixed order, so results do not depend on
 // the thread count.
 #include "core/cpu/moe.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
-#include "core/cpu/blas_gemm.h"
 #include "core/cpu/loops.h"
+#include "core/moe_slots_math.h"
 
 namespace moegrad::core::cpu {
 
@@ -43,6 +44,35 @@ bool check_rows(const char* op, const Tensor& row, std::int64_t num_rows, bool r
   bool distinct = true;
   scan_rows(op, row, num_rows, require_distinct, distinct);
   return distinct;
+}
+
+void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t num_experts,
+                  std::int64_t capacity, std::int64_t outer, const Tensor& position, const Tensor& padded_row,
+                  const Tensor& routed, const Tensor& kept) {
+  const moe_math::SlotGroupArgs a{expert.data<std::int64_t>(),
+                                  active.defined() ? active.data<std::uint8_t>() : nullptr,
+                                  groups > 0 ? expert.size(0) / groups : 0,
+                                  expert.size(1),
+                                  num_experts,
+                                  capacity,
+                                  groups / outer,
+                                  position.data<std::int64_t>(),
+                                  padded_row.data<std::int64_t>(),
+                                  routed.data<std::int64_t>(),
+                                  kept.data<std::int64_t>()};
+  std::int64_t bad = INT64_MAX;  // the first bad choice over all groups
+  const int nthreads = threads_for(expert.numel() * 4);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    std::vector<std::int64_t> taken(static_cast<std::size_t>(num_experts));
+#pragma omp for schedule(static) reduction(min : bad)
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t b = moe_math::assign_group_slots(a, g, taken.data());
+      if (b >= 0) bad = std::min(bad, b);
+    }
+  }
+  if (bad != INT64_MAX)
+    fail("assign_slots", "expert id {} out of range [0, {})", a.expert[bad], num_experts);
 }
 
 void dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale, const Tensor& out) {
@@ -139,65 +169,6 @@ void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& 
         }
         op[t * k + j] = acc;
       }
-    }
-  });
-}
-
-void grouped_matmul(const Tensor& x, const Tensor& w, const std::vector<std::int64_t>& offsets,
-                    bool transpose_w, const Tensor& out) {
-  const std::int64_t a = x.size(1), b = out.size(1);
-  const std::int64_t groups = static_cast<std::int64_t>(offsets.size()) - 1;
-  RowMajorGemm g;  // x_e [m, a] @ op(w_e) [a, b] -> out_e [m, b]
-  g.trans_b = transpose_w;
-  g.n = b;
-  g.k = a;
-  g.lda = std::max<std::int64_t>(1, a);
-  g.ldb = std::max<std::int64_t>(1, transpose_w ? a : b);  // w_e stored [b, a] or [a, b]
-  g.ldc = std::max<std::int64_t>(1, b);
-  visit_floating(x.dtype(), "grouped_matmul", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* xp = x.data<T>();
-    const T* wp = w.data<T>();
-    T* op = out.data<T>();
-    for (std::int64_t e = 0; e < groups; ++e) {
-      g.m = offsets[e + 1] - offsets[e];
-      if (g.m == 0) continue;
-      const std::int64_t a_off = offsets[e] * a, b_off = e * a * b, c_off = offsets[e] * b;
-      gemm_strided<T>(g, T(1), xp, wp, T(0), op, 1, &a_off, &b_off, &c_off);
-    }
-  });
-}
-
-void grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy,
-                                const std::vector<std::int64_t>& offsets, bool transpose_w,
-                                const Tensor& out) {
-  const std::int64_t a = x.size(1), b = gy.size(1);
-  const std::int64_t groups = static_cast<std::int64_t>(offsets.size()) - 1;
-  // dW_e = x_e^T @ gy_e [a, b], or gy_e^T @ x_e [b, a]: the first operand transposed by BLAS.
-  const Tensor& first = transpose_w ? gy : x;
-  const Tensor& second = transpose_w ? x : gy;
-  const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
-  RowMajorGemm g;
-  g.trans_a = true;
-  g.m = p;
-  g.n = q;
-  g.lda = std::max<std::int64_t>(1, p);
-  g.ldb = std::max<std::int64_t>(1, q);
-  g.ldc = std::max<std::int64_t>(1, q);
-  visit_floating(x.dtype(), "grouped_matmul_weight_grad", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* fp = first.data<T>();
-    const T* sp = second.data<T>();
-    T* op = out.data<T>();
-    for (std::int64_t e = 0; e < groups; ++e) {
-      g.k = offsets[e + 1] - offsets[e];
-      const std::int64_t c_off = e * a * b;
-      if (g.k == 0) {  // no rows in this group: an exact zero gradient
-        std::fill(op + c_off, op + c_off + a * b, T(0));
-        continue;
-      }
-      const std::int64_t a_off = offsets[e] * p, b_off = offsets[e] * q;
-      gemm_strided<T>(g, T(1), fp, sp, T(0), op, 1, &a_off, &b_off, &c_off);
     }
   });
 }

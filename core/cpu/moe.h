@@ -1,6 +1,7 @@
-// CPU kernels for core/ops/moe.h. The ops layer validates shapes, dtypes and devices and hands
-// over contiguous operands and a contiguous output; the kernels check row values (which needs
-// the data) and throw "[op] row index ...". Row index -1 means "not routed".
+// CPU kernels for core/ops/moe.h (the grouped GEMMs are planned in core/ops/moe.cpp). The ops
+// layer validates shapes, dtypes and devices and hands over contiguous operands and a
+// contiguous output; the kernels check row values (which needs the data) and throw
+// "[op] row index ...". Row index -1 means "not routed".
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,13 +23,11 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
 // a [R, d], row [T, k], b [T, d]; out [T, k] (written whole).
 void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& out);
 
-// x [R, a], w [E, a, b] or [E, b, a] (transpose_w), offsets validated (E + 1 values from 0 to
-// R, non-decreasing); out [R, b]. One GEMM per non-empty group; BLAS applies the transpose.
-void grouped_matmul(const Tensor& x, const Tensor& w, const std::vector<std::int64_t>& offsets,
-                    bool transpose_w, const Tensor& out);
-// x [R, a], gy [R, b]; out [E, a, b] (or [E, b, a] with transpose_w), written whole.
-void grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy,
-                                const std::vector<std::int64_t>& offsets, bool transpose_w,
-                                const Tensor& out);
+// Slot assignment (core/moe_slots_math.h) of every group; expert [G * n, k], active (u8, same
+// shape) or undefined; outputs contiguous i64, written whole. Throws "[assign_slots] expert id 9
+// out of range [0, 8)".
+void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t num_experts,
+                  std::int64_t capacity, std::int64_t outer, const Tensor& position, const Tensor& padded_row,
+                  const Tensor& routed, const Tensor& kept);
 
 }  // namespace moegrad::core::cpu

@@ -14,6 +14,8 @@ enum class DeviceErrorKind : std::int32_t {
   class_out_of_range,  // one_hot: "class index <value> out of range for num_classes <hi>"
   row_out_of_range,    // MoE rows: "row index <value> out of range [<lo>, <hi>)"
   row_repeated,        // MoE rows: "row index <value> appears twice"
+  expert_out_of_range, // assign_slots: "expert id <value> out of range [0, <hi>)"
+  non_finite,          // assert_finite: "<what> contains NaN or Inf"
 };
 
 struct DeviceError {
@@ -21,6 +23,7 @@ struct DeviceError {
   DeviceErrorKind kind;
   const char* op;  // the op's name: a host string literal, only carried through the device
   long long value, lo, hi;
+  const char* what;  // non_finite: what held the value (a host string literal) or null
 };
 
 // The device-visible pointer to the device's error record (host code passes it to kernels).

@@ -20,10 +20,12 @@ inline unsigned blocks_for(std::int64_t n, int threads = kThreads) {
 
 // Records the first kernel error of the device (see device_error.h); later ones are dropped.
 __device__ inline void report_error(DeviceError* slot, DeviceErrorKind kind, const char* op,
-                                    long long value, long long lo, long long hi) {
+                                    long long value, long long lo, long long hi,
+                                    const char* what = nullptr) {
   if (atomicCAS(&slot->flag, 0, 1) == 0) {
     slot->kind = kind;
     slot->op = op;
+    slot->what = what;
     slot->value = value;
     slot->lo = lo;
     slot->hi = hi;

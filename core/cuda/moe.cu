@@ -11,6 +11,8 @@
 //                  each product and sum rounded as the CPU does (no fused multiply-add).
 //   row_dot:       a group of G <= 32 lanes per (t, j): strided partial sums, then a fixed
 //                  butterfly of warp shuffles.
+//   assign_slots:  one thread per group runs core/moe_slots_math.h (the CPU's loop); groups
+//                  are few (b), so this is a short serial pass that saves a copy to the host.
 //   check_rows:    a bitset of targeted rows (integer atomicOr) and a "repeated" flag, copied
 //                  back to the host (the one synchronisation).
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include "core/cuda/launch.cuh"
 #include "core/cuda/moe.h"
 #include "core/cuda/runtime.h"
+#include "core/moe_slots_math.h"
 #include "core/ops/creation.h"
 
 namespace moegrad::core::cuda {
@@ -225,7 +228,40 @@ void fill(int64_t* p, int64_t n, int64_t value, cudaStream_t st, const char* op)
   MOEGRAD_CUDA_CHECK_LAUNCH(op);
 }
 
+__global__ void assign_slots_kernel(moe_math::SlotGroupArgs a, int64_t groups, int64_t* taken,
+                                    DeviceError* slot, const char* op) {
+  MOEGRAD_GRID_STRIDE(g, groups) {
+    const int64_t bad = moe_math::assign_group_slots(a, g, taken + g * a.E);
+    if (bad >= 0) report_error(slot, DeviceErrorKind::expert_out_of_range, op, a.expert[bad], 0, a.E);
+  }
+}
+
 }  // namespace
+
+void assign_slots(const Tensor& expert, const Tensor& active, int64_t groups, int64_t num_experts,
+                  int64_t capacity, int64_t outer, const Tensor& position, const Tensor& padded_row,
+                  const Tensor& routed, const Tensor& kept) {
+  const char* op = "assign_slots";
+  if (groups == 0) return;
+  const int dev = expert.device().index;
+  cudaStream_t st = stream(dev);
+  const Tensor taken = core::empty({groups, num_experts}, {DType::i64, expert.device()});
+  const moe_math::SlotGroupArgs a{expert.data<int64_t>(),
+                                  active.defined() ? active.data<std::uint8_t>() : nullptr,
+                                  expert.size(0) / groups,
+                                  expert.size(1),
+                                  num_experts,
+                                  capacity,
+                                  groups / outer,
+                                  position.data<int64_t>(),
+                                  padded_row.data<int64_t>(),
+                                  routed.data<int64_t>(),
+                                  kept.data<int64_t>()};
+  constexpr int threads = 64;
+  assign_slots_kernel<<<blocks_for(groups, threads), threads, 0, st>>>(a, groups, taken.data<int64_t>(),
+                                                                       device_error_slot(dev), op);
+  MOEGRAD_CUDA_CHECK_LAUNCH(op);
+}
 
 bool check_rows(const char* op, const Tensor& row, int64_t num_rows, bool require_distinct) {
   const int64_t n = row.numel();

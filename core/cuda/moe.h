@@ -4,8 +4,9 @@
 // recorded in the device's error slot (core/cuda/device_error.h) and raised by the host at the
 // next synchronisation point ("[op] row index 9 out of range [-1, 8)"), never here; only
 // check_rows, whose answer the host needs, synchronises. All work runs on cuda::stream(device).
-// Row kernels: core/cuda/moe.cu; grouped GEMMs (cuBLAS through core/cuda/gemm.h):
-// core/cuda/moe_gemm.cpp. A CPU-only build has throwing stubs (core/cuda/stubs/moe_stubs.cpp).
+// Row kernels: core/cuda/moe.cu; the grouped GEMMs are planned in core/ops/moe.cpp for both
+// devices (cuBLAS through core/cuda/gemm.h, equal groups strided-batched). A CPU-only build
+// has throwing stubs (core/cuda/stubs/moe_stubs.cpp).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -31,15 +32,10 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
 // a [R, d], row [T, k], b [T, d]; out [T, k] (written whole; 0 where row < 0).
 void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& out);
 
-// x [R, a], w [E, a, b] or [E, b, a] (transpose_w), offsets validated host values; out [R, b].
-// Groups of one row count share one batched cuBLAS call (one strided-batched GEMM when every
-// non-empty group has the same count, as in capacity mode).
-void grouped_matmul(const Tensor& x, const Tensor& w, const std::vector<std::int64_t>& offsets,
-                    bool transpose_w, const Tensor& out);
-// x [R, a], gy [R, b]; out [E, a, b] (or [E, b, a] with transpose_w), written whole (empty
-// groups give zeros).
-void grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy,
-                                const std::vector<std::int64_t>& offsets, bool transpose_w,
-                                const Tensor& out);
+// Slot assignment (core/moe_slots_math.h), one thread per group; outputs written whole. An
+// expert id outside [0, E) is a deferred error ("[assign_slots] expert id 9 out of range [0, 8)").
+void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t num_experts,
+                  std::int64_t capacity, std::int64_t outer, const Tensor& position, const Tensor& padded_row,
+                  const Tensor& routed, const Tensor& kept);
 
 }  // namespace moegrad::core::cuda

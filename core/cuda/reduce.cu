@@ -710,4 +710,28 @@ void cumsum(const Tensor& x, int64_t dim, bool exclusive, bool reverse, const Te
   });
 }
 
+namespace {
+template <class T>
+__global__ void find_non_finite(const T* __restrict__ x, std::int64_t n, DeviceError* slot, const char* op,
+                                const char* what) {
+  MOEGRAD_GRID_STRIDE(i, n) {
+    if (!isfinite(x[i])) {
+      report_error(slot, DeviceErrorKind::non_finite, op, i, 0, n, what);
+      return;
+    }
+  }
+}
+}  // namespace
+
+void report_non_finite(const Tensor& x, const char* op, const char* what) {
+  const std::int64_t n = x.numel();
+  if (n == 0) return;
+  const int dev = x.device().index;
+  visit_floating(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    find_non_finite<T><<<blocks_for(n), kThreads, 0, stream(dev)>>>(x.data<T>(), n, device_error_slot(dev), op, what);
+    MOEGRAD_CUDA_CHECK_LAUNCH(op);
+  });
+}
+
 }  // namespace moegrad::core::cuda

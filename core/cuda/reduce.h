@@ -19,6 +19,11 @@
 
 namespace moegrad::core::cuda {
 
+// x: contiguous f32 or f64. Records "[op] <what> contains NaN or Inf" in the device's error slot
+// when an element is not finite (raised at the next synchronisation; op and what must be string
+// literals).
+void report_non_finite(const Tensor& x, const char* op, const char* what);
+
 // x: f32, f64 or i64; out in x's dtype.
 void sum(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
 // x: f32 or f64; empty reductions give NaN.

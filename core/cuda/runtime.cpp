@@ -39,6 +39,7 @@ struct DeviceState {
   std::multimap<std::size_t, void*> free_blocks;  // size class -> block
   std::size_t cached = 0;
   MemoryStats stats;
+  std::atomic<std::int64_t> host_waits{0};  // times the host waited for the stream
 };
 
 DeviceState& state(int device) {
@@ -105,6 +106,7 @@ void* device_alloc(std::size_t nbytes, int device) {
     cudaGetLastError();
     // Cached blocks may be in use by queued kernels only until the stream drains.
     if (s.stream) cudaStreamSynchronize(s.stream);
+    ++s.host_waits;
     release_cache_locked(s);
     const cudaError_t err = cudaMalloc(&p, cls);
     if (err != cudaSuccess) {
@@ -150,6 +152,7 @@ void empty_cache(int device) {
   DeviceState& s = state(device);
   set_device(device);
   if (s.stream) MOEGRAD_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  ++s.host_waits;
   std::lock_guard<std::mutex> lock(s.mutex);
   release_cache_locked(s);
 }
@@ -165,6 +168,7 @@ void copy_bytes(void* dst, const void* src, std::size_t nbytes, int device) {
 
 void synchronize(int device) {
   MOEGRAD_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+  ++state(device).host_waits;
   raise_device_error(device);
 }
 
@@ -199,12 +203,18 @@ void raise_device_error(int device) {
       fail(op, "row index {} out of range [{}, {})", e.value, e.lo, e.hi);
     case DeviceErrorKind::row_repeated:
       fail(op, "row index {} appears twice", e.value);
+    case DeviceErrorKind::expert_out_of_range:
+      fail(op, "expert id {} out of range [0, {})", e.value, e.hi);
+    case DeviceErrorKind::non_finite:
+      fail(op, "{} contains NaN or Inf", e.what ? e.what : "a tensor");
     case DeviceErrorKind::class_out_of_range:
       fail(op, "class index {} out of range for num_classes {}", e.value, e.hi);
     default:
       fail(op, "index {} out of range for dim {} of size {}", e.value, e.lo, e.hi);
   }
 }
+
+std::int64_t host_wait_count(int device) { return state(device).host_waits.load(); }
 
 void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
 bool allow_tf32() { return g_allow_tf32; }

@@ -28,6 +28,9 @@ void empty_cache(int device);  // returns cached blocks to the driver
 void copy_bytes(void* dst, const void* src, std::size_t nbytes, int device);
 // Waits for the device's stream, then raises deferred kernel errors (see device_error.h).
 void synchronize(int device);
+// How many times the host has waited for the device's stream so far (synchronize, copies to
+// the host, item(), to_vector(), an allocation retried after running out of memory).
+std::int64_t host_wait_count(int device);
 
 // TF32 tensor-core math in cuBLAS f32 GEMMs: off by default (FP32 results).
 void set_allow_tf32(bool allow);

@@ -6,10 +6,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/cpu/blas_gemm.h"
-#include "core/cuda/gemm.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/gemm.h"
 #include "core/ops/views.h"
 
 namespace moegrad::core {
@@ -96,15 +95,6 @@ Tensor contiguous_matrices(const Tensor& t) {
   for (std::int64_t d = 0; d + 2 < t.dim(); ++d)
     if (t.stride(d) == 0) shape[d] = std::min<std::int64_t>(shape[d], 1);
   return contiguous(shape == t.shape() ? t : as_strided(t, shape, t.strides(), t.offset()));
-}
-
-template <class T>
-void gemm(Device device, const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
-          std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off, const std::int64_t* c_off) {
-  if (device.is_cuda())
-    cuda::gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off, device.index);
-  else
-    cpu::gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off);
 }
 
 template <class T>

@@ -1,13 +1,17 @@
 // MoE row ops and grouped GEMM: validate once, make operands contiguous, allocate, call the
-// kernel of the same name on the operands' device (cpu:: or cuda::).
+// kernel of the same name on the operands' device (cpu:: or cuda::). The grouped GEMMs are
+// planned here once for both devices and run through core/ops/gemm.h.
 #include "core/ops/moe.h"
 
+#include <map>
 #include <vector>
 
 #include "core/cpu/moe.h"
 #include "core/cuda/moe.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/gemm.h"
+#include "core/ops/views.h"
 
 namespace moegrad::core {
 namespace {
@@ -63,7 +67,66 @@ std::vector<std::int64_t> read_offsets(const char* op, const Tensor& offsets, st
   return off;
 }
 
+// Groups of equal size share one batched GEMM call (one strided-batched cuBLAS call when their
+// steps are uniform, as in the padded layout, where every expert has the same row count).
+// Group e starts at row off[e]; its operand offsets (in elements) are
+// row_step * off[e] + group_step * e for A, B and C.
+struct Steps {
+  std::int64_t row, group;
+};
+struct GroupBatch {
+  std::vector<std::int64_t> a_off, b_off, c_off;
+};
+struct GroupPlan {
+  std::map<std::int64_t, GroupBatch> by_size;  // rows -> the groups with that many, in order
+  std::vector<std::int64_t> empty;             // groups without rows
+};
+
+GroupPlan plan_groups(const std::vector<std::int64_t>& off, Steps a, Steps b, Steps c) {
+  GroupPlan plan;
+  for (std::int64_t e = 0; e + 1 < static_cast<std::int64_t>(off.size()); ++e) {
+    const std::int64_t rows = off[e + 1] - off[e];
+    if (rows == 0) {
+      plan.empty.push_back(e);
+      continue;
+    }
+    GroupBatch& bt = plan.by_size[rows];
+    bt.a_off.push_back(a.row * off[e] + a.group * e);
+    bt.b_off.push_back(b.row * off[e] + b.group * e);
+    bt.c_off.push_back(c.row * off[e] + c.group * e);
+  }
+  return plan;
+}
+
 }  // namespace
+
+SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups,
+                            std::int64_t num_experts, std::int64_t capacity, std::int64_t outer) {
+  const char* op = "assign_slots";
+  check_defined(op, expert, "expert");
+  MOEGRAD_CHECK(expert.dtype() == DType::i64 && expert.dim() == 2, op, "expert must be i64 [G * n, k], got {}",
+                describe(expert));
+  MOEGRAD_CHECK(groups >= 1 && outer >= 1 && groups % outer == 0 && expert.size(0) % groups == 0, op,
+                "need groups >= 1 dividing the {} tokens of expert {} and divisible by outer = {}, got groups = {}",
+                expert.size(0), describe(expert), outer, groups);
+  MOEGRAD_CHECK(num_experts >= 1 && capacity >= 1, op, "need num_experts >= 1 and capacity >= 1, got {} and {}",
+                num_experts, capacity);
+  const Device dev = expert.device();
+  Tensor on;
+  if (active.defined()) {
+    MOEGRAD_CHECK(active.dtype() == DType::u8 && active.shape() == expert.shape(), op,
+                  "active must be u8 with expert's shape {}, got {}", shape_str(expert.shape()), describe(active));
+    on = contiguous(to_device(active, dev));
+  }
+  const Tensor ex = contiguous(expert);
+  SlotAssignment s{empty(ex.shape(), {DType::i64, dev}), empty(ex.shape(), {DType::i64, dev}),
+                   empty({groups, num_experts}, {DType::i64, dev}), empty({groups, num_experts}, {DType::i64, dev})};
+  if (dev.is_cuda())
+    cuda::assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
+  else
+    cpu::assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
+  return s;
+}
 
 Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
                      std::int64_t num_rows) {
@@ -148,10 +211,29 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
                 describe(x), describe(w), transpose_w ? " (transposed)" : "", x.size(1), in);
   const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
   Tensor out = empty({x.size(0), out_cols}, {dt, dev});
-  if (dev.is_cuda())
-    cuda::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
-  else
-    cpu::grouped_matmul(contiguous(x), contiguous(w), off, transpose_w, out);
+  if (out.numel() == 0) return out;
+  if (in == 0) {  // an empty inner dim: exactly zero (not left to the BLAS k == 0 rules)
+    fill_(out, 0.0);
+    return out;
+  }
+  // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
+  const Tensor xc = contiguous(x), wc = contiguous(w);
+  const GroupPlan plan = plan_groups(off, {in, 0}, {0, in * out_cols}, {out_cols, 0});
+  cpu::RowMajorGemm g;
+  g.trans_b = transpose_w;
+  g.n = out_cols;
+  g.k = in;
+  g.lda = in;
+  g.ldb = transpose_w ? in : out_cols;
+  g.ldc = out_cols;
+  visit_floating(dt, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (const auto& [m, bt] : plan.by_size) {
+      g.m = m;
+      gemm<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), T(0), out.data<T>(), static_cast<std::int64_t>(bt.a_off.size()),
+              bt.a_off.data(), bt.b_off.data(), bt.c_off.data());
+    }
+  });
   return out;
 }
 
@@ -170,10 +252,27 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const std::int64_t groups = static_cast<std::int64_t>(off.size()) - 1;
   const std::int64_t a = x.size(1), b = gy.size(1);
   Tensor out = empty(transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
-  if (dev.is_cuda())
-    cuda::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
-  else
-    cpu::grouped_matmul_weight_grad(contiguous(x), contiguous(gy), off, transpose_w, out);
+  if (out.numel() == 0) return out;
+  // dW_e = x_e^T @ gy_e [a, b], or gy_e^T @ x_e [b, a]: the first operand transposed by the BLAS.
+  const Tensor first = contiguous(transpose_w ? gy : x), second = contiguous(transpose_w ? x : gy);
+  const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
+  const GroupPlan plan = plan_groups(off, {p, 0}, {q, 0}, {0, a * b});
+  for (const std::int64_t e : plan.empty) fill_(select(out, 0, e), 0.0);  // no rows: an exact zero gradient
+  cpu::RowMajorGemm g;
+  g.trans_a = true;
+  g.m = p;
+  g.n = q;
+  g.lda = p;
+  g.ldb = q;
+  g.ldc = q;
+  visit_floating(dt, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (const auto& [rows, bt] : plan.by_size) {
+      g.k = rows;
+      gemm<T>(dev, g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(),
+              static_cast<std::int64_t>(bt.a_off.size()), bt.a_off.data(), bt.b_off.data(), bt.c_off.data());
+    }
+  });
   return out;
 }
 

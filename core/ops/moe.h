@@ -9,6 +9,21 @@
 
 namespace moegrad::core {
 
+// The routing's slots, computed on expert's device (no copy to the host). expert i64 [G * n, k]:
+// choice j of token t of group g at row g * n + t, local expert ids in [0, E); active u8 of the
+// same shape (0 = not routed) or undefined (all routed); groups G, split into `outer` blocks of
+// G / outer groups, each block with its own E experts (flat expert x = block * E + e).
+// Order: choice-major, then sequence order; the j-th choices of an expert start after the kept
+// choices 0..j-1 of it; a choice is kept iff its slot < capacity (st-moe; lucidrains for k = 2).
+struct SlotAssignment {
+  Tensor position;    // i64 [G * n, k]: slot in its (group, expert), >= capacity if dropped, -1 not routed
+  Tensor padded_row;  // i64 [G * n, k]: row (x * G / outer + g % (G / outer)) * capacity + slot if kept, else -1
+  Tensor routed;      // i64 [G, E]: routed choices per (group, expert), before capacity
+  Tensor kept;        // i64 [G, E]: choices that got a slot
+};
+SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups,
+                            std::int64_t num_experts, std::int64_t capacity, std::int64_t outer = 1);
+
 // x [T, d], row i64 [T, k] in [-1, R), scale [T, k] -> out [R, d]: zeros, then
 // out[row[t,j]] = x[t] * scale[t,j] for every row[t,j] >= 0. The non-negative rows must be
 // distinct ("[dispatch_rows] row index 7 appears twice").

@@ -12,6 +12,7 @@
 #include "core/cuda/reduce.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
 #include "core/ops/views.h"
 
 namespace moegrad::core {
@@ -281,6 +282,16 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   if (x.device().is_cuda()) cuda::sum(xs, dims, out);
   else cpu::sum(xs, dims, out);
   return out;
+}
+
+void assert_finite(const Tensor& x, const char* op, const char* what) {
+  check_defined(op, x, what);
+  if (!is_floating(x.dtype()) || x.numel() == 0) return;
+  if (x.device().is_cuda()) return cuda::report_non_finite(contiguous(x), op, what);
+  const Tensor ok = contiguous(isfinite(x));
+  const bool* p = ok.data<bool>();
+  for (std::int64_t i = 0; i < ok.numel(); ++i)
+    if (!p[i]) fail(op, "{} contains NaN or Inf", what);
 }
 
 }  // namespace moegrad::core

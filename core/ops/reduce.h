@@ -8,6 +8,12 @@ namespace moegrad::core {
 
 using Dims = std::vector<std::int64_t>;
 
+// Throws "[op] <what> contains NaN or Inf" unless every element of x is finite (non-float dtypes
+// always are). On a CUDA device the check runs there and the error is raised at the next
+// synchronisation point (a copy to the host, item(), core::synchronize), so a forward pass pays
+// no copy to the host for it; op and what must therefore be string literals.
+void assert_finite(const Tensor& x, const char* op, const char* what);
+
 Tensor sum(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor amax(const Tensor& x, const Dims& dims = {}, bool keepdim = false);

@@ -1,6 +1,5 @@
 #include "layers/moe/draws.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -27,41 +26,24 @@ Tensor route_by_threshold(const Tensor& gates, const Tensor& u, const Tensor& th
   MOEGRAD_CHECK(u.numel() == T * k && threshold.numel() == k, "route_by_threshold",
                 "need u with {} values and threshold [{}], got {} and {}", T * k, k, core::describe(u),
                 core::describe(threshold));
-  const Tensor g = core::contiguous(core::to_device(gates, core::Device::cpu()));
-  const Tensor uu = core::contiguous(core::to_device(core::to_dtype(u, g.dtype()), core::Device::cpu()));
-  const Tensor th = core::contiguous(core::to_device(core::to_dtype(threshold, g.dtype()), core::Device::cpu()));
-  Tensor active = core::zeros({T, k}, {DType::u8});
-  std::uint8_t* a = active.data<std::uint8_t>();
-  core::visit_floating(g.dtype(), "route_by_threshold", [&](auto tag) {
-    using T_ = typename decltype(tag)::type;
-    const T_* gp = g.data<T_>();
-    const T_* up = uu.data<T_>();
-    const T_* tp = th.data<T_>();
-    for (std::int64_t j = 0; j < k; ++j) {
-      const T_ denom = std::max(tp[j], static_cast<T_>(eps));  // threshold.clamp(min=eps)
-      for (std::int64_t t = 0; t < T; ++t)
-        a[t * k + j] = (j == 0 || up[j * T + t] < gp[t * k + j] / denom) ? 1 : 0;
-    }
-  });
-  return active;
+  // On the gates' device, in their dtype: u[j, t] < gates[t, j] / threshold[j].clamp(min=eps).
+  const core::TensorOptions opt{gates.dtype(), gates.device()};
+  const Tensor ut = core::transpose(core::reshape(core::to_device(core::to_dtype(u, opt.dtype), opt.device), {k, T}), 0, 1);
+  const Tensor thr = core::clamp(core::to_device(core::to_dtype(core::reshape(threshold, {k}), opt.dtype), opt.device), eps, INFINITY);
+  const Tensor first = core::eq(core::arange(k, {DType::i64, opt.device}), 0.0);  // choice 0 always
+  return core::to_dtype(core::logical_or(core::lt(ut, core::div(gates, thr)), first), DType::u8);
 }
 
 Tensor first_choice_density(const Routing& r, DType dtype, bool after_capacity) {
-  const std::int64_t E = r.num_experts, k = r.top_k;
-  Tensor d = core::zeros({r.groups, E}, {DType::f64});
-  double* p = d.data<double>();
-  const std::int64_t* pos = r.position.data<std::int64_t>();
-  const std::int64_t* ex = r.expert.data<std::int64_t>();
-  for (std::int64_t g = 0; g < r.groups; ++g)
-    for (std::int64_t t = 0; t < r.group_size; ++t) {
-      const std::int64_t i = (g * r.group_size + t) * k;
-      if (pos[i] >= 0 && (!after_capacity || pos[i] < r.capacity)) p[g * E + ex[i]] += 1.0;
-    }
-  return core::to_dtype(core::div(d, static_cast<double>(r.group_size)), dtype);
+  const std::int64_t G = r.groups, n = r.group_size;
+  // Counted on the routing's device: choice 0 of each token, routed (or kept) at all.
+  const Tensor counted = core::ge(core::select(after_capacity ? r.padded_row : r.position, 1, 0), 0.0);
+  const Tensor expert = core::reshape(core::contiguous(core::select(r.expert, 1, 0)), {G, n});
+  const Tensor ones = core::reshape(core::to_dtype(counted, DType::f64), {G, n});
+  const Tensor d = core::scatter_add(core::zeros({G, r.num_experts}, {DType::f64, r.device}), 1, expert, ones);
+  return core::to_dtype(core::div(d, static_cast<double>(n)), dtype);
 }
 
-void check_finite(const char* op, const Tensor& t, const char* what) {
-  if (!ag::all_finite(t)) fail(op, "{} contains NaN or Inf", what);
-}
+void check_finite(const char* op, const Tensor& t, const char* what) { core::assert_finite(t, op, what); }
 
 }  // namespace moegrad::nn::moe

@@ -48,12 +48,12 @@ MoEOutput MoE::forward(const Variable& x, const moe::Draws& draws) {
   check_tokens("lmoe.MoE", x, dim_, gate_->parameter("w_gating").value());
   const std::int64_t b = x.size(0), n = x.size(1);
   moe::GateResult g = gate_->route(x, {}, draws.policy_uniform);
-  stats_ = moe::routing_stats(g.routing);
-  const moe::RowMap rows = moe::compact_rows(g.routing);
+  last_.set(g.routing);
+  const moe::RowMap rows = moe::expert_rows(g.routing, row_layout_);
   Variable buffer = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), rows.row, moe::dispatch_scale(g.weights, false),
                                       rows.num_rows);
   Variable expert_out = experts_->forward_rows(buffer, rows.offsets);
-  Variable out = ag::combine_rows(expert_out, rows.row, g.weights);
+  Variable out = ag::combine_rows(expert_out, rows.row, g.weights, /*distinct_rows=*/true);
   return {ag::reshape(out, {b, n, dim_}), ag::mul(g.balance_loss, loss_coef_)};
 }
 
@@ -72,36 +72,31 @@ MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::Draws& draws) {
 
   // Outer level: tokens into the padded [eo, b, co] buffer the inner gate reads.
   moe::GateResult go = gate_outer_->route(x, {}, draws.policy_uniform);
-  outer_stats_ = moe::routing_stats(go.routing);
+  last_outer_.set(go.routing);
   const std::int64_t co = go.routing.capacity;
   const moe::RowMap outer_rows = moe::padded_rows(go.routing);
   Variable xo = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), outer_rows.row, moe::dispatch_scale(go.weights, false),
                                   outer_rows.num_rows);  // [eo * b * co, d]
 
-  // importance of each slot: 1 first choice (weight > 0.5), 0.5 second choice, 0 empty (spec §2.4).
-  // Routing metadata: computed on the host from host copies (the weights may live on a GPU),
-  // then moved to the input's device.
-  const core::Device host = core::Device::cpu();
-  const Tensor w = core::to_dtype(core::contiguous(core::to_device(go.weights.value(), host)), core::DType::f64);
-  const Tensor rows = core::contiguous(core::to_device(outer_rows.row, host));
-  Tensor importance = core::zeros({outer_rows.num_rows}, {core::DType::f64, host});
-  {
-    const std::int64_t* row = rows.data<std::int64_t>();
-    const double* wp = w.data<double>();
-    double* imp = importance.data<double>();
-    for (std::int64_t i = 0; i < rows.numel(); ++i)
-      if (row[i] >= 0) imp[row[i]] = 0.5 * ((wp[i] > 0.5 ? 1.0 : 0.0) + (wp[i] > 0.0 ? 1.0 : 0.0));
-  }
-  importance = core::to_device(core::to_dtype(core::reshape(importance, {outer_, b, co}), x.dtype()), x.device());
+  // importance of each slot: 1 first choice (weight > 0.5), 0.5 second choice, 0 empty (spec §2.4),
+  // on the input's device: each choice's value lands on its row (rows are distinct; unrouted
+  // choices go to a spare row R that is dropped).
+  const Tensor w = go.weights.value();
+  const Tensor value = core::mul(core::add(core::to_dtype(core::gt(w, 0.5), x.dtype()), core::to_dtype(core::gt(w, 0.0), x.dtype())), 0.5);
+  const std::int64_t R = outer_rows.num_rows;
+  const Tensor spare = core::full(outer_rows.row.shape(), static_cast<double>(R), {core::DType::i64, x.device()});
+  const Tensor target = core::reshape(core::where(core::lt(outer_rows.row, 0.0), spare, outer_rows.row), {-1});
+  Tensor importance = core::index_add(core::zeros({R + 1}, {x.dtype(), x.device()}), 0, target, core::reshape(value, {-1}));
+  importance = core::reshape(core::narrow(importance, 0, 0, R), {outer_, b, co});
 
   // Inner level: groups (eo, b) of co slots, experts flat over (eo, ei).
   moe::GateResult gi = gate_inner_->route(ag::reshape(xo, {outer_, b, co, dim_}), importance, draws.policy_uniform_inner);
-  stats_ = moe::routing_stats(gi.routing);
-  const moe::RowMap inner_rows = moe::compact_rows(gi.routing);
+  last_.set(gi.routing);
+  const moe::RowMap inner_rows = moe::expert_rows(gi.routing, row_layout_);
   Variable buffer = ag::dispatch_rows(xo, inner_rows.row, moe::dispatch_scale(gi.weights, false), inner_rows.num_rows);
   Variable expert_out = experts_->forward_rows(buffer, inner_rows.offsets);
-  Variable yo = ag::combine_rows(expert_out, inner_rows.row, gi.weights);  // [eo * b * co, d]
-  Variable out = ag::combine_rows(yo, outer_rows.row, go.weights);
+  Variable yo = ag::combine_rows(expert_out, inner_rows.row, gi.weights, /*distinct_rows=*/true);  // [eo * b * co, d]
+  Variable out = ag::combine_rows(yo, outer_rows.row, go.weights, /*distinct_rows=*/true);
   return {ag::reshape(out, {b, n, dim_}), ag::mul(ag::add(go.balance_loss, gi.balance_loss), loss_coef_)};
 }
 

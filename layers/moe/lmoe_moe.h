@@ -34,7 +34,9 @@ class MoE : public Module {
       core::Generator* gen = nullptr);
   // x [b, n, d]; draws.policy_uniform replaces the 'random' policy's draw.
   MoEOutput forward(const Variable& x, const moe::Draws& draws = {});
-  const moe::RoutingStats& last_routing_stats() const { return stats_; }
+  const moe::RoutingStats& last_routing_stats() const { return last_.stats(); }
+  // Expert row buffer: automatic = padded on a GPU in capacity mode (no copy to the host), compact otherwise.
+  void set_row_layout(moe::RowLayout layout) { row_layout_ = layout; }
   const std::shared_ptr<Top2Gating>& gate() const { return gate_; }
   const std::shared_ptr<Experts>& experts() const { return experts_; }
   std::string name() const override { return "MoE"; }
@@ -44,7 +46,8 @@ class MoE : public Module {
   double loss_coef_;
   std::shared_ptr<Top2Gating> gate_;
   std::shared_ptr<Experts> experts_;
-  moe::RoutingStats stats_;
+  moe::LastRouting last_;
+  moe::RowLayout row_layout_ = moe::RowLayout::automatic;
 };
 
 class HeirarchicalMoE : public Module {
@@ -54,8 +57,9 @@ class HeirarchicalMoE : public Module {
                   TensorOptions options = {}, core::Generator* gen = nullptr);
   // draws.policy_uniform [b, n] (outer gate), draws.policy_uniform_inner [eo, b, co] (inner gate).
   MoEOutput forward(const Variable& x, const moe::Draws& draws = {});
-  const moe::RoutingStats& last_routing_stats() const { return stats_; }        // inner experts (eo * ei)
-  const moe::RoutingStats& last_outer_routing_stats() const { return outer_stats_; }
+  const moe::RoutingStats& last_routing_stats() const { return last_.stats(); }  // inner experts (eo * ei)
+  const moe::RoutingStats& last_outer_routing_stats() const { return last_outer_.stats(); }
+  void set_row_layout(moe::RowLayout layout) { row_layout_ = layout; }  // the inner experts' buffer
   std::string name() const override { return "HeirarchicalMoE"; }
 
  private:
@@ -63,7 +67,8 @@ class HeirarchicalMoE : public Module {
   double loss_coef_;
   std::shared_ptr<Top2Gating> gate_outer_, gate_inner_;
   std::shared_ptr<Experts> experts_;
-  moe::RoutingStats stats_, outer_stats_;
+  moe::LastRouting last_, last_outer_;
+  moe::RowLayout row_layout_ = moe::RowLayout::automatic;
 };
 
 }  // namespace moegrad::nn::lmoe

@@ -40,62 +40,28 @@ Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t gr
   r.capacity = capacity;
   r.outer = outer;
   r.device = expert.device();
-  r.expert = core::contiguous(core::to_device(expert, core::Device::cpu()));
-  Tensor act;
-  if (active.defined()) {
-    MOEGRAD_CHECK(active.dtype() == DType::u8 && active.shape() == expert.shape(), op,
-                  "active must be u8 with expert's shape {}, got {}", core::shape_str(expert.shape()),
-                  core::describe(active));
-    act = core::contiguous(core::to_device(active, core::Device::cpu()));
-  }
-  r.position = core::full(expert.shape(), -1.0, {DType::i64});
-  r.routed.assign(static_cast<std::size_t>(groups * num_experts), 0);
-  r.kept.assign(r.routed.size(), 0);
-
-  const std::int64_t k = r.top_k;
-  const std::int64_t* ex = r.expert.data<std::int64_t>();
-  const std::uint8_t* on = act.defined() ? act.data<std::uint8_t>() : nullptr;
-  std::int64_t* pos = r.position.data<std::int64_t>();
-  for (std::int64_t i = 0; i < expert.numel(); ++i)
-    MOEGRAD_CHECK(ex[i] >= 0 && ex[i] < num_experts, op, "expert id {} out of range [0, {})", ex[i], num_experts);
-
-  // Choice-major: all j-th choices of a group (in sequence order) before any (j+1)-th; the
-  // j-th choices of expert e start after the kept choices 0..j-1 of e (st-moe's cumulative
-  // offset, spec §3.2; lucidrains' Top2Gating is the k = 2 case).
-  std::vector<std::int64_t> taken(static_cast<std::size_t>(num_experts));
-  for (std::int64_t g = 0; g < groups; ++g) {
-    std::int64_t* kept_g = r.kept.data() + g * num_experts;
-    std::int64_t* routed_g = r.routed.data() + g * num_experts;
-    for (std::int64_t j = 0; j < k; ++j) {
-      std::copy(kept_g, kept_g + num_experts, taken.begin());  // base = kept of choices < j
-      for (std::int64_t t = 0; t < group_size; ++t) {
-        const std::int64_t i = (g * group_size + t) * k + j;
-        if (on && !on[i]) continue;
-        const std::int64_t e = ex[i];
-        const std::int64_t slot = taken[e]++;
-        pos[i] = slot;
-        ++routed_g[e];
-        if (slot < capacity) ++kept_g[e];
-      }
-    }
-  }
+  r.expert = core::contiguous(expert);
+  core::SlotAssignment s = core::assign_slots(r.expert, active, groups, num_experts, capacity, outer);
+  r.position = std::move(s.position);
+  r.padded_row = std::move(s.padded_row);
+  r.routed = std::move(s.routed);
+  r.kept = std::move(s.kept);
   return r;
 }
 
-Tensor kept_mask(const Routing& r, DType dtype) {
-  Tensor f = core::zeros(r.position.shape(), {DType::f64});
-  const std::int64_t* pos = r.position.data<std::int64_t>();
-  double* out = f.data<double>();
-  for (std::int64_t i = 0; i < f.numel(); ++i) out[i] = (pos[i] >= 0 && pos[i] < r.capacity) ? 1.0 : 0.0;
-  return core::to_device(core::to_dtype(f, dtype), r.device);
-}
+Tensor kept_mask(const Routing& r, DType dtype) { return core::to_dtype(core::ge(r.padded_row, 0.0), dtype); }
 
 RowMap compact_rows(const Routing& r) {
   const std::int64_t X = r.total_experts(), E = r.num_experts, k = r.top_k;
+  const core::Device host = core::Device::cpu();
+  const Tensor kept = core::contiguous(core::to_device(r.kept, host));  // [G, E]
+  const Tensor position = core::contiguous(core::to_device(r.position, host));
+  const Tensor expert = core::contiguous(core::to_device(r.expert, host));
+  const std::int64_t* kp = kept.data<std::int64_t>();
   // start[g * E + e]: first row of group g's slots for its expert e.
   std::vector<std::int64_t> per_expert(static_cast<std::size_t>(X), 0);
   for (std::int64_t g = 0; g < r.groups; ++g)
-    for (std::int64_t e = 0; e < E; ++e) per_expert[r.global_expert(g, e)] += r.kept[g * E + e];
+    for (std::int64_t e = 0; e < E; ++e) per_expert[r.global_expert(g, e)] += kp[g * E + e];
   RowMap m;
   m.offsets = core::empty({X + 1}, {DType::i64});
   std::int64_t* off = m.offsets.data<std::int64_t>();
@@ -103,18 +69,18 @@ RowMap compact_rows(const Routing& r) {
   for (std::int64_t x = 0; x < X; ++x) off[x + 1] = off[x] + per_expert[x];
   m.num_rows = off[X];
   std::vector<std::int64_t> cursor(off, off + X);
-  std::vector<std::int64_t> start(r.kept.size());
+  std::vector<std::int64_t> start(static_cast<std::size_t>(r.groups * E));
   for (std::int64_t g = 0; g < r.groups; ++g)
     for (std::int64_t e = 0; e < E; ++e) {
       const std::int64_t x = r.global_expert(g, e);
       start[g * E + e] = cursor[x];
-      cursor[x] += r.kept[g * E + e];
+      cursor[x] += kp[g * E + e];
     }
   m.row = core::full(r.position.shape(), -1.0, {DType::i64});
   std::int64_t* row = m.row.data<std::int64_t>();
-  const std::int64_t* pos = r.position.data<std::int64_t>();
-  const std::int64_t* ex = r.expert.data<std::int64_t>();
-  for (std::int64_t i = 0; i < r.position.numel(); ++i) {
+  const std::int64_t* pos = position.data<std::int64_t>();
+  const std::int64_t* ex = expert.data<std::int64_t>();
+  for (std::int64_t i = 0; i < position.numel(); ++i) {
     if (pos[i] < 0 || pos[i] >= r.capacity) continue;
     const std::int64_t g = i / k / r.group_size;
     row[i] = start[g * E + ex[i]] + pos[i];
@@ -124,23 +90,21 @@ RowMap compact_rows(const Routing& r) {
 }
 
 RowMap padded_rows(const Routing& r) {
-  MOEGRAD_CHECK(r.outer == 1, "padded_rows", "needs a routing without outer expert dims, got outer = {}", r.outer);
   RowMap m;
-  m.num_rows = r.num_experts * r.groups * r.capacity;
-  m.offsets = core::empty({r.num_experts + 1}, {DType::i64});
+  const std::int64_t X = r.total_experts(), per_expert = r.groups / r.outer * r.capacity;
+  m.num_rows = X * per_expert;
+  m.offsets = core::empty({X + 1}, {DType::i64});
   std::int64_t* off = m.offsets.data<std::int64_t>();
-  for (std::int64_t e = 0; e <= r.num_experts; ++e) off[e] = e * r.groups * r.capacity;
-  m.row = core::full(r.position.shape(), -1.0, {DType::i64});
-  std::int64_t* row = m.row.data<std::int64_t>();
-  const std::int64_t* pos = r.position.data<std::int64_t>();
-  const std::int64_t* ex = r.expert.data<std::int64_t>();
-  for (std::int64_t i = 0; i < r.position.numel(); ++i) {
-    if (pos[i] < 0 || pos[i] >= r.capacity) continue;
-    const std::int64_t g = i / r.top_k / r.group_size;
-    row[i] = (ex[i] * r.groups + g) * r.capacity + pos[i];
-  }
-  m.row = core::to_device(m.row, r.device);
+  for (std::int64_t x = 0; x <= X; ++x) off[x] = x * per_expert;
+  m.row = r.padded_row;  // assign_slots already placed the kept choices there
   return m;
+}
+
+RowMap expert_rows(const Routing& r, RowLayout layout) {
+  if (layout == RowLayout::automatic)
+    layout = r.device.is_cuda() && r.num_experts * r.capacity <= 2 * r.group_size * r.top_k ? RowLayout::padded
+                                                                                         : RowLayout::compact;
+  return layout == RowLayout::padded ? padded_rows(r) : compact_rows(r);
 }
 
 Tensor row_experts(const Tensor& offsets) {
@@ -159,14 +123,11 @@ Variable dense_combine(const Routing& r, const Variable& weights) {
                 core::describe(weights.value()));
   // Each choice scatters its weight to (expert, slot); dropped and unrouted choices have weight 0
   // and land on slot 0 of their expert, which no other choice of the same token uses.
-  Tensor index = core::empty({T, k}, {DType::i64});
-  const std::int64_t* pos = r.position.data<std::int64_t>();
-  const std::int64_t* ex = r.expert.data<std::int64_t>();
-  std::int64_t* idx = index.data<std::int64_t>();
-  for (std::int64_t i = 0; i < T * k; ++i) idx[i] = ex[i] * c + ((pos[i] >= 0 && pos[i] < c) ? pos[i] : 0);
+  const Tensor slot = core::where(core::ge(r.padded_row, 0.0), r.position, core::zeros_like(r.position));
+  const Tensor index = core::add(core::mul(r.expert, static_cast<double>(c)), slot);
   Variable zeros = ag::constant(core::zeros({T, E * c}, {weights.dtype(), weights.value().device()}));
   Variable kept = ag::mul(weights, ag::constant(kept_mask(r, weights.dtype())));
-  return ag::reshape(ag::scatter_add(zeros, 1, core::to_device(index, r.device), kept), {T, E, c});
+  return ag::reshape(ag::scatter_add(zeros, 1, index, kept), {T, E, c});
 }
 
 Variable dense_dispatch(const Variable& combine, bool straight_through) {
@@ -182,10 +143,12 @@ RoutingStats routing_stats(const Routing& r) {
   const std::int64_t X = r.total_experts();
   s.tokens_per_expert.assign(static_cast<std::size_t>(X), 0);
   s.routed_per_expert.assign(static_cast<std::size_t>(X), 0);
+  const std::vector<std::int64_t> kept = r.kept.to_vector<std::int64_t>();  // [G, E], copied to the host
+  const std::vector<std::int64_t> routed = r.routed.to_vector<std::int64_t>();
   for (std::int64_t g = 0; g < r.groups; ++g)
     for (std::int64_t e = 0; e < r.num_experts; ++e) {
-      s.tokens_per_expert[r.global_expert(g, e)] += r.kept[g * r.num_experts + e];
-      s.routed_per_expert[r.global_expert(g, e)] += r.routed[g * r.num_experts + e];
+      s.tokens_per_expert[r.global_expert(g, e)] += kept[g * r.num_experts + e];
+      s.routed_per_expert[r.global_expert(g, e)] += routed[g * r.num_experts + e];
     }
   s.kept = std::accumulate(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), std::int64_t{0});
   s.routed = std::accumulate(s.routed_per_expert.begin(), s.routed_per_expert.end(), std::int64_t{0});
@@ -195,6 +158,11 @@ RoutingStats routing_stats(const Routing& r) {
   const auto mx = *std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end());
   s.max_load_over_mean = mean > 0.0 ? static_cast<double>(mx) / mean : 0.0;
   return s;
+}
+
+const RoutingStats& LastRouting::stats() const {
+  if (!stats_) stats_ = routing_.kept.defined() ? routing_stats(routing_) : RoutingStats{};
+  return *stats_;
 }
 
 std::string RoutingStats::to_string() const {

@@ -7,6 +7,7 @@
 // group g is row g * n + t of the flattened input; choice j of it is column j of [G * n, k].
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,14 +38,15 @@ struct Routing {
   // Groups [o * G / outer, (o + 1) * G / outer) use experts o * E ... o * E + E - 1 of a flat
   // list of outer * E experts (the inner gate of HeirarchicalMoE); 1 otherwise.
   std::int64_t outer = 1;
-  // The slots are assigned on the host (one copy of the chosen experts per forward); what the
-  // device ops consume (RowMap::row, kept_mask, dense_combine's index) is placed on `device`,
-  // the device of the gate's expert tensor.
+  // Every tensor lives on `device`, the device of the gate's expert tensor: the slots are
+  // assigned there (core::assign_slots), so a forward in capacity mode copies nothing to the
+  // host. What needs host values (compact_rows, routing_stats) copies them when called.
   core::Device device;
-  Tensor expert;    // i64 [G * n, k] (host): chosen expert, local id in [0, E)
-  Tensor position;  // i64 [G * n, k] (host): slot in its (group, expert); >= capacity when dropped; -1 not routed
-  std::vector<std::int64_t> routed;  // [G * E] routed choices per (group, local expert), before capacity
-  std::vector<std::int64_t> kept;    // [G * E] choices that got a slot
+  Tensor expert;      // i64 [G * n, k]: chosen expert, local id in [0, E)
+  Tensor position;    // i64 [G * n, k]: slot in its (group, expert); >= capacity when dropped; -1 not routed
+  Tensor padded_row;  // i64 [G * n, k]: row in the padded buffer (padded_rows) if kept, else -1
+  Tensor routed;      // i64 [G, E]: routed choices per (group, local expert), before capacity
+  Tensor kept;        // i64 [G, E]: choices that got a slot
 
   std::int64_t tokens() const { return groups * group_size; }
   std::int64_t total_experts() const { return outer * num_experts; }
@@ -63,17 +65,26 @@ Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t gr
 // 0/1 [G * n, k] of dtype: the kept choices (the originals' mask_flat F).
 Tensor kept_mask(const Routing& r, core::DType dtype);
 
-// Expert-major compact buffer: the kept choices of expert x (flat id) occupy rows
-// offsets[x] .. offsets[x + 1] - 1, ordered by group and slot. row: i64 [G * n, k], -1 if not kept.
+// Where the kept choices go in the experts' row buffer: expert x (flat id) owns rows
+// offsets[x] .. offsets[x + 1] - 1. row: i64 [G * n, k], -1 if not kept. Rows are distinct.
 struct RowMap {
   Tensor row;      // i64 [G * n, k] on the routing's device
   Tensor offsets;  // i64 [total_experts + 1] on the host (GEMM sizes are host values)
   std::int64_t num_rows = 0;
 };
+// Compact: only kept choices, ordered by group and slot within each expert. The row counts are
+// data, so on a GPU this copies the counts to the host (a synchronisation).
 RowMap compact_rows(const Routing& r);
-// The padded buffer of the originals, [E, G, capacity] flattened (outer must be 1): row =
-// (e * G + g) * capacity + slot.
+// Padded: every expert owns G / outer * capacity rows, [X, G / outer, capacity] flattened (the
+// originals' [E, G, capacity] buffer when outer = 1); empty slots are zero rows. The sizes are
+// known without looking at the data, so nothing is copied to the host, and the equal groups
+// make the expert GEMMs one strided-batched call.
 RowMap padded_rows(const Routing& r);
+// Which of the two a forward uses: automatic takes padded on a CUDA device when the padded buffer
+// holds at most twice the routed choices (capacity mode), compact otherwise (CPU, where empty
+// slots would cost GEMM time; dropless mode, where capacity = n).
+enum class RowLayout { automatic, compact, padded };
+RowMap expert_rows(const Routing& r, RowLayout layout = RowLayout::automatic);
 // i64 [offsets[X]]: the expert x that owns each row of a buffer laid out by offsets i64 [X + 1].
 Tensor row_experts(const Tensor& offsets);
 
@@ -99,5 +110,20 @@ struct RoutingStats {
   std::string to_string() const;
 };
 RoutingStats routing_stats(const Routing& r);
+
+// A layer's last routing, whose statistics are computed when first asked for: on a GPU that
+// copies the counts to the host, so the forward itself does not. Empty stats before a forward.
+class LastRouting {
+ public:
+  void set(const Routing& r) {
+    routing_ = r;
+    stats_.reset();
+  }
+  const RoutingStats& stats() const;
+
+ private:
+  Routing routing_;
+  mutable std::optional<RoutingStats> stats_;
+};
 
 }  // namespace moegrad::nn::moe

@@ -35,12 +35,12 @@ MoEOutput MoE::forward(const Variable& x, bool noise_gates, double noise_mult, c
     fail(op, "input must be [batch, seq, dim = {}], got {}", dim_, core::describe(x.value()));
   const std::int64_t b = x.size(0), n = x.size(1);
   moe::GateResult g = gate_->route(x, noise_gates, noise_mult, draws);
-  stats_ = moe::routing_stats(g.routing);
-  const moe::RowMap rows = moe::compact_rows(g.routing);
+  last_.set(g.routing);
+  const moe::RowMap rows = moe::expert_rows(g.routing, row_layout_);
   Variable scale = moe::dispatch_scale(g.weights, g.straight_through);
   Variable buffer = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), rows.row, scale, rows.num_rows);
   Variable expert_out = experts_->forward_rows(buffer, rows.offsets);
-  Variable out = ag::reshape(ag::combine_rows(expert_out, rows.row, g.weights), {b, n, dim_});
+  Variable out = ag::reshape(ag::combine_rows(expert_out, rows.row, g.weights, /*distinct_rows=*/true), {b, n, dim_});
   Variable total = ag::add(ag::mul(g.balance_loss, opt_.balance_loss_coef), ag::mul(g.router_z_loss, opt_.router_z_loss_coef));
   return {out, total, g.balance_loss, g.router_z_loss};
 }

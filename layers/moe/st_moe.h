@@ -38,7 +38,9 @@ class MoE : public Module {
   MoE(std::int64_t dim, std::int64_t num_experts = 16, MoEOptions opt = {}, TensorOptions options = {},
       core::Generator* gen = nullptr);
   MoEOutput forward(const Variable& x, bool noise_gates = false, double noise_mult = 1.0, const moe::Draws& draws = {});
-  const moe::RoutingStats& last_routing_stats() const { return stats_; }
+  const moe::RoutingStats& last_routing_stats() const { return last_.stats(); }
+  // Expert row buffer: automatic = padded on a GPU in capacity mode (no copy to the host), compact otherwise.
+  void set_row_layout(moe::RowLayout layout) { row_layout_ = layout; }
   const std::shared_ptr<TopNGating>& gate() const { return gate_; }
   const std::shared_ptr<Experts>& experts() const { return experts_; }
   std::int64_t dim() const { return dim_; }
@@ -49,7 +51,8 @@ class MoE : public Module {
   MoEOptions opt_;
   std::shared_ptr<TopNGating> gate_;
   std::shared_ptr<Experts> experts_;
-  moe::RoutingStats stats_;
+  moe::LastRouting last_;
+  moe::RowLayout row_layout_ = moe::RowLayout::automatic;
 };
 
 // x -> [x + ff_before(x)] -> x + moe(RMSNorm(x)) -> [x + ff_after(x)]; the feed-forwards are

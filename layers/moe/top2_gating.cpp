@@ -103,7 +103,7 @@ moe::GateResult Top2Gating::route(const Variable& x, const Tensor& importance, c
     second = core::to_dtype(core::logical_and(core::to_dtype(second, core::DType::b8), core::to_dtype(active2, core::DType::b8)),
                             core::DType::u8);
   Tensor first = active1.defined() ? active1 : core::ones({T}, mask_opt);
-  Tensor active = core::stack({core::to_device(first, core::Device::cpu()), core::to_device(second, core::Device::cpu())}, 1);
+  Tensor active = core::stack({first, second}, 1);  // [T, 2] on the input's device
 
   moe::GateResult out;
   out.routing = moe::route_tokens(core::cat({i1, i2}, 1), active, G, n, e, capacity(n),

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include "core/build_info.h"
 #include "core/cuda/runtime.h"
+#include "core/memory.h"
 #include "core/ops.h"
 
 using namespace moegrad;
@@ -299,4 +301,43 @@ TEST_CASE("moe rows cuda: grouped_matmul and its weight gradient match the CPU")
   // Offsets stay on the CPU.
   CHECK_THROWS_WITH_AS(grouped_matmul(zeros({2, 3}, g32), zeros({1, 3, 4}, g32), gpu(ti({0, 2}, {2})), false),
                        Contains("[grouped_matmul] offsets must be on the cpu"), Error);
+}
+
+TEST_CASE("moe rows cuda: assign_slots gives the CPU's slots, rows and counts; bad ids are deferred") {
+  MOEGRAD_REQUIRE_CUDA();
+  std::mt19937 rng(7);
+  for (const auto& [groups, n, k, E, capacity, outer] :
+       std::vector<std::array<I, 6>>{{4, 33, 2, 8, 5, 1}, {6, 17, 3, 4, 3, 2}, {2, 300, 8, 64, 40, 1}}) {
+    VI ex(static_cast<std::size_t>(groups * n * k));
+    std::vector<std::uint8_t> on(ex.size());
+    for (std::size_t i = 0; i < ex.size(); ++i) {
+      ex[i] = static_cast<I>(rng() % E);
+      on[i] = rng() % 4 != 0;
+    }
+    const Tensor expert = ti(ex, {groups * n, k});
+    Tensor active = empty({groups * n, k}, {DType::u8});
+    std::copy(on.begin(), on.end(), active.data<std::uint8_t>());
+    for (const bool with_active : {false, true}) {
+      const Tensor a = with_active ? active : Tensor{};
+      const SlotAssignment want = assign_slots(expert, a, groups, E, capacity, outer);
+      const SlotAssignment got = assign_slots(gpu(expert), with_active ? gpu(a) : Tensor{}, groups, E, capacity, outer);
+      expect_equal(got.position, want.position);
+      expect_equal(got.padded_row, want.padded_row);
+      expect_equal(got.routed, want.routed);
+      expect_equal(got.kept, want.kept);
+    }
+  }
+  assign_slots(gpu(ti({0, 9}, {2, 1})), {}, 1, 4, 2);
+  CHECK_THROWS_WITH_AS(synchronize(kGpu), Contains("[assign_slots] expert id 9 out of range [0, 4)"), Error);
+}
+
+TEST_CASE("moe rows cuda: assert_finite reports NaN and Inf at the next synchronisation") {
+  MOEGRAD_REQUIRE_CUDA();
+  assert_finite(gpu(random_tensor({100, 7}, DType::f32, 3)), "test", "finite values");
+  synchronize(kGpu);
+  Tensor bad = random_tensor({100, 7}, DType::f64, 4);
+  bad.data<double>()[345] = INFINITY;
+  assert_finite(gpu(bad), "test", "the logits");
+  CHECK_THROWS_WITH_AS(synchronize(kGpu), Contains("[test] the logits contains NaN or Inf"), Error);
+  CHECK_THROWS_WITH_AS(assert_finite(bad, "test", "the logits"), Contains("[test] the logits contains NaN or Inf"), Error);
 }

@@ -11,6 +11,10 @@ namespace {
 }  // namespace
 
 bool check_rows(const char* op, const Tensor&, std::int64_t, bool) { not_built(op); }
+void assign_slots(const Tensor&, const Tensor&, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                  const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  not_built("assign_slots");
+}
 void dispatch_rows(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   not_built("dispatch_rows");
 }
@@ -18,13 +22,5 @@ void combine_rows(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   not_built("combine_rows");
 }
 void row_dot(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { not_built("row_dot"); }
-void grouped_matmul(const Tensor&, const Tensor&, const std::vector<std::int64_t>&, bool,
-                    const Tensor&) {
-  not_built("grouped_matmul");
-}
-void grouped_matmul_weight_grad(const Tensor&, const Tensor&, const std::vector<std::int64_t>&,
-                                bool, const Tensor&) {
-  not_built("grouped_matmul_weight_grad");
-}
 
 }  // namespace moegrad::core::cuda

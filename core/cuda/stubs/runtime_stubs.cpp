@@ -24,6 +24,7 @@ void copy_bytes(void*, const void*, std::size_t, int) {
   fail("cuda", "copy to or from a CUDA device: moegrad was built without CUDA");
 }
 void synchronize(int device) { not_built("synchronize", device); }
+std::int64_t host_wait_count(int device) { not_built("host_wait_count", device); }
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 DeviceError* device_error_slot(int device) { not_built("device errors", device); }

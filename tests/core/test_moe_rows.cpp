@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "tests/core/moe_rows_inputs.h"
 
 using namespace moegrad;
 using namespace moegrad::core;
@@ -19,30 +20,9 @@ using VI = std::vector<I>;
 
 namespace {
 
-Tensor ti(const VI& v, const Shape& s) { return from_vector<I>(v, s); }
-
-Tensor random_tensor(const Shape& shape, DType dtype, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& x : v) x = dist(rng);
-  return to_dtype(from_vector(v, shape), dtype);
-}
-
-// row [T, k]: distinct targets in [0, R) (a shuffled prefix of 0..R-1), about 1 in 5 set to -1.
-// With distinct = false, targets are drawn with repetition.
-Tensor random_rows(I T, I k, I R, bool distinct, unsigned seed) {
-  std::mt19937 rng(seed);
-  VI slots(static_cast<std::size_t>(R));
-  for (I r = 0; r < R; ++r) slots[r] = r;
-  std::shuffle(slots.begin(), slots.end(), rng);
-  VI v(static_cast<std::size_t>(T * k));
-  for (I i = 0; i < T * k; ++i) {
-    const bool dropped = rng() % 5 == 0;
-    v[i] = dropped ? -1 : (distinct ? slots[i] : static_cast<I>(rng() % R));
-  }
-  return ti(v, {T, k});
-}
+using test::random_rows;
+using test::random_tensor;
+using test::ti;
 
 // M [T, k, R] in dtype: M[t, j, r] = (row[t, j] == r); unrouted (-1) pairs are all-zero.
 Tensor route_matrix(const Tensor& row, I R, DType dtype) {

@@ -15,6 +15,7 @@
 #include "core/cuda/runtime.h"
 #include "core/memory.h"
 #include "core/ops.h"
+#include "tests/core/moe_rows_inputs.h"
 
 using namespace moegrad;
 using namespace moegrad::core;
@@ -32,30 +33,9 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-Tensor ti(const VI& v, const Shape& s) { return from_vector<I>(v, s); }
-
-Tensor random_tensor(const Shape& shape, DType dtype, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& x : v) x = dist(rng);
-  return to_dtype(from_vector(v, shape), dtype);
-}
-
-// row [T, k] in [-1, R): distinct (a shuffled prefix of 0..R-1) or drawn with repetition;
-// about 1 in 5 set to -1.
-Tensor random_rows(I T, I k, I R, bool distinct, unsigned seed) {
-  std::mt19937 rng(seed);
-  VI slots(static_cast<std::size_t>(R));
-  for (I r = 0; r < R; ++r) slots[r] = r;
-  std::shuffle(slots.begin(), slots.end(), rng);
-  VI v(static_cast<std::size_t>(T * k));
-  for (I i = 0; i < T * k; ++i) {
-    const bool dropped = rng() % 5 == 0;
-    v[i] = dropped ? -1 : (distinct ? slots[i] : static_cast<I>(rng() % R));
-  }
-  return ti(v, {T, k});
-}
+using test::random_rows;
+using test::random_tensor;
+using test::ti;
 
 // The same values on the GPU, starting `shift` elements into their storage (shift 1 makes the
 // data pointer miss 16-byte alignment, so the scalar kernels run).

@@ -122,6 +122,22 @@ struct GeluTanhBackward {
     return gy * (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * dinner);
   }
 };
+// GEGLU with a multiplier, (gelu(gate) * value) * mult (st-moe's experts), and its three input
+// gradients, each in the order the unfused graph rounds it.
+struct GegluMul {
+  template <class T> MOEGRAD_HD T operator()(T value, T gate, T mult) const { return Gelu{}(gate) * value * mult; }
+};
+struct GegluGradValue {
+  template <class T> MOEGRAD_HD T operator()(T gy, T, T gate, T mult) const { return gy * mult * Gelu{}(gate); }
+};
+struct GegluGradGate {
+  template <class T> MOEGRAD_HD T operator()(T gy, T value, T gate, T mult) const {
+    return GeluBackward{}(gy * mult * value, gate);
+  }
+};
+struct GegluGradMult {
+  template <class T> MOEGRAD_HD T operator()(T gy, T value, T gate, T) const { return gy * (Gelu{}(gate) * value); }
+};
 struct SiluBackward {
   template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
     const T s = Sigmoid{}(x);

@@ -14,8 +14,8 @@ Variable GEGLU::forward(const Variable& x) {
   if (has_mult_bias_) check_input("GEGLU", x, parameter("mult_bias").value());
   check_last_dim("GEGLU", x, 2 * dim_, "2 * dim");
   const auto halves = ag::chunk(x, 2, -1);  // value, gate
-  Variable out = ag::mul(ag::gelu(halves[1]), halves[0]);
-  return has_mult_bias_ ? ag::mul(out, parameter("mult_bias")) : out;
+  if (has_mult_bias_) return ag::geglu(halves[0], halves[1], parameter("mult_bias"));  // one fused pass
+  return ag::mul(ag::gelu(halves[1]), halves[0]);
 }
 
 std::string GEGLU::extra_repr() const { return fmt::format("dim={}, mult_bias={}", dim_, py_bool(has_mult_bias_)); }

@@ -7,7 +7,7 @@
 namespace moegrad::ag {
 
 MOEGRAD_DIFFERENTIABLE("neg", "exp", "log", "sqrt", "rsqrt", "abs", "square", "tanh", "sigmoid", "relu",
-                       "leaky_relu", "gelu", "gelu_tanh", "silu");
+                       "leaky_relu", "gelu", "gelu_tanh", "silu", "geglu");
 
 using core::mul;
 
@@ -81,6 +81,14 @@ Variable gelu(const Variable& x) {
 Variable gelu_tanh(const Variable& x) {
   return record("gelu_tanh", core::gelu_tanh(x.value()), {x},
                 [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_tanh_backward(gy, X)}; });
+}
+
+Variable geglu(const Variable& value, const Variable& gate, const Variable& mult) {
+  return record("geglu", core::geglu(value.value(), gate.value(), mult.value()), {value, gate, mult},
+                [V = value.value(), G = gate.value(), M = mult.value()](const Tensor& gy, const Needs& need) {
+                  auto g = core::geglu_backward(gy, V, G, M, {need[0], need[1], need[2]});
+                  return Grads{g[0], g[1], g[2]};  // at the broadcast shape; the engine sums to each input's
+                });
 }
 
 Variable silu(const Variable& x) {

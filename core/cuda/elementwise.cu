@@ -13,6 +13,7 @@ using std::uint8_t;
 using A1 = std::array<Tensor, 1>;
 using A2 = std::array<Tensor, 2>;
 using A3 = std::array<Tensor, 3>;
+using A4 = std::array<Tensor, 4>;
 
 // out = f(x), T -> T
 #define MOEGRAD_UNARY(F, T) template void map<T, T>(const Tensor&, const A1&, F);
@@ -71,6 +72,15 @@ MOEGRAD_BINARY(math::LogicalAnd, bool, bool)
 MOEGRAD_BINARY(math::LogicalOr, bool, bool)
 
 // where(cond, a, b)
+// Fused GEGLU (core::geglu) and its gradients.
+#define MOEGRAD_GEGLU(T)                                                   \
+  template void map<T, T, T, T>(const Tensor&, const A3&, math::GegluMul); \
+  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradValue); \
+  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradGate);  \
+  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradMult);
+MOEGRAD_GEGLU(float)
+MOEGRAD_GEGLU(double)
+
 #define MOEGRAD_SELECT(T) template void map<T, bool, T, T>(const Tensor&, const A3&, math::Select);
 MOEGRAD_SELECT(float)
 MOEGRAD_SELECT(double)

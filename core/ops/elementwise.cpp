@@ -149,6 +149,46 @@ Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double slope) {
   return backward_map("leaky_relu_backward", gy, x, math::LeakyReluBackward{slope});
 }
 
+Tensor geglu(const Tensor& value, const Tensor& gate, const Tensor& mult) {
+  const char* op = "geglu";
+  const Device device = common_device(op, {&value, &gate, &mult});
+  const DType dtype = common_dtype(op, {&value, &gate, &mult});
+  MOEGRAD_CHECK(is_floating(dtype), op, "needs f32 or f64, got {}", describe(value));
+  const Shape shape = broadcast_shapes(op, broadcast_shapes(op, value.shape(), gate.shape()), mult.shape());
+  Tensor out = empty(shape, {dtype, device});
+  const Tensor v = expand(to_dtype(value, dtype), shape), g = expand(to_dtype(gate, dtype), shape),
+               m = expand(to_dtype(mult, dtype), shape);
+  visit_floating(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    run_map<T, T, T, T>(out, {v, g, m}, math::GegluMul{});
+  });
+  return out;
+}
+
+std::array<Tensor, 3> geglu_backward(const Tensor& gy, const Tensor& value, const Tensor& gate, const Tensor& mult,
+                                     std::array<bool, 3> needed) {
+  const char* op = "geglu_backward";
+  const Device device = common_device(op, {&gy, &value, &gate, &mult});
+  const DType dtype = common_dtype(op, {&gy, &value, &gate, &mult});
+  MOEGRAD_CHECK(is_floating(dtype), op, "needs f32 or f64, got {}", describe(gy));
+  const Shape shape = broadcast_shapes(op, broadcast_shapes(op, value.shape(), gate.shape()), mult.shape());
+  const std::array<Tensor, 4> ins{expand(to_dtype(gy, dtype), shape), expand(to_dtype(value, dtype), shape),
+                                  expand(to_dtype(gate, dtype), shape), expand(to_dtype(mult, dtype), shape)};
+  std::array<Tensor, 3> grads;
+  visit_floating(dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto run = [&](std::size_t i, auto f) {
+      if (!needed[i]) return;
+      grads[i] = empty(shape, {dtype, device});
+      run_map<T, T, T, T, T>(grads[i], ins, f);
+    };
+    run(0, math::GegluGradValue{});
+    run(1, math::GegluGradGate{});
+    run(2, math::GegluGradMult{});
+  });
+  return grads;
+}
+
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Device device = common_device("where", {&cond, &a, &b});
   MOEGRAD_CHECK(cond.dtype() == DType::b8, "where", "condition must be bool, got {}", describe(cond));

@@ -1,5 +1,6 @@
 // Elementwise ops with NumPy broadcasting. Binary ops need equal dtypes (no silent promotion).
 #pragma once
+#include <array>
 #include "core/tensor.h"
 
 namespace moegrad::core {
@@ -40,6 +41,14 @@ Tensor clamp(const Tensor& x, double lo, double hi);
 // Derivatives used by autograd (dy/dx evaluated at x, times gy).
 Tensor gelu_backward(const Tensor& gy, const Tensor& x);
 Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x);
+
+// Fused GEGLU with a multiplier: (gelu(gate) * value) * mult in one pass, the three broadcast to
+// one shape (value and gate are typically the two halves of one tensor, as strided views).
+Tensor geglu(const Tensor& value, const Tensor& gate, const Tensor& mult);
+// Its gradients at the broadcast shape, {d value, d gate, d mult}; only the `needed` ones are
+// computed (the others are undefined). Each recomputes gelu rather than saving it.
+std::array<Tensor, 3> geglu_backward(const Tensor& gy, const Tensor& value, const Tensor& gate, const Tensor& mult,
+                                     std::array<bool, 3> needed);
 Tensor silu_backward(const Tensor& gy, const Tensor& x);
 Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double negative_slope);
 

@@ -57,7 +57,7 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   };
   Variable h = ag::add(ag::grouped_matmul(rows, w_in, off, true), per_row("b_in"));
   const auto halves = ag::chunk(h, 2, -1);  // GEGLU: value, gate
-  Variable act = ag::mul(ag::mul(ag::gelu(halves[1]), halves[0]), per_row("mult_bias"));
+  Variable act = ag::geglu(halves[0], halves[1], per_row("mult_bias"));  // (gelu(gate) * value) * mult, fused
   return ag::add(ag::grouped_matmul(act, parameter("w_out"), off, true), per_row("b_out"));
 }
 

@@ -53,9 +53,9 @@ Variable relu(const Variable& x);
 Variable leaky_relu(const Variable& x, double negative_slope = 0.01);
 Variable gelu(const Variable& x);
 Variable gelu_tanh(const Variable& x);
-// (gelu(gate) * value) * mult in one pass (st-moe's GEGLU with mult_bias), broadcasting; the
-// backward recomputes gelu instead of saving intermediates.
-Variable geglu(const Variable& value, const Variable& gate, const Variable& mult);
+// h [..., 2H] = (value, gate) -> (gelu(gate) * value) * mult [..., H] in one pass (st-moe's GEGLU
+// with mult_bias; mult broadcasts); the backward recomputes gelu and writes d h as one buffer.
+Variable geglu(const Variable& h, const Variable& mult);
 Variable silu(const Variable& x);
 
 // ---- reductions ---------------------------------------------------------------------------

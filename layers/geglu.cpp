@@ -13,8 +13,8 @@ Variable GEGLU::forward(const Variable& x) {
   MOEGRAD_CHECK(x.defined(), "GEGLU", "input is undefined");
   if (has_mult_bias_) check_input("GEGLU", x, parameter("mult_bias").value());
   check_last_dim("GEGLU", x, 2 * dim_, "2 * dim");
+  if (has_mult_bias_) return ag::geglu(x, parameter("mult_bias"));  // one fused pass
   const auto halves = ag::chunk(x, 2, -1);  // value, gate
-  if (has_mult_bias_) return ag::geglu(halves[0], halves[1], parameter("mult_bias"));  // one fused pass
   return ag::mul(ag::gelu(halves[1]), halves[0]);
 }
 

@@ -62,8 +62,11 @@ Variable sigmoid(const Variable& x) {
 }
 
 Variable relu(const Variable& x) {
-  return record("relu", core::relu(x.value()), {x}, [X = x.value()](const Tensor& gy, const Needs&) {
-    return Grads{mul(gy, core::to_dtype(core::gt(X, 0.0), gy.dtype()))};
+  // Saves the output, not the input (y > 0 exactly where x > 0): the next op (an expert's second
+  // GEMM) saves the same tensor, so the input can be freed after the forward.
+  Tensor y = core::relu(x.value());
+  return record("relu", y, {x}, [Y = y](const Tensor& gy, const Needs&) {
+    return Grads{core::leaky_relu_backward(gy, Y, 0.0)};  // gy where y > 0, else gy * 0: one pass, no mask
   });
 }
 
@@ -83,11 +86,11 @@ Variable gelu_tanh(const Variable& x) {
                 [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_tanh_backward(gy, X)}; });
 }
 
-Variable geglu(const Variable& value, const Variable& gate, const Variable& mult) {
-  return record("geglu", core::geglu(value.value(), gate.value(), mult.value()), {value, gate, mult},
-                [V = value.value(), G = gate.value(), M = mult.value()](const Tensor& gy, const Needs& need) {
-                  auto g = core::geglu_backward(gy, V, G, M, {need[0], need[1], need[2]});
-                  return Grads{g[0], g[1], g[2]};  // at the broadcast shape; the engine sums to each input's
+Variable geglu(const Variable& h, const Variable& mult) {
+  return record("geglu", core::geglu(h.value(), mult.value()), {h, mult},
+                [H = h.value(), M = mult.value()](const Tensor& gy, const Needs& need) {
+                  auto g = core::geglu_backward(gy, H, M, need[0], need[1]);
+                  return Grads{g[0], g[1]};  // d mult at the broadcast shape; the engine sums it to mult's
                 });
 }
 

@@ -149,42 +149,63 @@ Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double slope) {
   return backward_map("leaky_relu_backward", gy, x, math::LeakyReluBackward{slope});
 }
 
-Tensor geglu(const Tensor& value, const Tensor& gate, const Tensor& mult) {
+namespace {
+// The halves of h [..., 2H] and the common [..., H] shape with mult.
+struct GegluOperands {
+  Tensor value, gate;
+  Shape shape;
+  DType dtype;
+};
+GegluOperands geglu_operands(const char* op, const Tensor& h, const Tensor& mult) {
+  check_defined(op, h, "h");
+  check_defined(op, mult, "mult");
+  const DType dtype = common_dtype(op, {&h, &mult});
+  MOEGRAD_CHECK(is_floating(dtype), op, "needs f32 or f64, got {}", describe(h));
+  MOEGRAD_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, op, "h must be [..., 2H] (value, gate), got {}", describe(h));
+  const std::int64_t H = h.size(-1) / 2;
+  GegluOperands g{narrow(h, -1, 0, H), narrow(h, -1, H, H), {}, dtype};
+  g.shape = broadcast_shapes(op, g.value.shape(), mult.shape());
+  MOEGRAD_CHECK(g.shape == g.value.shape(), op, "mult {} must broadcast to the half shape {}", describe(mult),
+                shape_str(g.value.shape()));
+  return g;
+}
+}  // namespace
+
+Tensor geglu(const Tensor& h, const Tensor& mult) {
   const char* op = "geglu";
-  const Device device = common_device(op, {&value, &gate, &mult});
-  const DType dtype = common_dtype(op, {&value, &gate, &mult});
-  MOEGRAD_CHECK(is_floating(dtype), op, "needs f32 or f64, got {}", describe(value));
-  const Shape shape = broadcast_shapes(op, broadcast_shapes(op, value.shape(), gate.shape()), mult.shape());
-  Tensor out = empty(shape, {dtype, device});
-  const Tensor v = expand(to_dtype(value, dtype), shape), g = expand(to_dtype(gate, dtype), shape),
-               m = expand(to_dtype(mult, dtype), shape);
-  visit_floating(dtype, op, [&](auto tag) {
+  const Device device = common_device(op, {&h, &mult});
+  const GegluOperands g = geglu_operands(op, h, mult);
+  Tensor out = empty(g.shape, {g.dtype, device});
+  const Tensor m = expand(to_dtype(mult, g.dtype), g.shape);
+  visit_floating(g.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    run_map<T, T, T, T>(out, {v, g, m}, math::GegluMul{});
+    run_map<T, T, T, T>(out, {to_dtype(g.value, g.dtype), to_dtype(g.gate, g.dtype), m}, math::GegluMul{});
   });
   return out;
 }
 
-std::array<Tensor, 3> geglu_backward(const Tensor& gy, const Tensor& value, const Tensor& gate, const Tensor& mult,
-                                     std::array<bool, 3> needed) {
+std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Tensor& mult, bool need_h,
+                                     bool need_mult) {
   const char* op = "geglu_backward";
-  const Device device = common_device(op, {&gy, &value, &gate, &mult});
-  const DType dtype = common_dtype(op, {&gy, &value, &gate, &mult});
-  MOEGRAD_CHECK(is_floating(dtype), op, "needs f32 or f64, got {}", describe(gy));
-  const Shape shape = broadcast_shapes(op, broadcast_shapes(op, value.shape(), gate.shape()), mult.shape());
-  const std::array<Tensor, 4> ins{expand(to_dtype(gy, dtype), shape), expand(to_dtype(value, dtype), shape),
-                                  expand(to_dtype(gate, dtype), shape), expand(to_dtype(mult, dtype), shape)};
-  std::array<Tensor, 3> grads;
-  visit_floating(dtype, op, [&](auto tag) {
+  const Device device = common_device(op, {&gy, &h, &mult});
+  const GegluOperands g = geglu_operands(op, h, mult);
+  const std::array<Tensor, 4> ins{expand(to_dtype(gy, g.dtype), g.shape), to_dtype(g.value, g.dtype),
+                                  to_dtype(g.gate, g.dtype), expand(to_dtype(mult, g.dtype), g.shape)};
+  std::array<Tensor, 2> grads;
+  visit_floating(g.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    auto run = [&](std::size_t i, auto f) {
-      if (!needed[i]) return;
-      grads[i] = empty(shape, {dtype, device});
-      run_map<T, T, T, T, T>(grads[i], ins, f);
-    };
-    run(0, math::GegluGradValue{});
-    run(1, math::GegluGradGate{});
-    run(2, math::GegluGradMult{});
+    if (need_h) {  // both halves written in place into one [..., 2H] buffer
+      Shape full = g.shape;
+      full.back() *= 2;
+      grads[0] = empty(full, {g.dtype, device});
+      const std::int64_t H = g.shape.back();
+      run_map<T, T, T, T, T>(narrow(grads[0], -1, 0, H), ins, math::GegluGradValue{});
+      run_map<T, T, T, T, T>(narrow(grads[0], -1, H, H), ins, math::GegluGradGate{});
+    }
+    if (need_mult) {
+      grads[1] = empty(g.shape, {g.dtype, device});
+      run_map<T, T, T, T, T>(grads[1], ins, math::GegluGradMult{});
+    }
   });
   return grads;
 }

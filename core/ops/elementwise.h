@@ -42,13 +42,15 @@ Tensor clamp(const Tensor& x, double lo, double hi);
 Tensor gelu_backward(const Tensor& gy, const Tensor& x);
 Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x);
 
-// Fused GEGLU with a multiplier: (gelu(gate) * value) * mult in one pass, the three broadcast to
-// one shape (value and gate are typically the two halves of one tensor, as strided views).
-Tensor geglu(const Tensor& value, const Tensor& gate, const Tensor& mult);
-// Its gradients at the broadcast shape, {d value, d gate, d mult}; only the `needed` ones are
-// computed (the others are undefined). Each recomputes gelu rather than saving it.
-std::array<Tensor, 3> geglu_backward(const Tensor& gy, const Tensor& value, const Tensor& gate, const Tensor& mult,
-                                     std::array<bool, 3> needed);
+// Fused GEGLU with a multiplier: h [..., 2H] holds the value (first half) and the gate (second
+// half), as st-moe's GEGLU chunks it; out [..., H] = (gelu(gate) * value) * mult in one pass,
+// mult broadcast to [..., H].
+Tensor geglu(const Tensor& h, const Tensor& mult);
+// Its gradients: {d h [..., 2H] (both halves written into one buffer), d mult at the broadcast
+// shape [..., H]}; only the needed ones are computed (the others are undefined). gelu is
+// recomputed rather than saved.
+std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Tensor& mult, bool need_h,
+                                     bool need_mult);
 Tensor silu_backward(const Tensor& gy, const Tensor& x);
 Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double negative_slope);
 

@@ -56,8 +56,7 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
     return ag::reshape(ag::expand(ag::unsqueeze(b, 1), {E, m, b.size(1)}), {R, b.size(1)});
   };
   Variable h = ag::add(ag::grouped_matmul(rows, w_in, off, true), per_row("b_in"));
-  const auto halves = ag::chunk(h, 2, -1);  // GEGLU: value, gate
-  Variable act = ag::geglu(halves[0], halves[1], per_row("mult_bias"));  // (gelu(gate) * value) * mult, fused
+  Variable act = ag::geglu(h, per_row("mult_bias"));  // GEGLU: (gelu(gate) * value) * mult, fused
   return ag::add(ag::grouped_matmul(act, parameter("w_out"), off, true), per_row("b_out"));
 }
 

@@ -87,7 +87,7 @@ void Variable::backward(const Tensor& grad) const {
                     n->name, grads.size(), n->inputs.size());
       if (anomaly_mode_enabled())
         for (std::size_t i = 0; i < grads.size(); ++i)
-          if (!all_finite(grads[i]))
+          if (!core::all_finite(grads[i]))
             fail("anomaly", "backward of '{}' produced NaN/Inf in the gradient of input {}: {}", n->name, i,
                  core::describe(grads[i]));
     }

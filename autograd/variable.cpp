@@ -12,15 +12,6 @@ AnomalyModeGuard::AnomalyModeGuard() : previous_(g_anomaly_mode) { g_anomaly_mod
 AnomalyModeGuard::~AnomalyModeGuard() { g_anomaly_mode = previous_; }
 bool anomaly_mode_enabled() { return g_anomaly_mode; }
 
-bool all_finite(const Tensor& t) {
-  if (!t.defined() || !core::is_floating(t.dtype()) || t.numel() == 0) return true;
-  const Tensor ok = core::contiguous(core::to_device(core::isfinite(t), core::Device::cpu()));
-  const bool* p = ok.data<bool>();
-  for (std::int64_t i = 0; i < ok.numel(); ++i)
-    if (!p[i]) return false;
-  return true;
-}
-
 bool grad_mode_enabled() { return g_grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_mode) { g_grad_mode = false; }
 NoGradGuard::~NoGradGuard() { g_grad_mode = previous_; }
@@ -79,7 +70,7 @@ Variable record(const char* name, Tensor value, const std::vector<Variable>& inp
     MOEGRAD_CHECK(v.defined(), name, "input variable is undefined");
     any = any || v.requires_grad();
   }
-  if (g_anomaly_mode && !all_finite(value)) fail("anomaly", "forward of '{}' produced NaN/Inf: {}", name, core::describe(value));
+  if (g_anomaly_mode && !core::all_finite(value)) fail("anomaly", "forward of '{}' produced NaN/Inf: {}", name, core::describe(value));
   if (!any || !grad_mode_enabled()) return Variable(std::move(value), false);
   auto node = std::make_shared<Node>();
   node->name = name;

@@ -91,7 +91,5 @@ class AnomalyModeGuard {
   bool previous_;
 };
 bool anomaly_mode_enabled();
-// Whether every element of a floating tensor is finite (other dtypes: true).
-bool all_finite(const Tensor& t);
 
 }  // namespace moegrad::ag

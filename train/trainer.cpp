@@ -193,7 +193,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
       l = value_of(out.loss);
       finite = std::isfinite(l);
       if (finite) total.backward();
-      for (const auto& [name, p] : optimizer_->named_parameters()) finite = finite && ag::all_finite(p.grad());
+      for (const auto& [name, p] : optimizer_->named_parameters()) finite = finite && core::all_finite(p.grad());
     } catch (const Error& e) {
       failure = e.what();
     }

@@ -284,14 +284,20 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   return out;
 }
 
+bool all_finite(const Tensor& x) {
+  if (!x.defined() || !is_floating(x.dtype()) || x.numel() == 0) return true;
+  const Tensor ok = contiguous(to_device(isfinite(x), Device::cpu()));
+  const bool* p = ok.data<bool>();
+  for (std::int64_t i = 0; i < ok.numel(); ++i)
+    if (!p[i]) return false;
+  return true;
+}
+
 void assert_finite(const Tensor& x, const char* op, const char* what) {
   check_defined(op, x, what);
   if (!is_floating(x.dtype()) || x.numel() == 0) return;
   if (x.device().is_cuda()) return cuda::report_non_finite(contiguous(x), op, what);
-  const Tensor ok = contiguous(isfinite(x));
-  const bool* p = ok.data<bool>();
-  for (std::int64_t i = 0; i < ok.numel(); ++i)
-    if (!p[i]) fail(op, "{} contains NaN or Inf", what);
+  if (!all_finite(x)) fail(op, "{} contains NaN or Inf", what);
 }
 
 }  // namespace moegrad::core

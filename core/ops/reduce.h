@@ -8,6 +8,9 @@ namespace moegrad::core {
 
 using Dims = std::vector<std::int64_t>;
 
+// Whether every element of x is finite (undefined, empty and non-float tensors: true). On a
+// CUDA device the answer is copied to the host (a synchronisation).
+bool all_finite(const Tensor& x);
 // Throws "[op] <what> contains NaN or Inf" unless every element of x is finite (non-float dtypes
 // always are). On a CUDA device the check runs there and the error is raised at the next
 // synchronisation point (a copy to the host, item(), core::synchronize), so a forward pass pays

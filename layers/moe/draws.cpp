@@ -40,10 +40,8 @@ Tensor first_choice_density(const Routing& r, DType dtype, bool after_capacity) 
   const Tensor counted = core::ge(core::select(after_capacity ? r.padded_row : r.position, 1, 0), 0.0);
   const Tensor expert = core::reshape(core::contiguous(core::select(r.expert, 1, 0)), {G, n});
   const Tensor ones = core::reshape(core::to_dtype(counted, DType::f64), {G, n});
-  const Tensor d = core::scatter_add(core::zeros({G, r.num_experts}, {DType::f64, r.device}), 1, expert, ones);
+  const Tensor d = core::scatter_add(core::zeros({G, r.num_experts}, {DType::f64, r.device()}), 1, expert, ones);
   return core::to_dtype(core::div(d, static_cast<double>(n)), dtype);
 }
-
-void check_finite(const char* op, const Tensor& t, const char* what) { core::assert_finite(t, op, what); }
 
 }  // namespace moegrad::nn::moe

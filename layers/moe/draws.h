@@ -18,8 +18,5 @@ Tensor route_by_threshold(const Tensor& gates, const Tensor& u, const Tensor& th
 // [G, E]: first choices per (group, expert) / n, the balance loss's density_1: those that got a
 // slot (after_capacity, st-moe and zeta) or all routed ones (lucidrains), spec §7 C3.
 Tensor first_choice_density(const Routing& r, core::DType dtype, bool after_capacity);
-// Throws "[op] <what> contains NaN or Inf" unless every element is finite; on a GPU at the next
-// synchronisation (core::assert_finite). op and what must be string literals.
-void check_finite(const char* op, const Tensor& t, const char* what);
 
 }  // namespace moegrad::nn::moe

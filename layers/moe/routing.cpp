@@ -39,7 +39,6 @@ Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t gr
   r.num_experts = num_experts;
   r.capacity = capacity;
   r.outer = outer;
-  r.device = expert.device();
   r.expert = core::contiguous(expert);
   core::SlotAssignment s = core::assign_slots(r.expert, active, groups, num_experts, capacity, outer);
   r.position = std::move(s.position);
@@ -85,7 +84,7 @@ RowMap compact_rows(const Routing& r) {
     const std::int64_t g = i / k / r.group_size;
     row[i] = start[g * E + ex[i]] + pos[i];
   }
-  m.row = core::to_device(m.row, r.device);
+  m.row = core::to_device(m.row, r.device());
   return m;
 }
 
@@ -102,7 +101,7 @@ RowMap padded_rows(const Routing& r) {
 
 RowMap expert_rows(const Routing& r, RowLayout layout) {
   if (layout == RowLayout::automatic)
-    layout = r.device.is_cuda() && r.num_experts * r.capacity <= 2 * r.group_size * r.top_k ? RowLayout::padded
+    layout = r.device().is_cuda() && r.num_experts * r.capacity <= 2 * r.group_size * r.top_k ? RowLayout::padded
                                                                                          : RowLayout::compact;
   return layout == RowLayout::padded ? padded_rows(r) : compact_rows(r);
 }

@@ -38,16 +38,16 @@ struct Routing {
   // Groups [o * G / outer, (o + 1) * G / outer) use experts o * E ... o * E + E - 1 of a flat
   // list of outer * E experts (the inner gate of HeirarchicalMoE); 1 otherwise.
   std::int64_t outer = 1;
-  // Every tensor lives on `device`, the device of the gate's expert tensor: the slots are
+  // Every tensor lives on device(), the device of the gate's expert tensor: the slots are
   // assigned there (core::assign_slots), so a forward in capacity mode copies nothing to the
   // host. What needs host values (compact_rows, routing_stats) copies them when called.
-  core::Device device;
   Tensor expert;      // i64 [G * n, k]: chosen expert, local id in [0, E)
   Tensor position;    // i64 [G * n, k]: slot in its (group, expert); >= capacity when dropped; -1 not routed
   Tensor padded_row;  // i64 [G * n, k]: row in the padded buffer (padded_rows) if kept, else -1
   Tensor routed;      // i64 [G, E]: routed choices per (group, local expert), before capacity
   Tensor kept;        // i64 [G, E]: choices that got a slot
 
+  core::Device device() const { return expert.device(); }
   std::int64_t tokens() const { return groups * group_size; }
   std::int64_t total_experts() const { return outer * num_experts; }
   std::int64_t global_expert(std::int64_t group, std::int64_t local) const {

@@ -62,7 +62,7 @@ moe::GateResult Top2Gating::route(const Variable& x, const Tensor& importance, c
 
   // logits [*outer, b, n, e]: w [*outer, d, e] broadcasts over b as [*outer, 1, d, e].
   Variable logits = ag::matmul(x, no ? ag::unsqueeze(w, no) : w);
-  moe::check_finite(op, logits.value(), "gate logits (the input or w_gating has NaN/Inf)");
+  core::assert_finite(logits.value(), op, "gate logits (the input or w_gating has NaN/Inf)");  // deferred on a GPU
   Variable probs = ag::reshape(ag::softmax(logits, -1), {T, e});
 
   const Tensor i1 = core::argmax(probs.value(), 1, true);  // [T, 1], ties to the lowest index

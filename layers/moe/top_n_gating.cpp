@@ -55,7 +55,7 @@ moe::GateResult TopNGating::route(const Variable& x, bool noise_gates, double no
   const TensorOptions topt{x.dtype(), x.value().device()};
 
   Variable logits = to_gates_->forward(x);  // [b, n, e]
-  moe::check_finite(op, logits.value(), "gate logits (the input or to_gates.weight has NaN/Inf)");
+  core::assert_finite(logits.value(), op, "gate logits (the input or to_gates.weight has NaN/Inf)");  // deferred on a GPU
   Variable noised = logits;
   if (noise_gates) {  // the draw comes first, as in the original
     Tensor u = moe::draw_or_take(draws.noise_uniform, {b, n, e}, "noise_uniform", op, topt, gen_);

@@ -101,25 +101,7 @@ Mode& mode() {
   return m;
 }
 
-bool cuda_present() { return core::build_info().cuda_devices > 0; }
-
 namespace {
-
-// Every element of `got` (on the GPU) against `want` (CPU): |got - want| <= atol + rtol |want|.
-void compare(const std::string& what, const Tensor& want, const Tensor& got, double atol, double rtol) {
-  REQUIRE_MESSAGE(got.shape() == want.shape(), what, ": shape ", core::shape_str(got.shape()), " vs ",
-                  core::shape_str(want.shape()));
-  REQUIRE_MESSAGE(got.dtype() == want.dtype(), what, ": dtype ", core::describe(got), " vs ", core::describe(want));
-  const auto w = want.to_vector<double>();
-  const auto g = got.to_vector<double>();
-  int reported = 0;
-  for (std::size_t e = 0; e < w.size(); ++e) {
-    const bool same_nan = std::isnan(w[e]) && std::isnan(g[e]);
-    const bool ok = same_nan || w[e] == g[e] || std::abs(g[e] - w[e]) <= atol + rtol * std::abs(w[e]);
-    if (!ok && reported++ < 5)
-      FAIL_CHECK(fmt::format("{} element {}: cuda {:.10g} vs cpu {:.10g}", what, e, g[e], w[e]));
-  }
-}
 
 // The same case on the CPU and on cuda:0, in f64 and f32: outputs and input gradients compared.
 void check_cuda_vs_cpu(const Fn& f, const std::vector<Input>& specs) {
@@ -135,7 +117,7 @@ void check_cuda_vs_cpu(const Fn& f, const std::vector<Input>& specs) {
     }
     Variable yc = f(on_cpu), yg = f(on_gpu);
     REQUIRE(yg.value().device().is_cuda());
-    compare("output", yc.value(), yg.value(), atol, rtol);
+    cuda_test::expect_close("output", yc.value(), yg.value(), atol, rtol);
     core::Generator wgen(4242);
     const Tensor w = core::to_dtype(core::uniform(yc.shape(), 0.5, 1.5, {core::DType::f64}, &wgen), dtype);
     ag::sum(ag::mul(yc, ag::constant(w))).backward();
@@ -143,7 +125,7 @@ void check_cuda_vs_cpu(const Fn& f, const std::vector<Input>& specs) {
     for (std::size_t i = 0; i < specs.size(); ++i) {
       const Tensor gc = on_cpu[i].grad(), gg = on_gpu[i].grad();
       REQUIRE_MESSAGE(gc.defined() == gg.defined(), "input ", i, ": gradient defined on one device only");
-      if (gc.defined()) compare(fmt::format("grad of input {}", i), gc, gg, atol, rtol);
+      if (gc.defined()) cuda_test::expect_close(fmt::format("grad of input {}", i), gc, gg, atol, rtol);
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace gradcheck {
 
@@ -40,7 +41,6 @@ Variable make_input(const Input& in, std::uint64_t seed);
 // cuda:0 (f64 and f32) with outputs and gradients compared (CPU is the oracle).
 enum class Mode { finite_difference, cuda_vs_cpu };
 Mode& mode();
-bool cuda_present();
 // A constant captured by an entry, moved to the device of `like` (and, if floating, to its dtype).
 Tensor on(const Tensor& t, const Variable& like);
 
@@ -68,10 +68,7 @@ Tensor index(const std::vector<std::int64_t>& values, const Shape& shape);
     body();                                                                                       \
   }                                                                                               \
   TEST_CASE("cuda vs cpu: " op) {                                                                 \
-    if (!gradcheck::cuda_present()) {                                                             \
-      MESSAGE("skipped: no CUDA device");                                                         \
-      return;                                                                                     \
-    }                                                                                             \
+    SKIP_WITHOUT_CUDA();                                                                          \
     gradcheck::mode() = gradcheck::Mode::cuda_vs_cpu;                                             \
     body();                                                                                       \
     gradcheck::mode() = gradcheck::Mode::finite_difference;                                       \

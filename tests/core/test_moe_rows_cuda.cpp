@@ -16,18 +16,13 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "tests/core/moe_rows_inputs.h"
+#include "tests/cuda/cuda_test.h"
 
 using namespace moegrad;
 using namespace moegrad::core;
 using doctest::Contains;
 using I = std::int64_t;
 using VI = std::vector<I>;
-
-#define MOEGRAD_REQUIRE_CUDA()                                   \
-  if (moegrad::core::build_info().cuda_devices == 0) {           \
-    MESSAGE("skipped: no CUDA device");                          \
-    return;                                                      \
-  }
 
 namespace {
 
@@ -90,7 +85,7 @@ void dirty_cache(I numel, DType dt) {
 }  // namespace
 
 TEST_CASE("moe rows cuda: dispatch_rows / combine_rows / row_dot match the CPU kernels") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   struct Case {
     I T, k, d, R;
   };
@@ -130,7 +125,7 @@ TEST_CASE("moe rows cuda: dispatch_rows / combine_rows / row_dot match the CPU k
 }
 
 TEST_CASE("moe rows cuda: deterministic results, hand values, strided and empty operands") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   const Tensor x = from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2});
   const Tensor row = ti({2, -1, -1, -1, 0, 3}, {3, 2});
   const Tensor s = from_vector<float>({2, 9, 9, 9, 0.5f, 0}, {3, 2});
@@ -176,7 +171,7 @@ TEST_CASE("moe rows cuda: deterministic results, hand values, strided and empty 
 }
 
 TEST_CASE("moe rows cuda: row errors are deferred to the next synchronisation") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   const Tensor x = gpu(random_tensor({6, 4}, DType::f32, 31)), s = gpu(random_tensor({6, 2}, DType::f32, 32));
   const Tensor bad_hi = gpu(ti({0, 1, 2, 3, 4, 5, 6, 7, -1, -1, 8, 9}, {6, 2}));
   // One bad value each, so the message does not depend on which thread records first.
@@ -210,7 +205,7 @@ TEST_CASE("moe rows cuda: row errors are deferred to the next synchronisation") 
 }
 
 TEST_CASE("moe rows cuda: rows_distinct") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   CHECK(rows_distinct(gpu(ti({2, -1, -1, -1, 0, 3}, {3, 2})), 5));
   CHECK_FALSE(rows_distinct(gpu(ti({1, -1, 1}, {3, 1})), 5));
   CHECK(rows_distinct(gpu(ti({-1, -1}, {1, 2})), 0));
@@ -233,7 +228,7 @@ TEST_CASE("moe rows cuda: rows_distinct") {
 }
 
 TEST_CASE("moe rows cuda: grouped_matmul and its weight gradient match the CPU") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   // Variable groups with empty ones (several calls), and equal groups (capacity mode: one
   // strided-batched call), each with x and w in both layouts.
   for (const VI& off : {VI{0, 4, 4, 13, 20, 20}, VI{0, 6, 12, 18, 24}, VI{0, 0, 5, 10, 10, 15}}) {
@@ -284,7 +279,7 @@ TEST_CASE("moe rows cuda: grouped_matmul and its weight gradient match the CPU")
 }
 
 TEST_CASE("moe rows cuda: assign_slots gives the CPU's slots, rows and counts; bad ids are deferred") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   std::mt19937 rng(7);
   for (const auto& [groups, n, k, E, capacity, outer] :
        std::vector<std::array<I, 6>>{{4, 33, 2, 8, 5, 1}, {6, 17, 3, 4, 3, 2}, {2, 300, 8, 64, 40, 1}}) {
@@ -312,7 +307,7 @@ TEST_CASE("moe rows cuda: assign_slots gives the CPU's slots, rows and counts; b
 }
 
 TEST_CASE("moe rows cuda: assert_finite reports NaN and Inf at the next synchronisation") {
-  MOEGRAD_REQUIRE_CUDA();
+  SKIP_WITHOUT_CUDA();
   assert_finite(gpu(random_tensor({100, 7}, DType::f32, 3)), "test", "finite values");
   synchronize(kGpu);
   Tensor bad = random_tensor({100, 7}, DType::f64, 4);

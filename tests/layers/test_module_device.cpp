@@ -9,6 +9,7 @@
 
 #include "core/build_info.h"
 #include "layers/layers.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace ag = moegrad::ag;
 namespace core = moegrad::core;
@@ -91,10 +92,7 @@ TEST_CASE("layers: module to(cpu) keeps names, requires_grad, identity and gradi
 }
 
 TEST_CASE("layers: module to(cuda) and back is exact and the forward runs on the device") {
-  if (core::build_info().cuda_devices == 0) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   Net net;
   const auto handles = net.named_parameters();
   const Snapshot before = snapshot(net);

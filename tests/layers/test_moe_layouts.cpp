@@ -13,6 +13,7 @@
 #include "core/build_info.h"
 #include "core/memory.h"
 #include "layers/layers.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace ag = moegrad::ag;
 namespace core = moegrad::core;
@@ -162,10 +163,7 @@ TEST_CASE("moe layouts: lmoe.MoE and HeirarchicalMoE compute the same step on pa
 }
 
 TEST_CASE("cuda moe: a training step in capacity mode never waits for the device") {
-  if (core::build_info().cuda_devices == 0) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   const core::Device cuda = core::Device::cuda(0);
   const core::TensorOptions f32{core::DType::f32, cuda};
   core::Generator gen(5);

@@ -14,6 +14,7 @@
 #include "core/ops.h"
 #include "core/ops/fused_update.h"
 #include "optim/optim.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace core = moegrad::core;
 namespace optim = moegrad::optim;
@@ -26,7 +27,6 @@ using moegrad::Error;
 
 namespace {
 
-bool have_gpu() { return core::build_info().cuda_devices > 0; }
 
 // Parameters of a few shapes (one above the CPU loop's OpenMP grain), seeded.
 optim::NamedParameters make_params(DType dtype, Device device, std::uint64_t seed) {
@@ -144,17 +144,14 @@ TEST_CASE("optim: the fused update ops check their operands and name themselves"
   core::grad_clamp_(dq, -1, 1);
   CHECK(dq.to_vector<float>() == std::vector<float>{1, -1});
 
-  if (have_gpu()) {  // every operand on the parameter's device
+  if (cuda_test::present()) {  // every operand on the parameter's device
     CHECK_THROWS_WITH_AS(core::sgd_update_(core::to_device(p, Device::cuda(0)), g, Tensor{}, sgd),
                          Contains("[sgd_update_] grad is on cpu, param on cuda:0"), Error);
   }
 }
 
 TEST_CASE("optim cuda: SGD with momentum and nesterov, one step on CUDA equals the CPU's") {
-  if (!have_gpu()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   for (DType dtype : {DType::f32, DType::f64}) {
     CAPTURE(core::dtype_name(dtype));
     compare_devices([](optim::NamedParameters ps) {
@@ -169,10 +166,7 @@ TEST_CASE("optim cuda: SGD with momentum and nesterov, one step on CUDA equals t
 }
 
 TEST_CASE("optim cuda: Adam with amsgrad and AdamW on CUDA equal the CPU's") {
-  if (!have_gpu()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   for (DType dtype : {DType::f32, DType::f64}) {
     CAPTURE(core::dtype_name(dtype));
     compare_devices([](optim::NamedParameters ps) {
@@ -187,10 +181,7 @@ TEST_CASE("optim cuda: Adam with amsgrad and AdamW on CUDA equal the CPU's") {
 }
 
 TEST_CASE("optim cuda: clip_grad_norm and clip_grad_value on CUDA equal the CPU's") {
-  if (!have_gpu()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   const auto adamw = [](optim::NamedParameters ps) { return std::make_unique<optim::AdamW>(std::move(ps), 1e-2); };
   for (DType dtype : {DType::f32, DType::f64}) {
     CAPTURE(core::dtype_name(dtype));
@@ -207,10 +198,7 @@ TEST_CASE("optim cuda: clip_grad_norm and clip_grad_value on CUDA equal the CPU'
 }
 
 TEST_CASE("optim cuda: state follows a parameter moved after the optimizer was built, and state dicts cross devices") {
-  if (!have_gpu()) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   auto cpu = make_params(DType::f32, Device::cpu(), 3);
   optim::Adam opt(cpu, 1e-2);
   set_grads(cpu, 0);

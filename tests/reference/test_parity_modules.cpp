@@ -14,6 +14,7 @@
 
 #include "tests/reference/fixture.h"
 #include "train/module_spec.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace ag = moegrad::ag;
 namespace core = moegrad::core;
@@ -100,10 +101,7 @@ void check_fixture(const std::string& name) {
 
 // The same fixture on cuda:0 against the CPU run (the oracle) and against PyTorch's values.
 void check_fixture_cuda(const std::string& name) {
-  if (core::build_info().cuda_devices == 0) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   const test::Fixture fx = test::load_fixture(name);
   INFO("fixture ", name, " (", fx.module, ", ", fx.mode, ") on cuda:0");
   const Run cpu = run_fixture(fx, core::Device::cpu());

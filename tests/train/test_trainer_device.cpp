@@ -12,6 +12,7 @@
 #include "core/build_info.h"
 #include "tests/test_files.h"
 #include "train/trainer.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace core = moegrad::core;
 namespace fs = std::filesystem;
@@ -74,10 +75,7 @@ TEST_CASE("trainer: --device is cpu, cuda or cuda:N and a missing CUDA device st
 }
 
 TEST_CASE("trainer: a GPU run's checkpoint resumes on the CPU and a CPU run's on the GPU") {
-  if (core::build_info().cuda_devices == 0) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   for (const char* task : {"clustered-regression", "sequence"}) {
     CAPTURE(task);
     for (const auto& [first, second] : {std::pair{"cuda", "cpu"}, std::pair{"cpu", "cuda"}}) {
@@ -119,10 +117,7 @@ std::vector<double> losses(const fs::path& metrics) {
 }  // namespace
 
 TEST_CASE("trainer: a short run gives the same losses on the GPU as on the CPU (1e-4)") {
-  if (core::build_info().cuda_devices == 0) {
-    MESSAGE("skipped: no CUDA device");
-    return;
-  }
+  SKIP_WITHOUT_CUDA();
   for (const char* task : {"clustered-regression", "sequence"}) {
     CAPTURE(task);
     moegrad::test::TempDir tmp;

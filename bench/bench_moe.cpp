@@ -649,15 +649,11 @@ int main(int argc, char** argv) {
   const core::BuildInfo info = core::build_info();
   core::Device device = core::Device::cpu();
   if (cfg.device == "cuda") {
-    if (!info.cuda_built) {
-      fmt::print(stderr, "bench_moe: --device cuda: this build has no CUDA backend (configure with MOEGRAD_CUDA=ON)\n");
-      return 2;
-    }
-    if (info.cuda_devices == 0) {
-      fmt::print(stderr, "bench_moe: --device cuda: CUDA is built but no CUDA device is visible\n");
-      return 2;
-    }
     device = core::Device::cuda(0);
+    if (const std::string why = core::device_unavailable(device); !why.empty()) {
+      fmt::print(stderr, "bench_moe: --device cuda but {}\n", why);
+      return 2;
+    }
   }
   if (cfg.tf32) core::set_allow_tf32(true);
   fmt::print(stderr, "bench_moe: moegrad {}, {} OpenMP threads, BLAS {}, device {}{}\n", info.version, info.omp_threads,

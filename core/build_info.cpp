@@ -1,6 +1,7 @@
 #include "core/build_info.h"
 
 #include <cblas.h>
+#include <fmt/format.h>
 #include <omp.h>
 
 #include "core/cuda/runtime.h"
@@ -19,6 +20,20 @@ BuildInfo build_info() {
   info.omp_threads = omp_get_max_threads();
   info.blas = std::string("OpenBLAS ") + openblas_get_config();
   return info;
+}
+
+std::string device_unavailable(Device device) {
+  if (device.is_cpu()) return "";
+  const BuildInfo info = build_info();
+  if (!info.cuda_built)
+    return "no CUDA device is present: this build has no CUDA backend (configured without nvcc or with "
+           "-DMOEGRAD_CUDA=OFF; see moegrad info)";
+  if (info.cuda_devices == 0) return "no CUDA device is present";
+  if (device.index >= info.cuda_devices)
+    return fmt::format("only {} CUDA device{} present (cuda:0{})", info.cuda_devices,
+                       info.cuda_devices == 1 ? " is" : "s are",
+                       info.cuda_devices == 1 ? "" : fmt::format(" to cuda:{}", info.cuda_devices - 1));
+  return "";
 }
 
 }  // namespace moegrad::core

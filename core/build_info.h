@@ -2,6 +2,8 @@
 #pragma once
 #include <string>
 
+#include "core/device.h"
+
 namespace moegrad::core {
 
 struct BuildInfo {
@@ -13,5 +15,10 @@ struct BuildInfo {
 };
 
 BuildInfo build_info();
+
+// Why `device` cannot be used by this process ("no CUDA device is present: this build has no CUDA
+// backend ...", "no CUDA device is present", "only 1 CUDA device is present (cuda:0)"), or an
+// empty string when it can; the CPU always can. Front ends check it before any work.
+std::string device_unavailable(Device device);
 
 }  // namespace moegrad::core

@@ -162,14 +162,7 @@ Options parse_args(int argc, char** argv) {
 
 // Before any work: a CUDA device must be present.
 void check_device(core::Device d) {
-  if (d.is_cpu()) return;
-  const auto info = core::build_info();
-  if (!info.cuda_built)
-    error("--device {} but no CUDA device is present: this build has no CUDA backend (configured without nvcc "
-          "or with -DMOEGRAD_CUDA=OFF; see moegrad info)", d.str());
-  if (info.cuda_devices == 0) error("--device {} but no CUDA device is present", d.str());
-  if (d.index >= info.cuda_devices)
-    error("--device {}: no such CUDA device ({} visible)", d.str(), info.cuda_devices);
+  if (const std::string why = core::device_unavailable(d); !why.empty()) error("--device {} but {}", d.str(), why);
 }
 
 struct Spec {

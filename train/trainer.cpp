@@ -52,16 +52,7 @@ double value_of(const ag::Variable& v) { return core::sum(v.value()).item<double
 // The run's device, checked before any work: a CUDA device must exist.
 core::Device resolve_device(const std::string& text) {
   const core::Device d = core::Device::parse(text);  // validate() has checked the spelling
-  if (d.is_cpu()) return d;
-  const core::BuildInfo info = core::build_info();
-  if (!info.cuda_built)
-    fail("train", "--device {} but no CUDA device is present: this build has no CUDA backend (see moegrad info)",
-         d.str());
-  if (info.cuda_devices == 0) fail("train", "--device {} but no CUDA device is present", d.str());
-  if (d.index >= info.cuda_devices)
-    fail("train", "--device {} but only {} CUDA device{} present (cuda:0{})", d.str(), info.cuda_devices,
-         info.cuda_devices == 1 ? " is" : "s are",
-         info.cuda_devices == 1 ? "" : fmt::format(" to cuda:{}", info.cuda_devices - 1));
+  if (const std::string why = core::device_unavailable(d); !why.empty()) fail("train", "--device {} but {}", d.str(), why);
   return d;
 }
 

@@ -8,9 +8,12 @@
 namespace moegrad::ag {
 namespace {
 
-void accumulate_leaf(VariableImpl& leaf, const Tensor& g) {
+// The first gradient is taken over when nothing else holds its storage (as PyTorch's
+// AccumulateGrad steals it): a weight-sized gradient is then never copied. Otherwise it is
+// cloned so that .grad never aliases a gradient flowing elsewhere.
+void accumulate_leaf(VariableImpl& leaf, Tensor g) {
   if (!leaf.grad.defined())
-    leaf.grad = core::clone(g);  // fresh storage: never alias a gradient flowing elsewhere
+    leaf.grad = g.owns_whole_storage() ? std::move(g) : core::clone(g);
   else
     core::add_(leaf.grad, g);
 }
@@ -82,7 +85,7 @@ void Variable::backward(const Tensor& grad) const {
     if (g.defined()) {
       Needs need(n->inputs.size());
       for (std::size_t i = 0; i < need.size(); ++i) need[i] = n->inputs[i].wants_grad();
-      grads = n->backward(g, need);
+      grads = n->backward(std::move(g), need);  // the closure may reuse g's buffer
       MOEGRAD_CHECK(grads.size() == n->inputs.size(), "backward", "op {} returned {} gradients for {} inputs",
                     n->name, grads.size(), n->inputs.size());
       if (anomaly_mode_enabled())
@@ -95,16 +98,21 @@ void Variable::backward(const Tensor& grad) const {
     for (std::size_t i = 0; i < n->inputs.size(); ++i) {
       const Edge& e = n->inputs[i];
       if (!e.wants_grad()) continue;
-      Tensor gi = i < grads.size() ? grads[i] : Tensor{};
+      Tensor gi = i < grads.size() ? std::move(grads[i]) : Tensor{};
       if (gi.defined()) gi = fit_to_input(*n, e, std::move(gi));
       if (e.leaf) {
-        if (gi.defined()) accumulate_leaf(*e.leaf, gi);
+        if (gi.defined()) accumulate_leaf(*e.leaf, std::move(gi));
         continue;
       }
       Node* next = e.node.get();
       if (gi.defined()) {
-        auto [it, inserted] = pending.try_emplace(next, gi);
-        if (!inserted) it->second = core::add(it->second, gi);
+        auto [it, inserted] = pending.try_emplace(next, std::move(gi));  // gi is left intact if present
+        if (!inserted) {  // a second consumer's gradient: sum in place when the first is ours alone
+          if (it->second.owns_whole_storage())
+            core::add_(it->second, gi);
+          else
+            it->second = core::add(it->second, gi);
+        }
       }
       if (--deps[next] == 0) ready.push_back(next);
     }

@@ -12,7 +12,15 @@ namespace moegrad::ag {
 // need[i]: whether input i wants a gradient; a backward returns an undefined tensor for the rest.
 using Needs = std::vector<bool>;
 using Grads = std::vector<Tensor>;
-using BackwardFn = std::function<Grads(const Tensor& grad_output, const Needs& need)>;
+// grad_output is handed over by value: when grad_output.owns_whole_storage() inside the closure,
+// no one else sees that buffer and the closure may write its result into it (reusable_buffer).
+using BackwardFn = std::function<Grads(Tensor grad_output, const Needs& need)>;
+
+// grad_output itself when the backward may overwrite it (sole owner, contiguous, whole
+// storage), else an undefined tensor: pass it as an op's `out` to compute a gradient in place.
+inline Tensor reusable_buffer(const Tensor& grad_output) {
+  return grad_output.owns_whole_storage() ? grad_output : Tensor{};
+}
 
 struct Edge {
   std::shared_ptr<Node> node;          // non-leaf input: where its gradient goes next

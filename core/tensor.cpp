@@ -37,6 +37,11 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+bool Tensor::owns_whole_storage() const {
+  return defined() && storage_.use_count() == 1 && offset_ == 0 && is_contiguous() &&
+         storage_->nbytes() == static_cast<std::size_t>(numel_) * dtype_size(dtype_);
+}
+
 void* Tensor::raw_data() const {
   MOEGRAD_CHECK(defined(), "data", "tensor is undefined");
   return static_cast<char*>(storage_->data()) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_));

@@ -32,6 +32,9 @@ class Tensor {
   Device device() const;
   bool is_contiguous() const;
   const std::shared_ptr<Storage>& storage() const { return storage_; }
+  // True when no other handle shares the storage and this one covers all of it, contiguously:
+  // the storage can then be taken over or written in place without anyone else seeing it.
+  bool owns_whole_storage() const;
 
   // Pointer to element 0 of this view; throws if T is not the tensor's dtype.
   template <class T> T* data() const {

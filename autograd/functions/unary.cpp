@@ -66,24 +66,29 @@ Variable relu(const Variable& x) {
   // GEMM) saves the same tensor, so the input can be freed after the forward.
   Tensor y = core::relu(x.value());
   return record("relu", y, {x}, [Y = y](const Tensor& gy, const Needs&) {
-    return Grads{core::leaky_relu_backward(gy, Y, 0.0)};  // gy where y > 0, else gy * 0: one pass, no mask
+    // gy where y > 0, else gy * 0: one pass, no mask, written into gy's buffer when it is ours alone
+    return Grads{core::leaky_relu_backward(gy, Y, 0.0, reusable_buffer(gy))};
   });
 }
 
 Variable leaky_relu(const Variable& x, double slope) {
   return record("leaky_relu", core::leaky_relu(x.value(), slope), {x}, [X = x.value(), slope](const Tensor& gy, const Needs&) {
-    return Grads{core::leaky_relu_backward(gy, X, slope)};
+    return Grads{core::leaky_relu_backward(gy, X, slope, reusable_buffer(gy))};
   });
 }
 
 Variable gelu(const Variable& x) {
   return record("gelu", core::gelu(x.value()), {x},
-                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_backward(gy, X)}; });
+                [X = x.value()](const Tensor& gy, const Needs&) {
+                  return Grads{core::gelu_backward(gy, X, reusable_buffer(gy))};
+                });
 }
 
 Variable gelu_tanh(const Variable& x) {
   return record("gelu_tanh", core::gelu_tanh(x.value()), {x},
-                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::gelu_tanh_backward(gy, X)}; });
+                [X = x.value()](const Tensor& gy, const Needs&) {
+                  return Grads{core::gelu_tanh_backward(gy, X, reusable_buffer(gy))};
+                });
 }
 
 Variable geglu(const Variable& h, const Variable& mult) {
@@ -96,7 +101,9 @@ Variable geglu(const Variable& h, const Variable& mult) {
 
 Variable silu(const Variable& x) {
   return record("silu", core::silu(x.value()), {x},
-                [X = x.value()](const Tensor& gy, const Needs&) { return Grads{core::silu_backward(gy, X)}; });
+                [X = x.value()](const Tensor& gy, const Needs&) {
+                  return Grads{core::silu_backward(gy, X, reusable_buffer(gy))};
+                });
 }
 
 }  // namespace moegrad::ag

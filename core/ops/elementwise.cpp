@@ -51,12 +51,21 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
   return out;
 }
 
-// Derivative kernels: fn(gy, x), gy broadcast to x's shape.
+// Derivative kernels: fn(gy, x), gy broadcast to x's shape. `out` (optional) receives the
+// result: x's shape and dtype, contiguous; it may be gy itself (each element is read before it is
+// written, at the same index).
 template <class Fn>
-Tensor backward_map(const char* op, const Tensor& gy, const Tensor& x, Fn fn) {
+Tensor backward_map(const char* op, const Tensor& gy, const Tensor& x, Fn fn, const Tensor& given_out) {
   common_device(op, {&gy, &x});
   const DType dtype = common_dtype(op, {&gy, &x});
-  Tensor out = empty_like(x);
+  Tensor out = given_out;
+  if (out.defined()) {
+    common_device(op, {&out, &x});
+    MOEGRAD_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(), op,
+                  "out {} must be a contiguous tensor shaped like x {}", describe(out), describe(x));
+  } else {
+    out = empty_like(x);
+  }
   const Tensor g = expand(gy, x.shape());
   visit_floating(dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -142,11 +151,17 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
   return unary<Kinds::floating>("clamp", x, math::Clamp{lo, hi});
 }
 
-Tensor gelu_backward(const Tensor& gy, const Tensor& x) { return backward_map("gelu_backward", gy, x, math::GeluBackward{}); }
-Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x) { return backward_map("gelu_tanh_backward", gy, x, math::GeluTanhBackward{}); }
-Tensor silu_backward(const Tensor& gy, const Tensor& x) { return backward_map("silu_backward", gy, x, math::SiluBackward{}); }
-Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double slope) {
-  return backward_map("leaky_relu_backward", gy, x, math::LeakyReluBackward{slope});
+Tensor gelu_backward(const Tensor& gy, const Tensor& x, const Tensor& out) {
+  return backward_map("gelu_backward", gy, x, math::GeluBackward{}, out);
+}
+Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x, const Tensor& out) {
+  return backward_map("gelu_tanh_backward", gy, x, math::GeluTanhBackward{}, out);
+}
+Tensor silu_backward(const Tensor& gy, const Tensor& x, const Tensor& out) {
+  return backward_map("silu_backward", gy, x, math::SiluBackward{}, out);
+}
+Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double slope, const Tensor& out) {
+  return backward_map("leaky_relu_backward", gy, x, math::LeakyReluBackward{slope}, out);
 }
 
 namespace {

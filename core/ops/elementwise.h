@@ -38,9 +38,11 @@ Tensor silu(const Tensor& x);
 // Clamp to [lo, hi]; pass -inf / +inf for a one-sided clamp.
 Tensor clamp(const Tensor& x, double lo, double hi);
 
-// Derivatives used by autograd (dy/dx evaluated at x, times gy).
-Tensor gelu_backward(const Tensor& gy, const Tensor& x);
-Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x);
+// Derivatives used by autograd (dy/dx evaluated at x, times gy). `out`, when given, receives
+// the result (x's shape and dtype, contiguous) and may be gy itself: autograd computes a
+// gradient in the incoming one's buffer when nothing else holds it.
+Tensor gelu_backward(const Tensor& gy, const Tensor& x, const Tensor& out = {});
+Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x, const Tensor& out = {});
 
 // Fused GEGLU with a multiplier: h [..., 2H] holds the value (first half) and the gate (second
 // half), as st-moe's GEGLU chunks it; out [..., H] = (gelu(gate) * value) * mult in one pass,
@@ -51,8 +53,8 @@ Tensor geglu(const Tensor& h, const Tensor& mult);
 // recomputed rather than saved.
 std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Tensor& mult, bool need_h,
                                      bool need_mult);
-Tensor silu_backward(const Tensor& gy, const Tensor& x);
-Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double negative_slope);
+Tensor silu_backward(const Tensor& gy, const Tensor& x, const Tensor& out = {});
+Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double negative_slope, const Tensor& out = {});
 
 // cond is b8; a and b broadcast with cond.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);

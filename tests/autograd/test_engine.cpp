@@ -108,3 +108,73 @@ TEST_CASE("autograd: errors") {
   CHECK_THROWS_WITH_AS(ag::to_dtype(x, core::DType::i64), Contains("[to_dtype] a gradient cannot flow"), Error);
   CHECK_THROWS_WITH_AS(x.set_grad(core::ones({3})), Contains("[set_grad] gradient f32(3,) does not match value f64(2,)"), Error);
 }
+
+TEST_CASE("autograd: a leaf takes over a gradient nobody else holds, and never aliases a shared one") {
+  // matmul's weight gradient is fresh: .grad takes it over instead of copying it.
+  // x [1, 16], w [16, 16384] f64 (2 MiB): dW = x^T @ ones, row i all x_i.
+  std::vector<double> xs(16);
+  for (int i = 0; i < 16; ++i) xs[i] = i + 1;
+  Variable x = leaf(xs, {1, 16});
+  Variable w = Variable(core::ones({16, 16384}, {core::DType::f64}), true);
+  const Variable y = ag::sum(ag::matmul(x, w));
+  const std::int64_t w_bytes = 16 * 16384 * 8;
+  core::synchronize(core::Device::cpu());
+  core::reset_peak_memory(core::Device::cpu());
+  const std::int64_t before = core::memory_stats(core::Device::cpu()).allocated;
+  y.backward();
+  const std::int64_t peak = core::memory_stats(core::Device::cpu()).peak_allocated - before;
+  CHECK(peak >= w_bytes);
+  CHECK(peak < w_bytes + w_bytes / 2);  // one weight-sized buffer (a copy into .grad would need two)
+  CHECK(w.grad().storage().use_count() == 1);
+  const std::vector<double> dw = grad_of(w);
+  CHECK(dw[0] == 1);
+  CHECK(dw[16383] == 1);
+  CHECK(dw[16384] == 2);
+  CHECK(dw[15 * 16384 + 7] == 16);
+
+  // add's backward hands the same gradient to both inputs: each leaf gets its own storage.
+  Variable a = leaf({1, 2}, {2});
+  Variable b = leaf({3, 4}, {2});
+  ag::add(a, b).backward(core::from_vector<double>({1, 10}));
+  CHECK(a.grad().storage() != b.grad().storage());
+  core::add_(a.grad(), core::from_vector<double>({100, 100}));
+  CHECK(grad_of(b) == std::vector<double>{1, 10});
+
+  // the seed the caller passes is never taken over either.
+  Variable c = leaf({1, 2}, {2});
+  const core::Tensor seed = core::from_vector<double>({7, 8});
+  ag::mul(c, 1.0).backward(seed);
+  ag::reshape(c, {2}).backward(seed);
+  CHECK(c.grad().storage() != seed.storage());
+  CHECK(seed.to_vector<double>() == std::vector<double>{7, 8});
+}
+
+TEST_CASE("autograd: a gradient from two consumers is summed correctly when added in place") {
+  // y feeds two branches; the second branch's gradient is added into the first's buffer.
+  Variable x = leaf({1, 2, 3}, {3});
+  Variable y = ag::mul(x, 2.0);
+  ag::sum(ag::add(ag::mul(y, 3.0), ag::exp(ag::mul(y, 0.0)))).backward();
+  CHECK(grad_of(x) == std::vector<double>{6, 6, 6});
+}
+
+TEST_CASE("autograd: relu's backward writes into the incoming gradient's buffer when it is the only holder") {
+  // x [2^18] f64 (2 MiB); relu's saved output is already counted in `before`. Backward: the
+  // outer mul's fresh gradient (2 MiB) goes into relu, which writes into it instead of a second
+  // buffer; the inner mul's gradient is allocated after relu has freed its saved output.
+  const std::int64_t n = 1 << 18;
+  std::vector<double> xs(n);
+  for (std::int64_t i = 0; i < n; ++i) xs[i] = (i % 2 == 0) ? 1.0 : -1.0;
+  Variable x = leaf(xs, {n});
+  const Variable loss = ag::sum(ag::mul(ag::relu(ag::mul(x, 2.0)), 3.0));
+  const std::int64_t bytes = n * 8;
+  core::reset_peak_memory(core::Device::cpu());
+  const std::int64_t before = core::memory_stats(core::Device::cpu()).allocated;
+  loss.backward();
+  const std::int64_t peak = core::memory_stats(core::Device::cpu()).peak_allocated - before;
+  CHECK(peak < bytes + bytes / 2);  // one gradient buffer at a time (two without the reuse)
+  const std::vector<double> g = grad_of(x);
+  CHECK(g[0] == 6.0);
+  CHECK(g[1] == 0.0);
+  CHECK(g[n - 2] == 6.0);
+  CHECK(g[n - 1] == 0.0);
+}

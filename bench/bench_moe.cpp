@@ -5,8 +5,10 @@
 //             (st: 2 rows (d 2h + h d), lucidrains: 2 rows (d h + h d); step = 3x forward);
 //             tflops = the same in TFLOP/s;
 //   gemm_*    the same-run denominator, and ratio = layer rate / GEMM rate:
-//               cpu   cblas_sgemm on the same per-expert GEMM shapes (same rows per expert,
-//                     same transposes);
+//               cpu   OpenBLAS sgemm on the same per-expert GEMM shapes (same rows per expert,
+//                     same transposes), called and scheduled as core's grouped GEMM calls them
+//                     (cpu::gemm_strided: one product split over the threads; experts side by
+//                     side, one per thread, when they balance, as cpu::gemm_grouped does);
 //               cuda  one dense GEMM of the same total size through core::matmul (cuBLAS):
 //                     the kept rows R as [R, d] @ [d, h1] and [R, h] @ [h, d] (forward) and
 //                     the four backward GEMMs (dact, dW2, dx, dW1), the layer's weight layout;
@@ -47,6 +49,7 @@
 
 #include "bench/fma_peak.h"
 #include "core/build_info.h"
+#include "core/cpu/blas_gemm.h"
 #include "core/memory.h"
 #include "core/ops.h"
 #include "layers/layers.h"
@@ -228,7 +231,8 @@ class GemmReference {
   virtual std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) = 0;
 };
 
-// CPU: cblas_sgemm on the expert GEMMs of the layer for the given rows per expert: forward
+// CPU: OpenBLAS sgemm (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
+// on the expert GEMMs of the layer for the given rows per expert: forward
 // (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
 class CblasReference final : public GemmReference {
  public:
@@ -245,52 +249,78 @@ class CblasReference final : public GemmReference {
     fill(act_, rows * h_);
     fill(y_, rows * d_);
     const bool tr = m_.first_transposed;
-    const auto N = CblasNoTrans, T = CblasTrans;
+    constexpr bool N = false, T = true;
     const int d = static_cast<int>(d_), h = static_cast<int>(h_), h1 = static_cast<int>(h1_);
+    std::vector<std::int64_t> start(per_expert.size(), 0);  // first row of each expert
+    for (std::size_t e = 1; e < start.size(); ++e) start[e] = start[e - 1] + per_expert[e - 1];
     // forward: a1 = x @ W1 (W1 [d, h1] or [h1, d]), y = act @ W2 (W2 [h, d] or [d, h]).
     double t0 = now_ms();
-    std::int64_t r0 = 0;
-    for (std::int64_t e = 0; e < e_; ++e) {
-      const int mm = static_cast<int>(per_expert[static_cast<std::size_t>(e)]);
-      if (mm > 0) {
-        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, h1, d, 1.0f, x_.data() + r0 * d_, d, w_first_ + e * d_ * h1_,
-                    tr ? d : h1, 0.0f, a1_.data() + r0 * h1_, h1);
-        cblas_sgemm(CblasRowMajor, N, tr ? T : N, mm, d, h, 1.0f, act_.data() + r0 * h_, h, w_second_ + e * h_ * d_,
-                    tr ? h : d, 0.0f, y_.data() + r0 * d_, d);
-      }
-      r0 += mm;
-    }
+    for_experts(per_expert, [&](std::int64_t e, int mm) {
+      const std::int64_t r0 = start[static_cast<std::size_t>(e)];
+      sgemm(N, tr ? T : N, mm, h1, d, x_.data() + r0 * d_, d, w_first_ + e * d_ * h1_, tr ? d : h1,
+            a1_.data() + r0 * h1_, h1);
+      sgemm(N, tr ? T : N, mm, d, h, act_.data() + r0 * h_, h, w_second_ + e * h_ * d_, tr ? h : d,
+            y_.data() + r0 * d_, d);
+    });
     const double fwd = now_ms() - t0;
     // backward, with y as the output gradient and a1 as the first GEMM's output gradient:
     //   dact = gy @ W2^T, dW2 = act^T gy (or gy^T act), dx = ga1 @ W1^T, dW1 = x^T ga1 (or ga1^T x).
     t0 = now_ms();
-    r0 = 0;
-    for (std::int64_t e = 0; e < e_; ++e) {
-      const int mm = static_cast<int>(per_expert[static_cast<std::size_t>(e)]);
-      if (mm > 0) {
-        const float* gy = y_.data() + r0 * d_;
-        const float* ga1 = a1_.data() + r0 * h1_;
-        float* dw1 = dw_.data() + e * d_ * h1_;
-        float* dw2 = dw_.data() + e_ * d_ * h1_ + e * h_ * d_;
-        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, h, d, 1.0f, gy, d, w_second_ + e * h_ * d_, tr ? h : d, 0.0f,
-                    act_.data() + r0 * h_, h);
-        if (tr)
-          cblas_sgemm(CblasRowMajor, T, N, d, h, mm, 1.0f, gy, d, act_.data() + r0 * h_, h, 0.0f, dw2, h);
-        else
-          cblas_sgemm(CblasRowMajor, T, N, h, d, mm, 1.0f, act_.data() + r0 * h_, h, gy, d, 0.0f, dw2, d);
-        cblas_sgemm(CblasRowMajor, N, tr ? N : T, mm, d, h1, 1.0f, ga1, h1, w_first_ + e * d_ * h1_, tr ? d : h1, 0.0f,
-                    x_.data() + r0 * d_, d);
-        if (tr)
-          cblas_sgemm(CblasRowMajor, T, N, h1, d, mm, 1.0f, ga1, h1, x_.data() + r0 * d_, d, 0.0f, dw1, d);
-        else
-          cblas_sgemm(CblasRowMajor, T, N, d, h1, mm, 1.0f, x_.data() + r0 * d_, d, ga1, h1, 0.0f, dw1, h1);
-      }
-      r0 += mm;
-    }
+    for_experts(per_expert, [&](std::int64_t e, int mm) {
+      const std::int64_t r0 = start[static_cast<std::size_t>(e)];
+      const float* gy = y_.data() + r0 * d_;
+      const float* ga1 = a1_.data() + r0 * h1_;
+      float* dw1 = dw_.data() + e * d_ * h1_;
+      float* dw2 = dw_.data() + e_ * d_ * h1_ + e * h_ * d_;
+      sgemm(N, tr ? N : T, mm, h, d, gy, d, w_second_ + e * h_ * d_, tr ? h : d, act_.data() + r0 * h_, h);
+      if (tr)
+        sgemm(T, N, d, h, mm, gy, d, act_.data() + r0 * h_, h, dw2, h);
+      else
+        sgemm(T, N, h, d, mm, act_.data() + r0 * h_, h, gy, d, dw2, d);
+      sgemm(N, tr ? N : T, mm, d, h1, ga1, h1, w_first_ + e * d_ * h1_, tr ? d : h1, x_.data() + r0 * d_, d);
+      if (tr)
+        sgemm(T, N, h1, d, mm, ga1, h1, x_.data() + r0 * d_, d, dw1, d);
+      else
+        sgemm(T, N, d, h1, mm, x_.data() + r0 * d_, d, ga1, h1, dw1, h1);
+    });
     return {fwd, now_ms() - t0};
   }
 
  private:
+  // body(e, rows) for each expert with rows, scheduled as core's grouped GEMM schedules them
+  // (cpu::gemm_grouped): side by side, one expert per OpenMP thread (single-threaded BLAS) and
+  // largest first, when the experts balance over the threads; else one after another.
+  template <class Body>
+  static void for_experts(const std::vector<std::int64_t>& per_expert, Body body) {
+    core::cpu::GemmGroups items;
+    std::vector<std::int64_t> expert;
+    for (std::size_t e = 0; e < per_expert.size(); ++e)
+      if (per_expert[e] > 0) {
+        items.add(per_expert[e], 0, 0, 0);
+        expert.push_back(static_cast<std::int64_t>(e));
+      }
+    const std::vector<std::int64_t> order = core::cpu::side_by_side_order(items, omp_get_max_threads());
+    const auto count = static_cast<std::int64_t>(expert.size());
+    if (order.empty()) {
+      for (std::int64_t i = 0; i < count; ++i) body(expert[i], static_cast<int>(items.size[i]));
+      return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::int64_t j = 0; j < count; ++j) {
+      const std::int64_t i = order[static_cast<std::size_t>(j)];
+      body(expert[i], static_cast<int>(items.size[i]));
+    }
+  }
+
+  // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (OpenBLAS kernels; one product is split
+  // over the threads as the layer's GEMMs are, or runs single-threaded inside for_experts).
+  static void sgemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+                    float* c, int ldc) {
+    const core::cpu::RowMajorGemm g{ta, tb, m, n, k, lda, ldb, ldc};
+    const std::int64_t at = 0;
+    core::cpu::gemm_strided<float>(g, 1.0f, a, b, 0.0f, c, 1, &at, &at, &at);
+  }
+
   static void fill(std::vector<float>& v, std::int64_t n) {
     if (static_cast<std::int64_t>(v.size()) >= n) return;
     std::uint32_t s = 12345;
@@ -576,9 +606,10 @@ void usage(std::FILE* to) {
              "Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
              "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
              "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
-             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = cblas_sgemm on the same\n"
-             "per-expert GEMMs; cuda: cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and\n"
-             "[R, h] @ [h, d] plus their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
+             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = OpenBLAS sgemm on the same\n"
+             "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
+             "cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and [R, h] @ [h, d] plus\n"
+             "their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
              "gemm_step_gflops, gemm_tflops, gemm_step_tflops, ratio_fwd, ratio (layer rate / GEMM rate);\n"
              "experts_gflops, experts_step_gflops, experts_ratio_fwd, experts_ratio (the experts' phase alone over\n"
              "the same GEMM rates); route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share;\n"

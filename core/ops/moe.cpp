@@ -1,9 +1,8 @@
 // MoE row ops and grouped GEMM: validate once, make operands contiguous, allocate, call the
 // kernel of the same name on the operands' device (cpu:: or cuda::). The grouped GEMMs are
-// planned here once for both devices and run through core/ops/gemm.h.
+// planned here once for both devices and run through core/ops/gemm.h (gemm_grouped).
 #include "core/ops/moe.h"
 
-#include <map>
 #include <vector>
 
 #include "core/cpu/moe.h"
@@ -67,33 +66,26 @@ std::vector<std::int64_t> read_offsets(const char* op, const Tensor& offsets, st
   return off;
 }
 
-// Groups of equal size share one batched GEMM call (one strided-batched cuBLAS call when their
-// steps are uniform, as in the padded layout, where every expert has the same row count).
-// Group e starts at row off[e]; its operand offsets (in elements) are
-// row_step * off[e] + group_step * e for A, B and C.
+// One GEMM item per group with rows (core/ops/gemm.h batches equal sizes on CUDA). Group e
+// starts at row off[e]; its operand offsets (in elements) are row_step * off[e] + group_step * e
+// for A, B and C.
 struct Steps {
   std::int64_t row, group;
 };
-struct GroupBatch {
-  std::vector<std::int64_t> a_off, b_off, c_off;
-};
 struct GroupPlan {
-  std::map<std::int64_t, GroupBatch> by_size;  // rows -> the groups with that many, in order
-  std::vector<std::int64_t> empty;             // groups without rows
+  cpu::GemmGroups items;
+  std::vector<std::int64_t> empty;  // groups without rows
 };
 
-GroupPlan plan_groups(const std::vector<std::int64_t>& off, Steps a, Steps b, Steps c) {
+GroupPlan plan_groups(const std::vector<std::int64_t>& off, bool vary_k, Steps a, Steps b, Steps c) {
   GroupPlan plan;
+  plan.items.vary_k = vary_k;
   for (std::int64_t e = 0; e + 1 < static_cast<std::int64_t>(off.size()); ++e) {
     const std::int64_t rows = off[e + 1] - off[e];
-    if (rows == 0) {
+    if (rows == 0)
       plan.empty.push_back(e);
-      continue;
-    }
-    GroupBatch& bt = plan.by_size[rows];
-    bt.a_off.push_back(a.row * off[e] + a.group * e);
-    bt.b_off.push_back(b.row * off[e] + b.group * e);
-    bt.c_off.push_back(c.row * off[e] + c.group * e);
+    else
+      plan.items.add(rows, a.row * off[e] + a.group * e, b.row * off[e] + b.group * e, c.row * off[e] + c.group * e);
   }
   return plan;
 }
@@ -218,7 +210,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   }
   // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
   const Tensor xc = contiguous(x), wc = contiguous(w);
-  const GroupPlan plan = plan_groups(off, {in, 0}, {0, in * out_cols}, {out_cols, 0});
+  const GroupPlan plan = plan_groups(off, /*vary_k=*/false, {in, 0}, {0, in * out_cols}, {out_cols, 0});
   cpu::RowMajorGemm g;
   g.trans_b = transpose_w;
   g.n = out_cols;
@@ -228,11 +220,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   g.ldc = out_cols;
   visit_floating(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for (const auto& [m, bt] : plan.by_size) {
-      g.m = m;
-      gemm<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), T(0), out.data<T>(), static_cast<std::int64_t>(bt.a_off.size()),
-              bt.a_off.data(), bt.b_off.data(), bt.c_off.data());
-    }
+    gemm_grouped<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), T(0), out.data<T>(), plan.items);
   });
   return out;
 }
@@ -256,7 +244,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   // dW_e = x_e^T @ gy_e [a, b], or gy_e^T @ x_e [b, a]: the first operand transposed by the BLAS.
   const Tensor first = contiguous(transpose_w ? gy : x), second = contiguous(transpose_w ? x : gy);
   const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
-  const GroupPlan plan = plan_groups(off, {p, 0}, {q, 0}, {0, a * b});
+  const GroupPlan plan = plan_groups(off, /*vary_k=*/true, {p, 0}, {q, 0}, {0, a * b});
   for (const std::int64_t e : plan.empty) fill_(select(out, 0, e), 0.0);  // no rows: an exact zero gradient
   cpu::RowMajorGemm g;
   g.trans_a = true;
@@ -267,11 +255,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   g.ldc = q;
   visit_floating(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    for (const auto& [rows, bt] : plan.by_size) {
-      g.k = rows;
-      gemm<T>(dev, g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(),
-              static_cast<std::int64_t>(bt.a_off.size()), bt.a_off.data(), bt.b_off.data(), bt.c_off.data());
-    }
+    gemm_grouped<T>(dev, g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(), plan.items);
   });
   return out;
 }

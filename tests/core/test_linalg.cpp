@@ -249,6 +249,32 @@ TEST_CASE("linalg: matmul_into with alpha and beta") {
   }
 }
 
+TEST_CASE("linalg: products large enough to be split over the threads, and batches side by side") {
+  // Above 2^18 multiply-adds the CPU splits one product over its threads: by C's rows, or by its
+  // columns when m < n / 4; a batch of at least as many products as threads runs side by side.
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (auto [m, k, n] : std::vector<std::array<std::int64_t, 3>>{{301, 50, 70}, {70, 50, 301}, {33, 41, 1001}}) {
+      const Tensor a = random_tensor({m, k}, dt, 51), b = random_tensor({k, n}, dt, 52);
+      const Tensor at = random_tensor({k, m}, dt, 53), bt = random_tensor({n, k}, dt, 54);
+      const Host ha = host(a), hb = host(b), hat = transpose_last(host(at)), hbt = transpose_last(host(bt));
+      const double tol = tol_for(dt, k);
+      check_close(matmul(a, b), naive_matmul(ha, hb), tol);
+      check_close(matmul(at, b, true, false), naive_matmul(hat, hb), tol);
+      check_close(matmul(a, bt, false, true), naive_matmul(ha, hbt), tol);
+      check_close(matmul(at, bt, true, true), naive_matmul(hat, hbt), tol);
+      // alpha and beta apply in every block.
+      const Tensor out = random_tensor({m, n}, dt, 55);
+      Host want = host(out);
+      const Host prod = naive_matmul(ha, hbt);
+      for (std::size_t i = 0; i < want.v.size(); ++i) want.v[i] = 0.5 * prod.v[i] + want.v[i];
+      matmul_into(out, a, bt, false, true, 0.5, 1.0);
+      check_close(out, want, tol);
+    }
+    check_matmul(random_tensor({3, 64, 80}, dt, 56), random_tensor({3, 80, 72}, dt, 57));
+    check_matmul(random_tensor({5, 9, 20}, dt, 58), random_tensor({5, 20, 7}, dt, 59));
+  }
+}
+
 TEST_CASE("linalg: k = 0 and empty results") {
   const Tensor a = zeros({3, 0});
   const Tensor b = zeros({0, 4});

@@ -124,46 +124,53 @@ TEST_CASE("moe rows: hand values, unrouted tokens, non-contiguous inputs") {
 }
 
 TEST_CASE("moe rows: grouped_matmul and its weight gradient match per-group matmul") {
-  for (DType dt : {DType::f32, DType::f64}) {
-    for (bool tw : {false, true}) {
-      CAPTURE(dtype_name(dt));
-      CAPTURE(tw);
-      const Tol t = tol(dt);
-      const I a = 7, b = 5;
-      const VI off{0, 4, 4, 13, 20, 20};  // groups 1 and 4 empty
-      const I E = static_cast<I>(off.size()) - 1, R = off.back();
-      const Tensor offsets = ti(off, {E + 1});
-      const Tensor x = random_tensor({R, a}, dt, 11);
-      const Tensor w = random_tensor(tw ? Shape{E, b, a} : Shape{E, a, b}, dt, 12);
-      const Tensor gy = random_tensor({R, b}, dt, 13);
-      const Tensor x64 = to_dtype(x, DType::f64), w64 = to_dtype(w, DType::f64),
-                   gy64 = to_dtype(gy, DType::f64);
+  // Groups 1 and 4 empty; then one group far larger than the rest (on the CPU the groups run one
+  // after another, each on all threads), and 16 groups of mixed sizes (side by side).
+  const VI mixed{0, 4, 4, 13, 20, 20}, unbalanced{0, 1, 30, 30},
+      many{0, 3, 9, 10, 10, 18, 19, 25, 33, 34, 36, 41, 41, 49, 52, 57, 60};
+  for (const VI& off : {mixed, unbalanced, many}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      for (bool tw : {false, true}) {
+        CAPTURE(off.size());
+        CAPTURE(dtype_name(dt));
+        CAPTURE(tw);
+        const Tol t = tol(dt);
+        const I a = 7, b = 5;
+        const I E = static_cast<I>(off.size()) - 1, R = off.back();
+        const Tensor offsets = ti(off, {E + 1});
+        const Tensor x = random_tensor({R, a}, dt, 11);
+        const Tensor w = random_tensor(tw ? Shape{E, b, a} : Shape{E, a, b}, dt, 12);
+        const Tensor gy = random_tensor({R, b}, dt, 13);
+        const Tensor x64 = to_dtype(x, DType::f64), w64 = to_dtype(w, DType::f64),
+                     gy64 = to_dtype(gy, DType::f64);
 
-      std::vector<Tensor> parts;
-      for (I e = 0; e < E; ++e)
-        parts.push_back(matmul(narrow(x64, 0, off[e], off[e + 1] - off[e]), select(w64, 0, e), false, tw));
-      const Tensor y = grouped_matmul(x, w, offsets, tw);
-      CHECK(y.dtype() == dt);
-      expect_close(y, cat(parts, 0), t.rtol, t.atol);
-      // Strided x and w (transposed storage) give the same values.
-      const Tensor xt = transpose(contiguous(transpose(x, 0, 1)), 0, 1);
-      const Tensor wt = transpose(contiguous(transpose(w, 1, 2)), 1, 2);
-      REQUIRE_FALSE(wt.is_contiguous());
-      CHECK(grouped_matmul(xt, wt, offsets, tw).to_vector<double>() == y.to_vector<double>());
+        std::vector<Tensor> parts;
+        for (I e = 0; e < E; ++e)
+          parts.push_back(matmul(narrow(x64, 0, off[e], off[e + 1] - off[e]), select(w64, 0, e), false, tw));
+        const Tensor y = grouped_matmul(x, w, offsets, tw);
+        CHECK(y.dtype() == dt);
+        expect_close(y, cat(parts, 0), t.rtol, t.atol);
+        // Strided x and w (transposed storage) give the same values.
+        const Tensor xt = transpose(contiguous(transpose(x, 0, 1)), 0, 1);
+        const Tensor wt = transpose(contiguous(transpose(w, 1, 2)), 1, 2);
+        REQUIRE_FALSE(wt.is_contiguous());
+        CHECK(grouped_matmul(xt, wt, offsets, tw).to_vector<double>() == y.to_vector<double>());
 
-      const Tensor dw = grouped_matmul_weight_grad(x, gy, offsets, tw);
-      CHECK(dw.shape() == w.shape());
-      std::vector<Tensor> grads;
-      for (I e = 0; e < E; ++e) {
-        const Tensor xe = narrow(x64, 0, off[e], off[e + 1] - off[e]);
-        const Tensor ge = narrow(gy64, 0, off[e], off[e + 1] - off[e]);
-        grads.push_back(tw ? matmul(ge, xe, true, false) : matmul(xe, ge, true, false));
-      }
-      expect_close(dw, stack(grads, 0), t.rtol, t.atol);
-      // Empty groups: exact zeros (fresh memory is not assumed zero).
-      for (I e : {1, 4}) {
-        const auto v = select(dw, 0, e).to_vector<double>();
-        CHECK(std::all_of(v.begin(), v.end(), [](double z) { return z == 0.0; }));
+        const Tensor dw = grouped_matmul_weight_grad(x, gy, offsets, tw);
+        CHECK(dw.shape() == w.shape());
+        std::vector<Tensor> grads;
+        for (I e = 0; e < E; ++e) {
+          const Tensor xe = narrow(x64, 0, off[e], off[e + 1] - off[e]);
+          const Tensor ge = narrow(gy64, 0, off[e], off[e + 1] - off[e]);
+          grads.push_back(tw ? matmul(ge, xe, true, false) : matmul(xe, ge, true, false));
+        }
+        expect_close(dw, stack(grads, 0), t.rtol, t.atol);
+        // Empty groups: exact zeros (fresh memory is not assumed zero).
+        for (I e = 0; e < E; ++e) {
+          if (off[e + 1] != off[e]) continue;
+          const auto v = select(dw, 0, e).to_vector<double>();
+          CHECK(std::all_of(v.begin(), v.end(), [](double z) { return z == 0.0; }));
+        }
       }
     }
   }

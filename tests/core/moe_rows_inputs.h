@@ -38,4 +38,22 @@ inline core::Tensor random_rows(std::int64_t T, std::int64_t k, std::int64_t R, 
   return ti(v, {T, k});
 }
 
+// The grouped-GEMM operands for group offsets `off` ([E + 1], rows R = off.back()): x [R, a],
+// w [E, a, b] (or [E, b, a] when transposed), gy [R, b].
+struct GroupedOperands {
+  std::int64_t E, R;
+  core::Tensor offsets, x, w, gy;
+};
+inline GroupedOperands grouped_operands(const std::vector<std::int64_t>& off, core::DType dtype, bool transposed,
+                                        std::int64_t a = 7, std::int64_t b = 5) {
+  GroupedOperands g;
+  g.E = static_cast<std::int64_t>(off.size()) - 1;
+  g.R = off.back();
+  g.offsets = ti(off, {g.E + 1});
+  g.x = random_tensor({g.R, a}, dtype, 11);
+  g.w = random_tensor(transposed ? core::Shape{g.E, b, a} : core::Shape{g.E, a, b}, dtype, 12);
+  g.gy = random_tensor({g.R, b}, dtype, 13);
+  return g;
+}
+
 }  // namespace moegrad::test

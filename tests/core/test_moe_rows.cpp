@@ -135,12 +135,7 @@ TEST_CASE("moe rows: grouped_matmul and its weight gradient match per-group matm
         CAPTURE(dtype_name(dt));
         CAPTURE(tw);
         const Tol t = tol(dt);
-        const I a = 7, b = 5;
-        const I E = static_cast<I>(off.size()) - 1, R = off.back();
-        const Tensor offsets = ti(off, {E + 1});
-        const Tensor x = random_tensor({R, a}, dt, 11);
-        const Tensor w = random_tensor(tw ? Shape{E, b, a} : Shape{E, a, b}, dt, 12);
-        const Tensor gy = random_tensor({R, b}, dt, 13);
+        const auto [E, R, offsets, x, w, gy] = test::grouped_operands(off, dt, tw);
         const Tensor x64 = to_dtype(x, DType::f64), w64 = to_dtype(w, DType::f64),
                      gy64 = to_dtype(gy, DType::f64);
 

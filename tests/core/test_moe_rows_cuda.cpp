@@ -238,12 +238,7 @@ TEST_CASE("moe rows cuda: grouped_matmul and its weight gradient match the CPU")
         CAPTURE(dtype_name(dt));
         CAPTURE(tw);
         const double tol = dt == DType::f32 ? 1e-5 : 1e-12;
-        const I a = 7, b = 5;
-        const I E = static_cast<I>(off.size()) - 1, R = off.back();
-        const Tensor offsets = ti(off, {E + 1});
-        const Tensor x = random_tensor({R, a}, dt, 11);
-        const Tensor w = random_tensor(tw ? Shape{E, b, a} : Shape{E, a, b}, dt, 12);
-        const Tensor gy = random_tensor({R, b}, dt, 13);
+        const auto [E, R, offsets, x, w, gy] = test::grouped_operands(off, dt, tw);
 
         const Tensor y = grouped_matmul(gpu(x), gpu(w), offsets, tw);
         expect_close(y, grouped_matmul(x, w, offsets, tw), tol, tol);

@@ -127,12 +127,21 @@ struct GeluTanhBackward {
 struct GegluMul {
   template <class T> MOEGRAD_HD T operator()(T value, T gate, T mult) const { return Gelu{}(gate) * value * mult; }
 };
-struct GegluGradValue {
-  template <class T> MOEGRAD_HD T operator()(T gy, T, T gate, T mult) const { return gy * mult * Gelu{}(gate); }
+// GEGLU's gradients in one pass, Phi(gate) and its density computed once:
+// {d value, d gate, d mult} = gy * {mult * gelu(gate), mult * value * gelu'(gate), value * gelu(gate)}.
+struct GegluGrads {
+  template <class T> MOEGRAD_HD Values<T, 3> operator()(T gy, T value, T gate, T mult) const {
+    const T cdf = T(0.5) * (T(1) + fast_erf(gate * T(kSqrt1_2)));
+    const T pdf = T(kInvSqrt2Pi) * fast_exp(T(-0.5) * gate * gate);
+    const T gelu = gate * cdf;
+    return {{gy * mult * gelu, gy * mult * value * (cdf + gate * pdf), gy * (gelu * value)}};
+  }
 };
-struct GegluGradGate {
-  template <class T> MOEGRAD_HD T operator()(T gy, T value, T gate, T mult) const {
-    return GeluBackward{}(gy * mult * value, gate);
+// The same without d mult (the multiplier needs no gradient).
+struct GegluGradsInput {
+  template <class T> MOEGRAD_HD Values<T, 2> operator()(T gy, T value, T gate, T mult) const {
+    const Values<T, 3> all = GegluGrads{}(gy, value, gate, mult);
+    return {{all.v[0], all.v[1]}};
   }
 };
 struct GegluGradMult {

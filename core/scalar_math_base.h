@@ -6,3 +6,12 @@
 #else
 #define MOEGRAD_HD inline
 #endif
+
+namespace moegrad::core::math {
+
+// The K results of a multi-output elementwise functor (core::run_map_outputs), one per output.
+template <class T, int K> struct Values {
+  T v[K];
+};
+
+}  // namespace moegrad::core::math

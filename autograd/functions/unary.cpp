@@ -94,7 +94,12 @@ Variable gelu_tanh(const Variable& x) {
 Variable geglu(const Variable& h, const Variable& mult) {
   return record("geglu", core::geglu(h.value(), mult.value()), {h, mult},
                 [H = h.value(), M = mult.value()](const Tensor& gy, const Needs& need) {
-                  auto g = core::geglu_backward(gy, H, M, need[0], need[1]);
+                  // The saved pre-activation and the incoming gradient die here: when nothing else
+                  // holds them, d h is written over h and d mult over gy (no new [R, 2H] and [R, H]).
+                  const bool same_dtype = H.dtype() == M.dtype() && gy.dtype() == H.dtype();
+                  const Tensor dh_out = need[0] && same_dtype && H.owns_whole_storage() ? H : Tensor{};
+                  const Tensor dmult_out = need[1] && same_dtype ? reusable_buffer(gy) : Tensor{};
+                  auto g = core::geglu_backward(gy, H, M, need[0], need[1], dh_out, dmult_out);
                   return Grads{g[0], g[1]};  // d mult at the broadcast shape; the engine sums it to mult's
                 });
 }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <tuple>
 #include <utility>
 
 #include "core/strided_layout.h"
@@ -31,6 +32,52 @@ void flat_range(Out* out, std::int64_t i0, std::int64_t i1, F& f, const In*... i
   for (std::int64_t i = i0; i < i1; ++i) out[i] = f(in[i]...);
 }
 
+// Calls row(off, step, inner) for each run of the innermost coalesced dim, threads taking
+// contiguous ranges of runs: off[k] is operand k's offset of the run's first element, step[k]
+// its innermost stride.
+template <std::size_t N, class Row>
+void for_each_row(const CoalescedLayout<N>& L, std::int64_t n, const Row& row) {
+  const int last = L.ndim - 1;
+  const std::int64_t inner = L.sizes[last];
+  const std::int64_t rows = n / inner;
+  const int nthreads = threads_for(n);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const std::int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+    std::int64_t idx[16] = {0};
+    std::int64_t off[N] = {0};
+    std::int64_t step[N];
+    std::int64_t rem = r0;
+    for (int d = last - 1; d >= 0; --d) {
+      idx[d] = rem % L.sizes[d];
+      rem /= L.sizes[d];
+      for (std::size_t k = 0; k < N; ++k) off[k] += idx[d] * L.strides[k][d];
+    }
+    for (std::size_t k = 0; k < N; ++k) step[k] = L.strides[k][last];
+    for (std::int64_t r = r0; r < r1; ++r) {
+      row(off, step, inner);
+      for (int d = last - 1; d >= 0; --d) {  // advance the multi-index
+        for (std::size_t k = 0; k < N; ++k) off[k] += L.strides[k][d];
+        if (++idx[d] < L.sizes[d]) break;
+        for (std::size_t k = 0; k < N; ++k) off[k] -= L.strides[k][d] * L.sizes[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
+// The same for K outputs over contiguous runs. Outputs may alias inputs only at the same index,
+// which the simd loop allows (each lane reads its inputs before writing its outputs).
+template <class T, std::size_t K, class F, class... In>
+void flat_range_outputs(std::array<T*, K> out, std::int64_t i0, std::int64_t i1, F& f, const In*... in) {
+#pragma omp simd
+  for (std::int64_t i = i0; i < i1; ++i) {
+    const auto r = f(in[i]...);
+    for (std::size_t k = 0; k < K; ++k) out[k][i] = r.v[k];
+  }
+}
+
 template <class Out, class... In, class F, std::size_t... I>
 void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F& f,
               std::index_sequence<I...>) {
@@ -53,37 +100,65 @@ void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F
     return;
   }
 
-  // General case: rows of the innermost dim, each thread walking a contiguous range of rows
-  // with an incremented multi-index.
-  const int last = L.ndim - 1;
-  const std::int64_t inner = L.sizes[last];
-  const std::int64_t rows = n / inner;
-  const int nthreads = threads_for(n);
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-  {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    const std::int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
-    std::int64_t idx[16] = {0};
-    std::int64_t off[N] = {0};
-    std::int64_t rem = r0;
-    for (int d = last - 1; d >= 0; --d) {
-      idx[d] = rem % L.sizes[d];
-      rem /= L.sizes[d];
-      for (std::size_t k = 0; k < N; ++k) off[k] += idx[d] * L.strides[k][d];
+  // General case: rows of the innermost dim; rows contiguous in every operand (row slices such as
+  // the halves of a chunked tensor) take the vectorised flat loop.
+  bool unit = true;
+  for (std::size_t k = 0; k < N; ++k) unit = unit && L.strides[k][L.ndim - 1] == 1;
+  for_each_row<N>(L, n, [&](const std::int64_t* off, const std::int64_t* step, std::int64_t inner) {
+    if (unit) {
+      flat_range(out_ptr + off[0], 0, inner, f, (std::get<I>(in_ptrs) + off[I + 1])...);
+      return;
     }
-    const std::int64_t si[N] = {L.strides[0][last], L.strides[I + 1][last]...};
-    for (std::int64_t r = r0; r < r1; ++r) {
-      Out* o = out_ptr + off[0];
-      for (std::int64_t j = 0; j < inner; ++j)
-        o[j * si[0]] = f((std::get<I>(in_ptrs) + off[I + 1])[j * si[I + 1]]...);
-      for (int d = last - 1; d >= 0; --d) {  // advance the multi-index
-        for (std::size_t k = 0; k < N; ++k) off[k] += L.strides[k][d];
-        if (++idx[d] < L.sizes[d]) break;
-        for (std::size_t k = 0; k < N; ++k) off[k] -= L.strides[k][d] * L.sizes[d];
-        idx[d] = 0;
-      }
-    }
+    const std::int64_t si[N] = {step[0], step[I + 1]...};
+    Out* o = out_ptr + off[0];
+    for (std::int64_t j = 0; j < inner; ++j) o[j * si[0]] = f((std::get<I>(in_ptrs) + off[I + 1])[j * si[I + 1]]...);
+  });
+}
+
+// K outputs of one element type T: f returns math::Values<T, K>. An output may be an input's
+// memory at the same index (each element's inputs are read before its outputs are written).
+template <class T, std::size_t K, class... In, class F, std::size_t... I>
+void map_outputs_impl(const std::array<Tensor, K>& outs, const std::array<Tensor, sizeof...(In)>& ins, F& f,
+                      std::index_sequence<I...>) {
+  constexpr std::size_t N = K + sizeof...(In);
+  const std::int64_t n = outs[0].numel();
+  if (n == 0) return;
+  std::array<T*, K> out_ptrs;
+  std::array<const Shape*, N> strides;
+  for (std::size_t k = 0; k < K; ++k) {
+    out_ptrs[k] = outs[k].template data<T>();
+    strides[k] = &outs[k].strides();
   }
+  ((strides[K + I] = &ins[I].strides()), ...);
+  const std::tuple<const In*...> in_ptrs{ins[I].template data<In>()...};
+  const auto L = coalesce<N>(outs[0].shape(), strides);
+  const auto unit_run = [&](const std::int64_t* off, std::int64_t i0, std::int64_t i1) {
+    std::array<T*, K> o;
+    for (std::size_t k = 0; k < K; ++k) o[k] = out_ptrs[k] + off[k];
+    flat_range_outputs<T, K>(o, i0, i1, f, (std::get<I>(in_ptrs) + off[K + I])...);
+  };
+  bool unit = true;  // every operand contiguous along the innermost dim
+  for (std::size_t k = 0; k < N; ++k) unit = unit && L.strides[k][L.ndim - 1] == 1;
+  if (unit && L.ndim == 1) {  // one contiguous run: split it over the threads
+    const int nthreads = threads_for(n);
+    const std::int64_t zero[N] = {};
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+      const int t = omp_get_thread_num(), T_ = omp_get_num_threads();
+      unit_run(zero, n * t / T_, n * (t + 1) / T_);
+    }
+    return;
+  }
+  for_each_row<N>(L, n, [&](const std::int64_t* off, const std::int64_t* step, std::int64_t inner) {
+    if (unit) {
+      unit_run(off, 0, inner);
+      return;
+    }
+    for (std::int64_t j = 0; j < inner; ++j) {
+      const auto r = f((std::get<I>(in_ptrs) + off[K + I])[j * step[K + I]]...);
+      for (std::size_t k = 0; k < K; ++k) out_ptrs[k][off[k] + j * step[k]] = r.v[k];
+    }
+  });
 }
 
 }  // namespace detail
@@ -93,6 +168,13 @@ void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F
 template <class Out, class... In, class F>
 void map(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F f) {
   detail::map_impl<Out, In...>(out, ins, f, std::index_sequence_for<In...>{});
+}
+
+// {outs[0][i], ..., outs[K-1][i]} = f(ins[0][i], ...).v over outs[0]'s shape (all outputs and
+// inputs of that shape, outputs of type T). An output may alias an input at the same index.
+template <class T, std::size_t K, class... In, class F>
+void map_outputs(const std::array<Tensor, K>& outs, const std::array<Tensor, sizeof...(In)>& ins, F f) {
+  detail::map_outputs_impl<T, K, In...>(outs, ins, f, std::index_sequence_for<In...>{});
 }
 
 }  // namespace moegrad::core::cpu

@@ -73,10 +73,10 @@ MOEGRAD_BINARY(math::LogicalOr, bool, bool)
 
 // where(cond, a, b)
 // Fused GEGLU (core::geglu) and its gradients.
-#define MOEGRAD_GEGLU(T)                                                   \
-  template void map<T, T, T, T>(const Tensor&, const A3&, math::GegluMul); \
-  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradValue); \
-  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradGate);  \
+#define MOEGRAD_GEGLU(T)                                                                                 \
+  template void map<T, T, T, T>(const Tensor&, const A3&, math::GegluMul);                               \
+  template void map_outputs<T, 3, T, T, T, T>(const std::array<Tensor, 3>&, const A4&, math::GegluGrads); \
+  template void map_outputs<T, 2, T, T, T, T>(const std::array<Tensor, 2>&, const A4&, math::GegluGradsInput); \
   template void map<T, T, T, T, T>(const Tensor&, const A4&, math::GegluGradMult);
 MOEGRAD_GEGLU(float)
 MOEGRAD_GEGLU(double)

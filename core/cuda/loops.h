@@ -12,10 +12,16 @@ namespace moegrad::core::cuda {
 #ifdef MOEGRAD_WITH_CUDA
 template <class Out, class... In, class F>
 void map(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F f);
+template <class T, std::size_t K, class... In, class F>
+void map_outputs(const std::array<Tensor, K>& outs, const std::array<Tensor, sizeof...(In)>& ins, F f);
 #else
 template <class Out, class... In, class F>
 void map(const Tensor& out, const std::array<Tensor, sizeof...(In)>&, F) {
   fail("cuda", "elementwise kernel on {}: moegrad was built without CUDA", out.device().str());
+}
+template <class T, std::size_t K, class... In, class F>
+void map_outputs(const std::array<Tensor, K>& outs, const std::array<Tensor, sizeof...(In)>&, F) {
+  fail("cuda", "elementwise kernel on {}: moegrad was built without CUDA", outs[0].device().str());
 }
 #endif
 

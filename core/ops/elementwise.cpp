@@ -200,25 +200,36 @@ Tensor geglu(const Tensor& h, const Tensor& mult) {
 }
 
 std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Tensor& mult, bool need_h,
-                                     bool need_mult) {
+                                     bool need_mult, const Tensor& dh_out, const Tensor& dmult_out) {
   const char* op = "geglu_backward";
   const Device device = common_device(op, {&gy, &h, &mult});
   const GegluOperands g = geglu_operands(op, h, mult);
+  Shape full = g.shape;
+  full.back() *= 2;
+  // A given output buffer: the right shape, dtype and device, contiguous.
+  const auto take = [&](const Tensor& given, const Shape& shape, const char* what) {
+    if (!given.defined()) return empty(shape, {g.dtype, device});
+    common_device(op, {&given, &h});
+    MOEGRAD_CHECK(given.shape() == shape && given.dtype() == g.dtype && given.is_contiguous(), op,
+                  "{} {} must be a contiguous {} tensor of shape {}", what, describe(given), dtype_name(g.dtype),
+                  shape_str(shape));
+    return given;
+  };
   const std::array<Tensor, 4> ins{expand(to_dtype(gy, g.dtype), g.shape), to_dtype(g.value, g.dtype),
                                   to_dtype(g.gate, g.dtype), expand(to_dtype(mult, g.dtype), g.shape)};
   std::array<Tensor, 2> grads;
+  if (need_h) grads[0] = take(dh_out, full, "dh_out");
+  if (need_mult) grads[1] = take(dmult_out, g.shape, "dmult_out");
+  const std::int64_t H = g.shape.back();
   visit_floating(g.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    if (need_h) {  // both halves written in place into one [..., 2H] buffer
-      Shape full = g.shape;
-      full.back() *= 2;
-      grads[0] = empty(full, {g.dtype, device});
-      const std::int64_t H = g.shape.back();
-      run_map<T, T, T, T, T>(narrow(grads[0], -1, 0, H), ins, math::GegluGradValue{});
-      run_map<T, T, T, T, T>(narrow(grads[0], -1, H, H), ins, math::GegluGradGate{});
-    }
-    if (need_mult) {
-      grads[1] = empty(g.shape, {g.dtype, device});
+    if (need_h) {  // both halves of d h (and d mult) from one pass over the inputs
+      const Tensor dvalue = narrow(grads[0], -1, 0, H), dgate = narrow(grads[0], -1, H, H);
+      if (need_mult)
+        run_map_outputs<T, 3, T, T, T, T>({dvalue, dgate, grads[1]}, ins, math::GegluGrads{});
+      else
+        run_map_outputs<T, 2, T, T, T, T>({dvalue, dgate}, ins, math::GegluGradsInput{});
+    } else if (need_mult) {
       run_map<T, T, T, T, T>(grads[1], ins, math::GegluGradMult{});
     }
   });

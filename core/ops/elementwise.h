@@ -48,11 +48,13 @@ Tensor gelu_tanh_backward(const Tensor& gy, const Tensor& x, const Tensor& out =
 // half), as st-moe's GEGLU chunks it; out [..., H] = (gelu(gate) * value) * mult in one pass,
 // mult broadcast to [..., H].
 Tensor geglu(const Tensor& h, const Tensor& mult);
-// Its gradients: {d h [..., 2H] (both halves written into one buffer), d mult at the broadcast
-// shape [..., H]}; only the needed ones are computed (the others are undefined). gelu is
-// recomputed rather than saved.
+// Its gradients: {d h [..., 2H], d mult at the broadcast shape [..., H]} from one pass; only
+// the needed ones are computed (the others are undefined); gelu is recomputed, not saved.
+// dh_out / dmult_out, when given, receive them (contiguous, of those shapes and h's dtype) and
+// may be h and gy themselves: autograd writes the gradients over the saved pre-activation and
+// the incoming gradient when nothing else holds them.
 std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Tensor& mult, bool need_h,
-                                     bool need_mult);
+                                     bool need_mult, const Tensor& dh_out = {}, const Tensor& dmult_out = {});
 Tensor silu_backward(const Tensor& gy, const Tensor& x, const Tensor& out = {});
 Tensor leaky_relu_backward(const Tensor& gy, const Tensor& x, double negative_slope, const Tensor& out = {});
 

@@ -17,4 +17,13 @@ void run_map(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F 
     cpu::map<Out, In...>(out, ins, f);
 }
 
+// Several outputs of one type T from one pass: f returns math::Values<T, K>.
+template <class T, std::size_t K, class... In, class F>
+void run_map_outputs(const std::array<Tensor, K>& outs, const std::array<Tensor, sizeof...(In)>& ins, F f) {
+  if (outs[0].device().is_cuda())
+    cuda::map_outputs<T, K, In...>(outs, ins, f);
+  else
+    cpu::map_outputs<T, K, In...>(outs, ins, f);
+}
+
 }  // namespace moegrad::core

@@ -1,6 +1,9 @@
 // The autograd engine: accumulation, graph shapes, modes and errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <utility>
+
 #include "autograd/autograd.h"
 
 namespace ag = moegrad::ag;
@@ -177,4 +180,39 @@ TEST_CASE("autograd: relu's backward writes into the incoming gradient's buffer 
   CHECK(g[1] == 0.0);
   CHECK(g[n - 2] == 6.0);
   CHECK(g[n - 1] == 0.0);
+}
+
+TEST_CASE("autograd: geglu's backward writes over its saved input and incoming gradient when it may") {
+  // h = x * 1 is an intermediate [R, 2H]; when nothing else holds it, d h is written over it and
+  // d mult over the incoming gradient. Holding h (or its gradient's source) gives the same numbers
+  // through fresh buffers.
+  const std::int64_t R = 64, H = 512;
+  std::vector<double> xs(R * 2 * H), ms(R * H);
+  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = std::sin(0.37 * static_cast<double>(i));
+  for (std::size_t i = 0; i < ms.size(); ++i) ms[i] = 1.0 + 0.5 * std::cos(0.11 * static_cast<double>(i));
+  auto run = [&](bool hold_h, std::int64_t* peak) {
+    Variable x = leaf(xs, {R, 2 * H});
+    Variable mult = leaf(ms, {R, H});
+    Variable h = ag::mul(x, 1.0);
+    const Variable loss = ag::sum(ag::mul(ag::geglu(h, mult), 3.0));
+    core::Tensor held = hold_h ? h.value() : core::Tensor{};
+    h = Variable();
+    core::reset_peak_memory(core::Device::cpu());
+    const std::int64_t before = core::memory_stats(core::Device::cpu()).allocated;
+    loss.backward();
+    *peak = core::memory_stats(core::Device::cpu()).peak_allocated - before;
+    return std::make_pair(grad_of(x), grad_of(mult));
+  };
+  std::int64_t peak_fresh = 0, peak_reused = 0;
+  const auto fresh = run(true, &peak_fresh);
+  const auto reused = run(false, &peak_reused);
+  CHECK(reused.first == fresh.first);
+  CHECK(reused.second == fresh.second);
+  const std::int64_t half_bytes = R * H * 8;  // [R, H] f64
+  CHECK(peak_fresh - peak_reused >= 2 * half_bytes);  // no new [R, 2H] buffer
+  // d value = 3 mult gelu(gate) at one element, against the formula.
+  const double gate = xs[H], value = xs[0], m = ms[0];
+  const double gelu = 0.5 * gate * (1 + std::erf(gate / std::sqrt(2.0)));
+  CHECK(reused.first[0] == doctest::Approx(3 * m * gelu).epsilon(1e-12));
+  CHECK(reused.second[0] == doctest::Approx(3 * value * gelu).epsilon(1e-12));
 }

@@ -122,7 +122,9 @@ Variable dispatch_rows(const Variable& x, const Tensor& row, const Variable& sca
 // (on a GPU that answer is a copy to the host) and falling back to an index_add.
 Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weight, bool distinct_rows = false);
 // x [R, a], w [E, a, b] (or [E, b, a] with transpose_w), offsets [E + 1] -> [R, b], per group
-// out_e = x_e @ w_e (or x_e @ w_e^T).
-Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w);
+// out_e = x_e @ w_e (or x_e @ w_e^T), plus bias[e] [E, b] when a bias is given (added by the GEMM
+// itself, beta = 1; its gradient is the per-group row sum of the output gradient).
+Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w,
+                        const Variable& bias = Variable());
 
 }  // namespace moegrad::ag

@@ -47,12 +47,20 @@ Variable combine_rows(const Variable& y, const Tensor& row, const Variable& weig
                 });
 }
 
-Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w) {
-  return record("grouped_matmul", core::grouped_matmul(x.value(), w.value(), offsets, transpose_w), {x, w},
-                [X = x.value(), W = w.value(), offsets, transpose_w](const Tensor& g, const Needs& need) {
-                  // y_e = x_e @ op(w_e)  =>  dx_e = g_e @ op(w_e)^T: the same w with the flag flipped.
-                  return Grads{need[0] ? core::grouped_matmul(g, W, offsets, !transpose_w) : Tensor{},
-                               need[1] ? core::grouped_matmul_weight_grad(X, g, offsets, transpose_w) : Tensor{}};
+Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offsets, bool transpose_w,
+                        const Variable& bias) {
+  const bool has_bias = bias.defined();
+  std::vector<Variable> inputs{x, w};
+  if (has_bias) inputs.push_back(bias);
+  return record("grouped_matmul",
+                core::grouped_matmul(x.value(), w.value(), offsets, transpose_w, has_bias ? bias.value() : Tensor{}),
+                inputs, [X = x.value(), W = w.value(), offsets, transpose_w, has_bias](const Tensor& g, const Needs& need) {
+                  // y_e = x_e @ op(w_e) + b_e  =>  dx_e = g_e @ op(w_e)^T (the same w with the flag flipped),
+                  // db_e = the sum of g_e's rows.
+                  Grads grads{need[0] ? core::grouped_matmul(g, W, offsets, !transpose_w) : Tensor{},
+                              need[1] ? core::grouped_matmul_weight_grad(X, g, offsets, transpose_w) : Tensor{}};
+                  if (has_bias) grads.push_back(need[2] ? core::grouped_row_sums(g, offsets) : Tensor{});
+                  return grads;
                 });
 }
 

@@ -10,6 +10,7 @@
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/gemm.h"
+#include "core/ops/reduce.h"
 #include "core/ops/views.h"
 
 namespace moegrad::core {
@@ -189,23 +190,39 @@ bool rows_distinct(const Tensor& row, std::int64_t num_rows) {
   return cpu::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
 }
 
-Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w) {
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w,
+                      const Tensor& bias) {
   const char* op = "grouped_matmul";
   check_defined(op, x, "x");
   check_defined(op, w, "w");
-  const Device dev = common_device(op, {&x, &w});
-  const DType dt = float_dtype(op, {&x, &w});
+  const Device dev = bias.defined() ? common_device(op, {&x, &w, &bias}) : common_device(op, {&x, &w});
+  const DType dt = bias.defined() ? float_dtype(op, {&x, &w, &bias}) : float_dtype(op, {&x, &w});
   check_matrix(op, x, "x", "[R, a]");
   MOEGRAD_CHECK(w.dim() == 3, op, "w must be {}, got {}", transpose_w ? "[E, b, a]" : "[E, a, b]",
                 describe(w));
   const std::int64_t in = w.size(transpose_w ? 2 : 1), out_cols = w.size(transpose_w ? 1 : 2);
   MOEGRAD_CHECK(x.size(1) == in, op, "x {} and w {}{} differ in the inner dim: {} vs {}",
                 describe(x), describe(w), transpose_w ? " (transposed)" : "", x.size(1), in);
+  if (bias.defined())
+    MOEGRAD_CHECK(bias.dim() == 2 && bias.size(0) == w.size(0) && bias.size(1) == out_cols, op,
+                  "bias must be [E, b] = [{}, {}] for w {}, got {}", w.size(0), out_cols, describe(w), describe(bias));
   const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
   Tensor out = empty({x.size(0), out_cols}, {dt, dev});
   if (out.numel() == 0) return out;
-  if (in == 0) {  // an empty inner dim: exactly zero (not left to the BLAS k == 0 rules)
-    fill_(out, 0.0);
+  if (bias.defined()) {  // each group's rows start as its bias row; the GEMM then adds (beta = 1)
+    const std::int64_t E = w.size(0), m = off[1];
+    bool uniform = true;
+    for (std::int64_t e = 0; e <= E; ++e) uniform = uniform && off[e] == e * m;
+    if (uniform) {
+      copy_(reshape(out, {E, m, out_cols}), unsqueeze(bias, 1));  // copy_ broadcasts the source
+    } else {
+      for (std::int64_t e = 0; e < E; ++e)
+        if (off[e + 1] > off[e])
+          copy_(narrow(out, 0, off[e], off[e + 1] - off[e]), narrow(bias, 0, e, 1));
+    }
+  }
+  if (in == 0) {  // an empty inner dim: the product is exactly zero (not left to the BLAS k == 0 rules)
+    if (!bias.defined()) fill_(out, 0.0);
     return out;
   }
   // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
@@ -220,8 +237,24 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   g.ldc = out_cols;
   visit_floating(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gemm_grouped<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), T(0), out.data<T>(), plan.items);
+    gemm_grouped<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), bias.defined() ? T(1) : T(0), out.data<T>(),
+                    plan.items);
   });
+  return out;
+}
+
+Tensor grouped_row_sums(const Tensor& y, const Tensor& offsets) {
+  const char* op = "grouped_row_sums";
+  check_defined(op, y, "y");
+  check_matrix(op, y, "y", "[R, b]");
+  const auto off = read_offsets(op, offsets, -1, y.size(0));
+  const std::int64_t E = static_cast<std::int64_t>(off.size()) - 1, m = E > 0 ? off[1] : 0, b = y.size(1);
+  bool uniform = E > 0 && m > 0;
+  for (std::int64_t e = 0; e <= E && uniform; ++e) uniform = off[e] == e * m;
+  if (uniform) return sum(reshape(y, {E, m, b}), {1});  // equal groups: one reduction
+  Tensor out = zeros({E, b}, {y.dtype(), y.device()});
+  for (std::int64_t e = 0; e < E; ++e)
+    if (off[e + 1] > off[e]) copy_(select(out, 0, e), sum(narrow(y, 0, off[e], off[e + 1] - off[e]), {0}));
   return out;
 }
 

@@ -44,7 +44,14 @@ bool rows_distinct(const Tensor& row, std::int64_t num_rows);
 // x [R, a], w [E, a, b] (or [E, b, a] with transpose_w: PyTorch Linear weights [out, in]),
 // offsets i64 [E + 1] (0 = off[0] <= off[1] <= ... <= off[E] = R) -> [R, b]:
 // out[off[e]:off[e+1]] = x[off[e]:off[e+1]] @ (transpose_w ? w[e]^T : w[e]).
-Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w);
+// With bias [E, b], each row of group e starts from bias[e] and the GEMM adds to it (beta = 1):
+// no per-row bias tensor and no separate add pass.
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w,
+                      const Tensor& bias = {});
+
+// Per group, the sum of y's rows: y [R, b] -> [E, b] (the bias gradient of grouped_matmul;
+// empty groups give 0).
+Tensor grouped_row_sums(const Tensor& y, const Tensor& offsets);
 
 // The weight gradient of grouped_matmul, in w's layout (E = offsets.numel() - 1):
 // [E, a, b] = x_e^T @ gy_e, or [E, b, a] = gy_e^T @ x_e with transpose_w. Empty groups give 0.

@@ -40,24 +40,22 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   if (rows.dim() != 2 || rows.size(1) != dim_) fail(op, "rows must be [R, dim={}], got {}", dim_, core::describe(rows.value()));
   MOEGRAD_CHECK(offsets.numel() == num_experts_ + 1, op, "offsets must have num_experts + 1 = {} entries, got {}",
                 num_experts_ + 1, core::describe(offsets));
-  // Each row's biases: rows of expert e take b[e]. With equal row counts (the padded layout)
-  // that is a broadcast, whose gradient sums per expert; otherwise per-row expert ids pick them
-  // (index_select, whose gradient sums them back by index_add).
+  // The Linear biases b_in, b_out [E, w] start each group's GEMM output (beta = 1). GEGLU's
+  // multiplier needs one row per row: with equal row counts (the padded layout) a broadcast,
+  // whose gradient sums per expert; otherwise per-row expert ids pick it (index_select, whose
+  // gradient sums it back by index_add).
   const Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
   const std::vector<std::int64_t> o = off.to_vector<std::int64_t>();
   const std::int64_t E = num_experts_, R = o.back(), m = o[1];
   bool uniform = true;
   for (std::int64_t e = 0; e <= E; ++e) uniform = uniform && o[e] == e * m;
-  Tensor row_expert;
-  if (!uniform) row_expert = core::to_device(moe::row_experts(off), rows.value().device());
-  auto per_row = [&](const char* name) {
-    const Variable& b = parameter(name);  // [E, w]
-    if (!uniform) return ag::index_select(b, 0, row_expert);
-    return ag::reshape(ag::expand(ag::unsqueeze(b, 1), {E, m, b.size(1)}), {R, b.size(1)});
-  };
-  Variable h = ag::add(ag::grouped_matmul(rows, w_in, off, true), per_row("b_in"));
-  Variable act = ag::geglu(h, per_row("mult_bias"));  // GEGLU: (gelu(gate) * value) * mult, fused
-  return ag::add(ag::grouped_matmul(act, parameter("w_out"), off, true), per_row("b_out"));
+  const Variable& mult = parameter("mult_bias");  // [E, hidden]
+  const Variable mult_rows =
+      uniform ? ag::reshape(ag::expand(ag::unsqueeze(mult, 1), {E, m, hidden_}), {R, hidden_})
+              : ag::index_select(mult, 0, core::to_device(moe::row_experts(off), rows.value().device()));
+  Variable h = ag::grouped_matmul(rows, w_in, off, true, parameter("b_in"));
+  Variable act = ag::geglu(h, mult_rows);  // GEGLU: (gelu(gate) * value) * mult, fused
+  return ag::grouped_matmul(act, parameter("w_out"), off, true, parameter("b_out"));
 }
 
 Variable Experts::forward(const Variable& x) {

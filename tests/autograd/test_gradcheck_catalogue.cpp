@@ -285,6 +285,12 @@ GRADCHECK("grouped_matmul") {
   check("transpose_w, transposed w", [off_t](const V& v) { return ag::grouped_matmul(v[0], v[1], off_t, true); }, {S({5, 3}), T({3, 4, 3})});
   const auto none = gradcheck::index({0, 0, 0}, {3});
   check("no rows", [none](const V& v) { return ag::grouped_matmul(v[0], v[1], none, true); }, {I({0, 3}), I({2, 2, 3})});
+  // With a per-group bias [E, b]: unequal groups (one empty) and equal groups (one broadcast fill).
+  check("bias, empty group", [off](const V& v) { return ag::grouped_matmul(v[0], v[1], off, false, v[2]); },
+        {I({6, 3}), I({3, 3, 2}), I({3, 2})});
+  const auto equal = gradcheck::index({0, 2, 4, 6}, {4});
+  check("bias, equal groups, transpose_w", [equal](const V& v) { return ag::grouped_matmul(v[0], v[1], equal, true, v[2]); },
+        {I({6, 3}), I({3, 2, 3}), S({3, 2})});
 }
 
 TEST_CASE("gradcheck catalogue: every differentiable op has an entry, and only those") {

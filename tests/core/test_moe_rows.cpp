@@ -169,6 +169,29 @@ TEST_CASE("moe rows: grouped_matmul and its weight gradient match per-group matm
       }
     }
   }
+  // A per-group bias: every row of group e gets bias[e] added (unequal groups with empty ones,
+  // equal groups), and grouped_row_sums gives its gradient.
+  for (const VI& off : {mixed, VI{0, 3, 6, 9}}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      CAPTURE(off.size());
+      CAPTURE(dtype_name(dt));
+      const auto [E, R, offsets, x, w, gy] = test::grouped_operands(off, dt, true);
+      const Tensor bias = random_tensor({E, w.size(1)}, dt, 14);
+      std::vector<Tensor> rows, sums;
+      for (I e = 0; e < E; ++e) {
+        rows.push_back(expand(narrow(bias, 0, e, 1), {off[e + 1] - off[e], w.size(1)}));
+        sums.push_back(sum(narrow(gy, 0, off[e], off[e + 1] - off[e]), {0}));
+      }
+      expect_close(grouped_matmul(x, w, offsets, true, bias), add(grouped_matmul(x, w, offsets, true), cat(rows, 0)),
+                   tol(dt).rtol, tol(dt).atol);
+      expect_close(grouped_row_sums(gy, offsets), stack(sums, 0), tol(dt).rtol, tol(dt).atol);
+    }
+  }
+  CHECK(grouped_matmul(full({2, 0}, 1.0), zeros({1, 0, 3}), ti({0, 2}, {2}), false, full({1, 3}, 5.0))
+            .to_vector<float>() == std::vector<float>(6, 5.0f));  // inner dim 0: the bias alone
+  CHECK_THROWS_WITH_AS(grouped_matmul(zeros({4, 3}), zeros({2, 3, 5}), ti({0, 2, 4}, {3}), false, zeros({2, 4})),
+                       Contains("[grouped_matmul] bias must be [E, b] = [2, 5]"), Error);
+
   // R == 0, E == 0 and a == 0 (inner dim 0 gives zeros).
   CHECK(grouped_matmul(zeros({0, 3}), zeros({2, 3, 4}), ti({0, 0, 0}, {3}), false).shape() == Shape{0, 4});
   CHECK(grouped_matmul_weight_grad(zeros({0, 3}), zeros({0, 4}), ti({0, 0, 0}, {3}), true).to_vector<float>() ==

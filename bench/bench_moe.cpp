@@ -231,6 +231,9 @@ class GemmReference {
   virtual std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) = 0;
 };
 
+// The most expert rows a routing of workload w can keep: every token's k choices.
+std::int64_t reference_rows(const Model& m, const Workload& w) { return w.b * w.n * m.k; }
+
 // CPU: OpenBLAS sgemm (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
 // on the expert GEMMs of the layer for the given rows per expert: forward
 // (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
@@ -240,14 +243,19 @@ class CblasReference final : public GemmReference {
       : m_(m), w_first_(m.w_first.data<float>()), w_second_(m.w_second.data<float>()), d_(w.d), h_(w.h),
         h1_(m.h_first), e_(w.e) {
     dw_.assign(static_cast<std::size_t>(e_ * (d_ * h1_ + h_ * d_)), 0.0f);  // [E, W1] then [E, W2], like the grads
-  }
-
-  std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) override {
-    const std::int64_t rows = std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0});
+    // Row buffers for every routed choice (tokens * k, the most rows a routing can keep), filled
+    // once here: no reallocation later, so compare_cpu subtracts them exactly (reference_rows).
+    const std::int64_t rows = reference_rows(m, w);
     fill(x_, rows * d_);
     fill(a1_, rows * h1_);
     fill(act_, rows * h_);
     fill(y_, rows * d_);
+  }
+
+  std::pair<double, double> run(const std::vector<std::int64_t>& per_expert) override {
+    const std::int64_t rows = std::accumulate(per_expert.begin(), per_expert.end(), std::int64_t{0});
+    MOEGRAD_CHECK(rows * d_ <= static_cast<std::int64_t>(x_.size()), "bench_moe", "{} kept rows exceed the {} routed",
+                  rows, x_.size() / static_cast<std::size_t>(d_));
     const bool tr = m_.first_transposed;
     constexpr bool N = false, T = true;
     const int d = static_cast<int>(d_), h = static_cast<int>(h_), h1 = static_cast<int>(h1_);
@@ -571,7 +579,8 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"b\":{},\"n\":{},\"tf32\":{},\"gemm_ref\":\"{}\",\"fwd_tflops\":{:.4f},\"tflops\":{:.4f},"
       "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
       "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
-      "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f}}}\n",
+      "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f},"
+      "\"reference_rows\":{}}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
@@ -579,7 +588,7 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       cfg.tf32, gemm_ref, fwd_gflops * 1e-3, gflops * 1e-3, gemm_gflops * 1e-3, gemm_step_gflops * 1e-3,
       experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
       step_peak_mb, peak_allocated_mb, step_base_mb, cfg.fma.gflops, cfg.fma.isa,
-      cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0);
+      cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0, device.is_cpu() ? reference_rows(m, w) : 0);
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
@@ -616,7 +625,8 @@ void usage(std::FILE* to) {
              "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
              "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
              "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
-             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops).\n"
+             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); reference_rows (cpu: the rows\n"
+             "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda).\n"
              "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
 }
 

@@ -26,8 +26,10 @@ Variable sub(const Variable& a, const Variable& b) {
 }
 
 Variable mul(const Variable& a, const Variable& b) {
+  // Each operand is saved only for the other's gradient: out * g with a constant g keeps g, not out.
   return record("mul", core::mul(a.value(), b.value()), {a, b},
-                [A = a.value(), B = b.value()](const Tensor& gy, const Needs& need) {
+                [A = b.requires_grad() ? a.value() : Tensor{}, B = a.requires_grad() ? b.value() : Tensor{}](
+                    const Tensor& gy, const Needs& need) {
                   return Grads{need[0] ? core::mul(gy, B) : Tensor{},   // d(ab)/da = b
                                need[1] ? core::mul(gy, A) : Tensor{}};  // d(ab)/db = a
                 });

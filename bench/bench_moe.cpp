@@ -263,7 +263,7 @@ class CblasReference final : public GemmReference {
     for (std::size_t e = 1; e < start.size(); ++e) start[e] = start[e - 1] + per_expert[e - 1];
     // forward: a1 = x @ W1 (W1 [d, h1] or [h1, d]), y = act @ W2 (W2 [h, d] or [d, h]).
     double t0 = now_ms();
-    for_experts(per_expert, [&](std::int64_t e, int mm) {
+    for_experts(per_expert, d_ * h1_, [&](std::int64_t e, int mm) {
       const std::int64_t r0 = start[static_cast<std::size_t>(e)];
       sgemm(N, tr ? T : N, mm, h1, d, x_.data() + r0 * d_, d, w_first_ + e * d_ * h1_, tr ? d : h1,
             a1_.data() + r0 * h1_, h1);
@@ -274,7 +274,7 @@ class CblasReference final : public GemmReference {
     // backward, with y as the output gradient and a1 as the first GEMM's output gradient:
     //   dact = gy @ W2^T, dW2 = act^T gy (or gy^T act), dx = ga1 @ W1^T, dW1 = x^T ga1 (or ga1^T x).
     t0 = now_ms();
-    for_experts(per_expert, [&](std::int64_t e, int mm) {
+    for_experts(per_expert, d_ * h1_, [&](std::int64_t e, int mm) {
       const std::int64_t r0 = start[static_cast<std::size_t>(e)];
       const float* gy = y_.data() + r0 * d_;
       const float* ga1 = a1_.data() + r0 * h1_;
@@ -299,7 +299,7 @@ class CblasReference final : public GemmReference {
   // (cpu::gemm_grouped): side by side, one expert per OpenMP thread (single-threaded BLAS) and
   // largest first, when the experts balance over the threads; else one after another.
   template <class Body>
-  static void for_experts(const std::vector<std::int64_t>& per_expert, Body body) {
+  static void for_experts(const std::vector<std::int64_t>& per_expert, std::int64_t macs_per_row, Body body) {
     core::cpu::GemmGroups items;
     std::vector<std::int64_t> expert;
     for (std::size_t e = 0; e < per_expert.size(); ++e)
@@ -307,7 +307,7 @@ class CblasReference final : public GemmReference {
         items.add(per_expert[e], 0, 0, 0);
         expert.push_back(static_cast<std::int64_t>(e));
       }
-    const std::vector<std::int64_t> order = core::cpu::side_by_side_order(items, omp_get_max_threads());
+    const std::vector<std::int64_t> order = core::cpu::side_by_side_order(items, omp_get_max_threads(), macs_per_row);
     const auto count = static_cast<std::int64_t>(expert.size());
     if (order.empty()) {
       for (std::int64_t i = 0; i < count; ++i) body(expert[i], static_cast<int>(items.size[i]));

@@ -114,7 +114,8 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
   for (std::int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
     MOEGRAD_CHECK(v <= INT_MAX, "matmul", "size {} exceeds the BLAS integer range", v);
   const int threads = omp_get_max_threads();
-  if (batch >= threads && threads > 1 && !omp_in_parallel() && blas_calls_may_run_side_by_side()) {
+  if (batch >= threads && threads > 1 && batch * g.m * g.n * g.k >= kSplitMacs && !omp_in_parallel() &&
+      blas_calls_may_run_side_by_side()) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t i = 0; i < batch; ++i)  // equal products side by side, one BLAS call per thread
       blas_call(to_col_major(g), alpha, b + b_off[i], a + a_off[i], beta, c + c_off[i]);
@@ -123,13 +124,13 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
   for (std::int64_t i = 0; i < batch; ++i) gemm_one(g, alpha, a + a_off[i], b + b_off[i], beta, c + c_off[i]);
 }
 
-std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads) {
+std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads, std::int64_t macs_per_size) {
   const auto count = static_cast<std::int64_t>(items.size.size());
   if (threads < 2 || count < threads || omp_in_parallel()) return {};
   if (!blas_calls_may_run_side_by_side()) return {};
   const std::int64_t total = std::accumulate(items.size.begin(), items.size.end(), std::int64_t{0});
   const std::int64_t largest = *std::max_element(items.size.begin(), items.size.end());
-  if (largest * threads > total) return {};
+  if (largest * threads > total || total * macs_per_size < kSplitMacs) return {};
   std::vector<std::int64_t> order(static_cast<std::size_t>(count));
   std::iota(order.begin(), order.end(), std::int64_t{0});
   std::stable_sort(order.begin(), order.end(),
@@ -146,7 +147,8 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
     (items.vary_k ? gi.k : gi.m) = items.size[i];
     gemm_strided<T>(gi, alpha, a, b, beta, c, 1, &items.a_off[i], &items.b_off[i], &items.c_off[i]);
   };
-  const std::vector<std::int64_t> order = side_by_side_order(items, omp_get_max_threads());
+  const std::vector<std::int64_t> order =
+      side_by_side_order(items, omp_get_max_threads(), items.vary_k ? g.m * g.n : g.n * g.k);
   if (order.empty()) {
     for (std::int64_t i = 0; i < count; ++i) one(i);
     return;

@@ -73,8 +73,9 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 
 // The order in which gemm_grouped runs the items side by side (largest first), or empty when
 // it runs them one after another: fewer items than threads, one thread, already inside a
-// parallel region, a pthread OpenBLAS, or an item above one thread's share of the total size.
-std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads);
+// parallel region, a pthread OpenBLAS, an item above one thread's share of the total size, or
+// too little work in all (macs_per_size: multiply-adds per unit of an item's size).
+std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads, std::int64_t macs_per_size);
 
 extern template void gemm_grouped<float>(const RowMajorGemm&, float, const float*, const float*,
                                          float, float*, const GemmGroups&);

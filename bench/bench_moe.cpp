@@ -469,26 +469,18 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     // Backward in the step's order. Each phase's output gradient is drawn outside the timers,
     // and what a finished phase leaves (its output, the leaf gradients) is dropped at once, so
     // the phases never hold more than the step does (compare_cpu's RSS method counts them).
-    t0 = now_ms();
-    out.backward(g);
-    s.combine_b = now_ms() - t0;
-    out = Variable();
+    const auto backward_ms = [](Variable& v, const Tensor& grad) {  // then drops v
+      const double start = now_ms();
+      v.backward(grad);
+      const double ms = now_ms() - start;
+      v = Variable();
+      return ms;
+    };
+    s.combine_b = backward_ms(out, g);
     expert_leaf = Variable();
-    {
-      const Tensor g_exp = core::randn(expert_out.shape(), topt, &bench_gen);
-      t0 = now_ms();
-      expert_out.backward(g_exp);
-      s.experts_b = now_ms() - t0;
-    }
-    expert_out = Variable();
+    s.experts_b = backward_ms(expert_out, core::randn(expert_out.shape(), topt, &bench_gen));
     buffer_leaf = Variable();
-    {
-      const Tensor g_buf = core::randn(buffer.shape(), topt, &bench_gen);
-      t0 = now_ms();
-      buffer.backward(g_buf);
-      s.dispatch_b = now_ms() - t0;
-    }
-    buffer = Variable();
+    s.dispatch_b = backward_ms(buffer, core::randn(buffer.shape(), topt, &bench_gen));
     const Tensor g_w = core::randn(p.gate.weights.shape(), topt, &bench_gen);
     const Tensor g_s = core::randn(p.scale.shape(), topt, &bench_gen);
     // The gate's graph receives the weights' gradient (combine) and, straight-through, the

@@ -41,8 +41,9 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   MOEGRAD_CHECK(offsets.numel() == num_experts_ + 1, op, "offsets must have num_experts + 1 = {} entries, got {}",
                 num_experts_ + 1, core::describe(offsets));
   // The Linear biases b_in, b_out [E, w] start each group's GEMM output (beta = 1). GEGLU's
-  // multiplier needs one row per row: with equal row counts (the padded layout) a broadcast,
-  // whose gradient sums per expert; otherwise per-row expert ids pick it (index_select, whose
+  // multiplier [E, hidden]: with equal row counts (the padded layout, or every expert at
+  // capacity) h is viewed [E, m, 2 hidden] and the multiplier broadcast as [E, 1, hidden]
+  // (nothing per row is built); otherwise per-row expert ids pick it (index_select, whose
   // gradient sums it back by index_add).
   const Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
   const std::vector<std::int64_t> o = off.to_vector<std::int64_t>();
@@ -50,11 +51,11 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   bool uniform = true;
   for (std::int64_t e = 0; e <= E; ++e) uniform = uniform && o[e] == e * m;
   const Variable& mult = parameter("mult_bias");  // [E, hidden]
-  const Variable mult_rows =
-      uniform ? ag::reshape(ag::expand(ag::unsqueeze(mult, 1), {E, m, hidden_}), {R, hidden_})
-              : ag::index_select(mult, 0, core::to_device(moe::row_experts(off), rows.value().device()));
-  Variable h = ag::grouped_matmul(rows, w_in, off, true, parameter("b_in"));
-  Variable act = ag::geglu(h, mult_rows);  // GEGLU: (gelu(gate) * value) * mult, fused
+  const Variable h = ag::grouped_matmul(rows, w_in, off, true, parameter("b_in"));  // [R, 2 hidden]
+  // GEGLU: (gelu(gate) * value) * mult, fused
+  const Variable act =
+      uniform ? ag::reshape(ag::geglu(ag::reshape(h, {E, m, 2 * hidden_}), ag::unsqueeze(mult, 1)), {R, hidden_})
+              : ag::geglu(h, ag::index_select(mult, 0, core::to_device(moe::row_experts(off), rows.value().device())));
   return ag::grouped_matmul(act, parameter("w_out"), off, true, parameter("b_out"));
 }
 

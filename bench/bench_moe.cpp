@@ -296,8 +296,8 @@ class CblasReference final : public GemmReference {
 
  private:
   // body(e, rows) for each expert with rows, scheduled as core's grouped GEMM schedules them
-  // (cpu::gemm_grouped): side by side, one expert per OpenMP thread (single-threaded BLAS) and
-  // largest first, when the experts balance over the threads; else one after another.
+  // (cpu::for_each_gemm_item): side by side, one expert per OpenMP thread (single-threaded BLAS)
+  // and largest first, when the experts balance over the threads; else one after another.
   template <class Body>
   static void for_experts(const std::vector<std::int64_t>& per_expert, std::int64_t macs_per_row, Body body) {
     core::cpu::GemmGroups items;
@@ -307,17 +307,9 @@ class CblasReference final : public GemmReference {
         items.add(per_expert[e], 0, 0, 0);
         expert.push_back(static_cast<std::int64_t>(e));
       }
-    const std::vector<std::int64_t> order = core::cpu::side_by_side_order(items, omp_get_max_threads(), macs_per_row);
-    const auto count = static_cast<std::int64_t>(expert.size());
-    if (order.empty()) {
-      for (std::int64_t i = 0; i < count; ++i) body(expert[i], static_cast<int>(items.size[i]));
-      return;
-    }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (std::int64_t j = 0; j < count; ++j) {
-      const std::int64_t i = order[static_cast<std::size_t>(j)];
-      body(expert[i], static_cast<int>(items.size[i]));
-    }
+    core::cpu::for_each_gemm_item(items, macs_per_row, [&](std::int64_t i) {
+      body(expert[static_cast<std::size_t>(i)], static_cast<int>(items.size[static_cast<std::size_t>(i)]));
+    });
   }
 
   // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (OpenBLAS kernels; one product is split

@@ -55,9 +55,18 @@ void scale_rows(T* c, std::int64_t m, std::int64_t n, std::int64_t ldc, T beta) 
 // Below this many multiply-adds one GEMM is one BLAS call (OpenBLAS then picks its threads).
 constexpr std::int64_t kSplitMacs = std::int64_t{1} << 18;
 
-// Whether a BLAS call may run on its own here, next to others: not from the threads of a
-// pthread OpenBLAS build, whose concurrent calls would contend for its one thread pool.
-bool blas_calls_may_run_side_by_side() { return openblas_get_parallel() != 1; }
+// Whether moegrad may spread BLAS calls over its `threads` OpenMP threads here, one
+// single-threaded call each: more than one thread, not already inside a parallel region, and
+// not a pthread OpenBLAS build, whose concurrent calls would contend for its one thread pool.
+bool may_thread_blas_calls(int threads) {
+  return threads > 1 && !omp_in_parallel() && openblas_get_parallel() != 1;
+}
+
+// Sizes the BLAS takes as int.
+void check_blas_range(const RowMajorGemm& g) {
+  for (std::int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
+    MOEGRAD_CHECK(v <= INT_MAX, "matmul", "size {} exceeds the BLAS integer range", v);
+}
 
 // One product over `threads` threads: C's rows (or its columns when m < n / 4) in contiguous
 // blocks, one single-threaded BLAS call per thread. OpenBLAS 0.3.21's own threading does worse
@@ -93,8 +102,7 @@ void gemm_split(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, 
 template <class T>
 void gemm_one(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c) {
   const int threads = omp_get_max_threads();
-  if (threads > 1 && g.m * g.n * g.k >= kSplitMacs && std::max(g.m, g.n) >= threads && !omp_in_parallel() &&
-      blas_calls_may_run_side_by_side())
+  if (g.m * g.n * g.k >= kSplitMacs && std::max(g.m, g.n) >= threads && may_thread_blas_calls(threads))
     gemm_split(g, alpha, a, b, beta, c, threads);
   else
     blas_call(to_col_major(g), alpha, b, a, beta, c);
@@ -111,11 +119,9 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
     for (std::int64_t i = 0; i < batch; ++i) scale_rows(c + c_off[i], g.m, g.n, g.ldc, beta);
     return;
   }
-  for (std::int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
-    MOEGRAD_CHECK(v <= INT_MAX, "matmul", "size {} exceeds the BLAS integer range", v);
+  check_blas_range(g);
   const int threads = omp_get_max_threads();
-  if (batch >= threads && threads > 1 && batch * g.m * g.n * g.k >= kSplitMacs && !omp_in_parallel() &&
-      blas_calls_may_run_side_by_side()) {
+  if (batch >= threads && batch * g.m * g.n * g.k >= kSplitMacs && may_thread_blas_calls(threads)) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t i = 0; i < batch; ++i)  // equal products side by side, one BLAS call per thread
       blas_call(to_col_major(g), alpha, b + b_off[i], a + a_off[i], beta, c + c_off[i]);
@@ -126,8 +132,7 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 
 std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads, std::int64_t macs_per_size) {
   const auto count = static_cast<std::int64_t>(items.size.size());
-  if (threads < 2 || count < threads || omp_in_parallel()) return {};
-  if (!blas_calls_may_run_side_by_side()) return {};
+  if (count < threads || !may_thread_blas_calls(threads)) return {};
   const std::int64_t total = std::accumulate(items.size.begin(), items.size.end(), std::int64_t{0});
   const std::int64_t largest = *std::max_element(items.size.begin(), items.size.end());
   if (largest * threads > total || total * macs_per_size < kSplitMacs) return {};
@@ -141,24 +146,17 @@ std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int thread
 template <class T>
 void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
                   const GemmGroups& items) {
-  const auto count = static_cast<std::int64_t>(items.size.size());
-  const auto one = [&](std::int64_t i) {
+  if (items.size.empty()) return;
+  // No exception may leave a parallel region: gemm_strided's only throw is the size check,
+  // made here first for the largest item.
+  RowMajorGemm largest = g;
+  (items.vary_k ? largest.k : largest.m) = *std::max_element(items.size.begin(), items.size.end());
+  check_blas_range(largest);
+  for_each_gemm_item(items, items.vary_k ? g.m * g.n : g.n * g.k, [&](std::int64_t i) {
     RowMajorGemm gi = g;
     (items.vary_k ? gi.k : gi.m) = items.size[i];
     gemm_strided<T>(gi, alpha, a, b, beta, c, 1, &items.a_off[i], &items.b_off[i], &items.c_off[i]);
-  };
-  const std::vector<std::int64_t> order =
-      side_by_side_order(items, omp_get_max_threads(), items.vary_k ? g.m * g.n : g.n * g.k);
-  if (order.empty()) {
-    for (std::int64_t i = 0; i < count; ++i) one(i);
-    return;
-  }
-  // No exception may leave the parallel region: gemm_strided's only throw is the size check.
-  const std::int64_t largest = items.size[static_cast<std::size_t>(order.front())];
-  for (std::int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc, largest})
-    MOEGRAD_CHECK(v <= INT_MAX, "matmul", "size {} exceeds the BLAS integer range", v);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (std::int64_t j = 0; j < count; ++j) one(order[static_cast<std::size_t>(j)]);  // single-threaded BLAS here
+  });
 }
 
 template void gemm_grouped<float>(const RowMajorGemm&, float, const float*, const float*, float,

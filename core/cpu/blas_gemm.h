@@ -1,6 +1,8 @@
 // GEMM on row-major strided matrices through CBLAS (OpenBLAS). The row-major -> column-major
 // convention is written once here (to_col_major) so the cuBLAS path can reuse it.
 #pragma once
+#include <omp.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -76,6 +78,21 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 // parallel region, a pthread OpenBLAS, an item above one thread's share of the total size, or
 // too little work in all (macs_per_size: multiply-adds per unit of an item's size).
 std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int threads, std::int64_t macs_per_size);
+
+// Calls body(i) for every item i as gemm_grouped schedules them: side by side in
+// side_by_side_order's order when it gives one (body then runs on OpenMP threads and must not
+// throw), else one after another in item order.
+template <class Body>
+void for_each_gemm_item(const GemmGroups& items, std::int64_t macs_per_size, Body body) {
+  const auto count = static_cast<std::int64_t>(items.size.size());
+  const std::vector<std::int64_t> order = side_by_side_order(items, omp_get_max_threads(), macs_per_size);
+  if (order.empty()) {
+    for (std::int64_t i = 0; i < count; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t j = 0; j < count; ++j) body(order[static_cast<std::size_t>(j)]);
+}
 
 extern template void gemm_grouped<float>(const RowMajorGemm&, float, const float*, const float*,
                                          float, float*, const GemmGroups&);

@@ -178,6 +178,14 @@ Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b) {
   return out;
 }
 
+std::int64_t equal_group_rows(const std::vector<std::int64_t>& off) {
+  if (off.size() < 2) return -1;
+  const std::int64_t m = off[1];
+  for (std::size_t e = 0; e < off.size(); ++e)
+    if (off[e] != static_cast<std::int64_t>(e) * m) return -1;
+  return m;
+}
+
 bool rows_distinct(const Tensor& row, std::int64_t num_rows) {
   const char* op = "rows_distinct";
   check_defined(op, row, "row");
@@ -210,10 +218,8 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   Tensor out = empty({x.size(0), out_cols}, {dt, dev});
   if (out.numel() == 0) return out;
   if (bias.defined()) {  // each group's rows start as its bias row; the GEMM then adds (beta = 1)
-    const std::int64_t E = w.size(0), m = off[1];
-    bool uniform = true;
-    for (std::int64_t e = 0; e <= E; ++e) uniform = uniform && off[e] == e * m;
-    if (uniform) {
+    const std::int64_t E = w.size(0), m = equal_group_rows(off);
+    if (m >= 0) {
       copy_(reshape(out, {E, m, out_cols}), unsqueeze(bias, 1));  // copy_ broadcasts the source
     } else {
       for (std::int64_t e = 0; e < E; ++e)
@@ -248,10 +254,8 @@ Tensor grouped_row_sums(const Tensor& y, const Tensor& offsets) {
   check_defined(op, y, "y");
   check_matrix(op, y, "y", "[R, b]");
   const auto off = read_offsets(op, offsets, -1, y.size(0));
-  const std::int64_t E = static_cast<std::int64_t>(off.size()) - 1, m = E > 0 ? off[1] : 0, b = y.size(1);
-  bool uniform = E > 0 && m > 0;
-  for (std::int64_t e = 0; e <= E && uniform; ++e) uniform = off[e] == e * m;
-  if (uniform) return sum(reshape(y, {E, m, b}), {1});  // equal groups: one reduction
+  const std::int64_t E = static_cast<std::int64_t>(off.size()) - 1, m = equal_group_rows(off), b = y.size(1);
+  if (m > 0) return sum(reshape(y, {E, m, b}), {1});  // equal groups: one reduction
   Tensor out = zeros({E, b}, {y.dtype(), y.device()});
   for (std::int64_t e = 0; e < E; ++e)
     if (off[e + 1] > off[e]) copy_(select(out, 0, e), sum(narrow(y, 0, off[e], off[e + 1] - off[e]), {0}));

@@ -4,6 +4,7 @@
 // accepted (copied contiguous). Offsets are a small i64 tensor on the CPU.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -52,6 +53,10 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
 // Per group, the sum of y's rows: y [R, b] -> [E, b] (the bias gradient of grouped_matmul;
 // empty groups give 0).
 Tensor grouped_row_sums(const Tensor& y, const Tensor& offsets);
+
+// m when group offsets off [E + 1] are 0, m, 2m, ..., E m (equal groups: the padded layout, or
+// every expert at capacity), else -1 (also for E = 0). Equal groups are one [E, m, ...] view.
+std::int64_t equal_group_rows(const std::vector<std::int64_t>& off);
 
 // The weight gradient of grouped_matmul, in w's layout (E = offsets.numel() - 1):
 // [E, a, b] = x_e^T @ gy_e, or [E, b, a] = gy_e^T @ x_e with transpose_w. Empty groups give 0.

@@ -47,9 +47,8 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   // gradient sums it back by index_add).
   const Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
   const std::vector<std::int64_t> o = off.to_vector<std::int64_t>();
-  const std::int64_t E = num_experts_, R = o.back(), m = o[1];
-  bool uniform = true;
-  for (std::int64_t e = 0; e <= E; ++e) uniform = uniform && o[e] == e * m;
+  const std::int64_t E = num_experts_, R = o.back(), m = core::equal_group_rows(o);
+  const bool uniform = m >= 0;
   const Variable& mult = parameter("mult_bias");  // [E, hidden]
   const Variable h = ag::grouped_matmul(rows, w_in, off, true, parameter("b_in"));  // [R, 2 hidden]
   // GEGLU: (gelu(gate) * value) * mult, fused

@@ -51,21 +51,25 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
   return out;
 }
 
+// The result buffer of an op with an optional output: `given` when defined (it must be a
+// contiguous tensor of the result's shape, dtype and device; it may alias an input that the op
+// reads at the same index before writing), else a fresh one.
+Tensor output_buffer(const char* op, const char* what, const Tensor& given, const Shape& shape, DType dtype,
+                     Device device) {
+  if (!given.defined()) return empty(shape, {dtype, device});
+  MOEGRAD_CHECK(given.shape() == shape && given.dtype() == dtype && given.device() == device && given.is_contiguous(),
+                op, "{} {} on {} must be a contiguous {} tensor of shape {} on {}", what, describe(given),
+                given.device().str(), dtype_name(dtype), shape_str(shape), device.str());
+  return given;
+}
+
 // Derivative kernels: fn(gy, x), gy broadcast to x's shape. `out` (optional) receives the
-// result: x's shape and dtype, contiguous; it may be gy itself (each element is read before it is
-// written, at the same index).
+// result and may be gy itself (each element is read before it is written, at the same index).
 template <class Fn>
 Tensor backward_map(const char* op, const Tensor& gy, const Tensor& x, Fn fn, const Tensor& given_out) {
-  common_device(op, {&gy, &x});
+  const Device device = common_device(op, {&gy, &x});
   const DType dtype = common_dtype(op, {&gy, &x});
-  Tensor out = given_out;
-  if (out.defined()) {
-    common_device(op, {&out, &x});
-    MOEGRAD_CHECK(out.shape() == x.shape() && out.dtype() == x.dtype() && out.is_contiguous(), op,
-                  "out {} must be a contiguous tensor shaped like x {}", describe(out), describe(x));
-  } else {
-    out = empty_like(x);
-  }
+  const Tensor out = output_buffer(op, "out", given_out, x.shape(), dtype, device);
   const Tensor g = expand(gy, x.shape());
   visit_floating(dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -206,20 +210,11 @@ std::array<Tensor, 2> geglu_backward(const Tensor& gy, const Tensor& h, const Te
   const GegluOperands g = geglu_operands(op, h, mult);
   Shape full = g.shape;
   full.back() *= 2;
-  // A given output buffer: the right shape, dtype and device, contiguous.
-  const auto take = [&](const Tensor& given, const Shape& shape, const char* what) {
-    if (!given.defined()) return empty(shape, {g.dtype, device});
-    common_device(op, {&given, &h});
-    MOEGRAD_CHECK(given.shape() == shape && given.dtype() == g.dtype && given.is_contiguous(), op,
-                  "{} {} must be a contiguous {} tensor of shape {}", what, describe(given), dtype_name(g.dtype),
-                  shape_str(shape));
-    return given;
-  };
   const std::array<Tensor, 4> ins{expand(to_dtype(gy, g.dtype), g.shape), to_dtype(g.value, g.dtype),
                                   to_dtype(g.gate, g.dtype), expand(to_dtype(mult, g.dtype), g.shape)};
   std::array<Tensor, 2> grads;
-  if (need_h) grads[0] = take(dh_out, full, "dh_out");
-  if (need_mult) grads[1] = take(dmult_out, g.shape, "dmult_out");
+  if (need_h) grads[0] = output_buffer(op, "dh_out", dh_out, full, g.dtype, device);
+  if (need_mult) grads[1] = output_buffer(op, "dmult_out", dmult_out, g.shape, g.dtype, device);
   const std::int64_t H = g.shape.back();
   visit_floating(g.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -145,3 +145,34 @@ TEST_CASE("elementwise: the vectorisable f32 erf behind GELU is within 5e-7 of e
   const Tensor exact = gelu(to_dtype(x, DType::f64));
   CHECK(amax(abs(sub(to_dtype(gelu(x), DType::f64), exact))).item<double>() < 1e-6);
 }
+
+TEST_CASE("elementwise: derivative kernels and geglu_backward write into a given output, which may be an input") {
+  const Tensor x = from_vector<double>({-1.5, -0.2, 0.0, 0.3, 2.0, 4.0}, {2, 3});
+  const Tensor gy = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  const auto want = gelu_backward(gy, x).to_vector<double>();
+  const Tensor out = clone(gy);
+  CHECK(gelu_backward(out, x, out).storage() == out.storage());  // in place over the incoming gradient
+  CHECK(out.to_vector<double>() == want);
+  CHECK_THROWS_WITH_AS(gelu_backward(gy, x, zeros({3, 2}, {DType::f64})),
+                       Contains("[gelu_backward] out f64(3, 2) on cpu must be a contiguous f64 tensor of shape (2, 3) on cpu"), Error);
+  CHECK_THROWS_WITH_AS(leaky_relu_backward(gy, x, 0.0, zeros({2, 3}, {DType::f32})),
+                       Contains("[leaky_relu_backward] out f32(2, 3) on cpu must be a contiguous f64 tensor of shape (2, 3)"), Error);
+  CHECK_THROWS_WITH_AS(silu_backward(gy, x, transpose(zeros({3, 2}, {DType::f64}), 0, 1)),
+                       Contains("[silu_backward] out"), Error);
+
+  // geglu: d h over h, d mult over gy, the same numbers as fresh buffers.
+  const Tensor h = from_vector<double>({0.5, -1.0, 2.0, 0.1, 1.5, -0.3, -2.0, 0.7, 0.2, 1.1, -0.4, 0.9}, {2, 6});
+  const Tensor mult = from_vector<double>({1.0, 0.5, 2.0}, {3});
+  const auto fresh = geglu_backward(gy, h, mult, true, true);
+  const Tensor h_buf = clone(h), gy_buf = clone(gy);
+  const auto reused = geglu_backward(gy_buf, h_buf, mult, true, true, h_buf, gy_buf);
+  CHECK(reused[0].storage() == h_buf.storage());
+  CHECK(reused[1].storage() == gy_buf.storage());
+  CHECK(reused[0].to_vector<double>() == fresh[0].to_vector<double>());
+  CHECK(reused[1].to_vector<double>() == fresh[1].to_vector<double>());
+  CHECK_THROWS_WITH_AS(geglu_backward(gy, h, mult, true, true, zeros({2, 3}, {DType::f64})),
+                       Contains("[geglu_backward] dh_out f64(2, 3) on cpu must be a contiguous f64 tensor of shape (2, 6)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(geglu_backward(gy, h, mult, false, true, Tensor{}, zeros({2, 6}, {DType::f64})),
+                       Contains("[geglu_backward] dmult_out"), Error);
+}

@@ -23,8 +23,8 @@ flags given on the command line override the file.
 task and model
   --task T               clustered-regression (default) or sequence (permuted copy of tokens)
   --model M              st_moe (default), lucidrains, hierarchical, or dense (the baseline:
-                         GEGLU feed-forwards as wide as gives the st_moe model's active
-                         parameters per token, to within 3 x dim + 3 per layer)
+                         GEGLU feed-forwards whose width gives the active parameters per
+                         token closest to the st_moe model's: within (3 x dim + 3) / 2 a layer)
   --experts N            experts per MoE layer (default 16; hierarchical: outer x inner)
   --experts-outer N      hierarchical: outer experts (default 2)
   --top-n K              experts per token (st_moe; lucidrains/hierarchical are top-2)

@@ -112,20 +112,28 @@ std::string read_all(const std::string& path) {
 }
 }  // namespace
 
-MetricsFile::MetricsFile(const std::string& path) : path_(path), fd_(open_append(path)) {}
+MetricsFile::MetricsFile(const std::string& path) : path_(path), fd_(open_append(path)) {
+  struct stat st {};
+  regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+}
 
 MetricsFile::~MetricsFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
 MetricsFile::MetricsFile(MetricsFile&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), locked_(other.locked_), dropped_(other.dropped_) {}
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      regular_(other.regular_),
+      locked_(other.locked_),
+      dropped_(other.dropped_) {}
 
 MetricsFile& MetricsFile::operator=(MetricsFile&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
+    regular_ = other.regular_;
     locked_ = other.locked_;
     dropped_ = other.dropped_;
   }
@@ -133,6 +141,7 @@ MetricsFile& MetricsFile::operator=(MetricsFile&& other) noexcept {
 }
 
 void MetricsFile::lock() {
+  if (!regular_) return;  // /dev/null, /dev/stderr or a pipe: nothing to protect, and shared
   // The lock must be on the file the name refers to: if another run replaced the file between
   // our open and our lock (keep_until renames), open the new one and lock that.
   for (int attempt = 0;; ++attempt) {
@@ -149,16 +158,19 @@ void MetricsFile::lock() {
 }
 
 std::int64_t MetricsFile::size() const {
+  if (!regular_) return 0;
   struct stat st {};
   if (::fstat(fd_, &st) != 0) fail("metrics", "cannot stat '{}': {}", path_, std::strerror(errno));
   return static_cast<std::int64_t>(st.st_size);
 }
 
 void MetricsFile::truncate() {
-  if (::ftruncate(fd_, 0) != 0) fail("metrics", "cannot truncate '{}': {}", path_, std::strerror(errno));
+  if (regular_ && ::ftruncate(fd_, 0) != 0) fail("metrics", "cannot truncate '{}': {}", path_, std::strerror(errno));
 }
 
 std::int64_t MetricsFile::keep_until(std::int64_t step) {
+  dropped_ = 0;
+  if (!regular_) return 0;
   const std::string text = read_all(path_);
   std::string kept;
   std::int64_t dropped = 0;

@@ -51,7 +51,8 @@ class MetricsFile {
 
   bool is_open() const { return fd_ >= 0; }
   const std::string& path() const { return path_; }
-  // Takes the file's run lock (run_lock.h) or throws naming the process that holds it.
+  // Takes the file's run lock (run_lock.h) or throws naming the process that holds it. Files
+  // that are not regular files (/dev/null, a pipe) are neither locked, truncated nor rewritten.
   void lock();
   std::int64_t size() const;  // bytes in the file now
   void truncate();            // a fresh run with --overwrite
@@ -68,6 +69,7 @@ class MetricsFile {
  private:
   std::string path_;
   int fd_ = -1;
+  bool regular_ = false;  // a regular file; others (/dev/null, a pipe) are only appended to
   bool locked_ = false;
   std::int64_t dropped_ = 0;
 };

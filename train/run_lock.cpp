@@ -56,9 +56,9 @@ void lock_or_fail(int fd, const std::string& path, const std::string& what) {
 FolderLock::FolderLock(const std::string& dir, const std::string& what) : dir_(dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
+  if (ec) fail("train", "cannot create {} '{}': {}", what, dir_, ec.message());
   fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd_ < 0)
-    fail("train", "cannot open {} '{}': {}", what, dir_, ec ? ec.message() : std::string(std::strerror(errno)));
+  if (fd_ < 0) fail("train", "cannot open {} '{}': {}", what, dir_, std::strerror(errno));
   try {
     lock_or_fail(fd_, dir_, what);
   } catch (...) {

@@ -272,11 +272,12 @@ std::vector<std::string> Trainer::checkpoints_to_replace(bool resumed) const {
   const auto last = CheckpointDir::step_of(later.back()).value_or(0);
   const std::string which = later.size() == 1 ? fmt::format("a checkpoint (step {})", first)
                                               : fmt::format("{} checkpoints (steps {} to {})", later.size(), first, last);
+  const char* them = later.size() == 1 ? "it" : "them";
   if (config_.resume == "none")
-    fail("train", "--resume none but '{}' already holds {}: pass --overwrite to remove them and start afresh, or "
-         "--resume auto to continue", ckpt_dir_->dir(), which);
-  fail("train", "'{}' holds {} past step {}, where this run starts, which it would replace: pass --overwrite to "
-       "remove them", ckpt_dir_->dir(), which, step_);
+    fail("train", "--resume none but '{}' already holds {}: pass --overwrite to remove {} and start afresh, or "
+         "--resume auto to continue", ckpt_dir_->dir(), which, them);
+  fail("train", "'{}' holds {} past step {}, where this run starts, and this run would replace {}: pass --overwrite to "
+       "remove {}", ckpt_dir_->dir(), which, step_, them, them);
 }
 
 MetricsFile Trainer::open_metrics(bool resumed) {

@@ -110,6 +110,13 @@ TEST_CASE("runs: two runs cannot share a metrics file") {
   a.lock();
   CHECK_THROWS_WITH_AS(b.lock(), has("the metrics file '" + tmp.file("m.jsonl") + "' is in use by another run"),
                        Error);
+  // Not regular files (shared by nature) are not locked, sized, truncated or rewritten.
+  train::MetricsFile n1("/dev/null"), n2("/dev/null");
+  n1.lock();
+  n2.lock();
+  CHECK(n2.size() == 0);
+  CHECK(n2.keep_until(0) == 0);
+  n2.write(json::Value::object().set("step", 1));
 }
 
 TEST_CASE("runs: metrics lines from concurrent writers stay whole") {

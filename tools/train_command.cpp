@@ -23,7 +23,8 @@ flags given on the command line override the file.
 task and model
   --task T               clustered-regression (default) or sequence (permuted copy of tokens)
   --model M              st_moe (default), lucidrains, hierarchical, or dense (the baseline:
-                         GEGLU feed-forwards with the active parameters of top_n experts)
+                         GEGLU feed-forwards whose width gives the active parameters per
+                         token closest to the st_moe model's: within (3 x dim + 3) / 2 a layer)
   --experts N            experts per MoE layer (default 16; hierarchical: outer x inner)
   --experts-outer N      hierarchical: outer experts (default 2)
   --top-n K              experts per token (st_moe; lucidrains/hierarchical are top-2)
@@ -54,12 +55,17 @@ evaluation, logging and checkpoints
   --eval-every N, --eval-batches N   evaluate every N steps on N fixed batches (default 200, 4)
   --log-every N          log (and write metrics) every N steps (default 10)
   --no-progress          plain log lines even on a terminal
-  --metrics FILE         append one JSON object per logged step: losses, lr, grad norm,
-                         per-layer tokens per expert, dropped fraction, dead experts
+  --metrics FILE         one JSON object per logged step: losses, lr, grad norm, per-layer
+                         tokens per expert, dropped fraction, dead experts. A resumed run
+                         appends (dropping records past the step it resumes from); a fresh
+                         run refuses a non-empty file unless --overwrite
   --ckpt-dir DIR         write checkpoints DIR/step-<step>.h5 (HDF5, atomic)
   --ckpt-every N         every N steps, and at the end (default 250)
   --keep-last N          keep the newest N checkpoints (default 3; 0 = all)
-  --resume auto|PATH|none   auto (default): the newest complete checkpoint in --ckpt-dir
+  --resume auto|PATH|none   auto (default): the newest complete checkpoint in --ckpt-dir.
+                         A run refuses a --ckpt-dir with checkpoints past its start (any, for
+                         --resume none) unless --overwrite; one run per folder (locked)
+  --overwrite            remove those checkpoints at start and empty a fresh run's --metrics
   --stop-at STEP         end the run after STEP with a checkpoint, as an interruption would;
                          resuming continues the same schedule to --steps
   --config FILE.json     read options from a JSON file
@@ -154,13 +160,7 @@ int run_train_command(int argc, char** argv) {
   try {
     train::TrainConfig config = parse(argc, argv);
     train::Trainer trainer(config);
-    const train::TrainResult r = trainer.run();
-    std::string summary = fmt::format("done: steps {}..{} in {:.1f} s, last loss {:.5f}, eval loss {:.5f}", r.start_step,
-                                      r.end_step, r.wall_s, r.last_loss, r.eval_loss);
-    if (r.eval_accuracy >= 0) summary += fmt::format(", eval accuracy {:.3f}", r.eval_accuracy);
-    fmt::print(stderr, "{}\n", summary);
-    if (!r.last_checkpoint.empty()) fmt::print(stderr, "checkpoint: {}\n", r.last_checkpoint);
-    if (!config.metrics.empty()) fmt::print(stderr, "metrics: {}\n", config.metrics);
+    fmt::print(stderr, "{}\n", trainer.run().summary());
     return 0;
   } catch (const UsageError& e) {
     fmt::print(stderr, "moegrad train: {} (see moegrad train --help)\n", e.what());

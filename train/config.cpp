@@ -54,6 +54,7 @@ void fields(TrainConfig& c, Visit&& v) {
   v("keep_last", c.keep_last);
   v("resume", c.resume);
   v("stop_at", c.stop_at);
+  v("overwrite", c.overwrite);
 }
 
 template <class T>

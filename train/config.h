@@ -47,6 +47,7 @@ struct TrainConfig {
   std::int64_t keep_last = 3;
   std::string resume = "auto";      // auto, none, or a checkpoint path
   std::int64_t stop_at = 0;         // > 0: end after this step with a checkpoint
+  bool overwrite = false;           // may remove checkpoints past the start and empty a fresh run's metrics
 
   json::Value to_json() const;
   // Keys not given keep their defaults; unknown keys and bad values throw "[config] ...".

@@ -1,9 +1,12 @@
 #include "train/models.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <optional>
 
 #include "core/error.h"
+#include "layers/moe/routing.h"
 
 namespace moegrad::train {
 
@@ -22,6 +25,9 @@ struct FfOutput {
   std::optional<nn::moe::RoutingStats> stats;
 };
 
+// st-moe's Expert(dim, hidden): Linear(dim, 2 hidden), GEGLU's mult_bias (hidden), Linear(hidden, dim).
+std::int64_t st_expert_parameters(std::int64_t dim, std::int64_t hidden) { return 3 * dim * hidden + 3 * hidden + dim; }
+
 // One residual feed-forward: MoE of a given kind, or the dense GEGLU baseline.
 class FeedForward : public nn::Module {
  public:
@@ -36,7 +42,6 @@ class FeedForward : public nn::Module {
       m.balance_loss_coef = o.balance_loss_coef;
       m.router_z_loss_coef = o.router_z_loss_coef;
       st_ = register_module("moe", std::make_shared<nn::st::MoE>(o.dim, o.experts, m, f32, gen));
-      active_ = o.dim * o.experts + o.top_n * (3 * o.dim * o.hidden + 2 * o.hidden + o.dim);
     } else if (o.kind == "lucidrains" || o.kind == "hierarchical") {
       nn::lmoe::MoEOptions m;
       m.hidden_dim = o.hidden;
@@ -45,18 +50,16 @@ class FeedForward : public nn::Module {
       m.loss_coef = o.balance_loss_coef;
       if (o.kind == "lucidrains") {
         lm_ = register_module("moe", std::make_shared<nn::lmoe::MoE>(o.dim, o.experts, m, f32, gen));
-        active_ = o.dim * o.experts + 2 * 2 * o.dim * o.hidden;
       } else {
         const std::int64_t inner = o.experts / o.experts_outer;
         hm_ = register_module("moe", std::make_shared<nn::lmoe::HeirarchicalMoE>(
                                          o.dim, std::pair{o.experts_outer, inner}, m, f32, gen));
-        active_ = o.dim * o.experts_outer + 2 * o.dim * inner + 2 * 2 * o.dim * o.hidden;
       }
     } else {
-      dense_ = register_module("ff", std::make_shared<nn::st::Expert>(o.dim, hidden_mult_for(o.dim, o.top_n * o.hidden),
-                                                                     true, false, f32, gen));
-      active_ = 3 * o.dim * o.top_n * o.hidden + 2 * o.top_n * o.hidden + o.dim;
+      dense_ = register_module(
+          "ff", std::make_shared<nn::st::Expert>(o.dim, hidden_mult_for(o.dim, dense_hidden(o)), true, false, f32, gen));
     }
+    active_ = layer_active_parameters(o);
   }
 
   FfOutput forward(const Variable& x) {
@@ -128,6 +131,13 @@ class Stack : public nn::Module {
   std::vector<std::shared_ptr<FeedForward>> ffs_;
 };
 
+// A model's active parameters with its feed-forwards replaced by st_moe layers of the same options.
+std::int64_t as_st_moe(const ModelOptions& o, std::int64_t active) {
+  ModelOptions st = o;
+  st.kind = "st_moe";
+  return active + o.layers * (layer_active_parameters(st) - layer_active_parameters(o));
+}
+
 class RegressionModel : public TaskModel {
  public:
   RegressionModel(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim, core::Generator* gen) : o_(o) {
@@ -147,6 +157,7 @@ class RegressionModel : public TaskModel {
   std::int64_t active_parameters() const override {
     return in_->num_parameters() + out_->num_parameters() + (o_.layers + 1) * o_.dim + stack_->active();
   }
+  std::int64_t st_moe_active_parameters() const override { return as_st_moe(o_, active_parameters()); }
   std::string name() const override { return "RegressionModel"; }
 
  private:
@@ -178,6 +189,7 @@ class SequenceModel : public TaskModel {
   std::int64_t active_parameters() const override {
     return o_.dim + out_->num_parameters() + (o_.layers + 1) * o_.dim + stack_->active();
   }
+  std::int64_t st_moe_active_parameters() const override { return as_st_moe(o_, active_parameters()); }
   std::string name() const override { return "SequenceModel"; }
 
  private:
@@ -206,6 +218,55 @@ void check_model_options(const ModelOptions& o) {
                   "hierarchical needs experts = outer x inner with outer, inner >= 2; got {} experts, outer {}",
                   o.experts, o.experts_outer);
   MOEGRAD_CHECK(o.capacity_factor > 0, op, "capacity factor must be > 0, got {}", o.capacity_factor);
+}
+
+std::int64_t layer_active_parameters(const ModelOptions& o) {
+  if (o.kind == "st_moe") return o.dim * o.experts + o.top_n * st_expert_parameters(o.dim, o.hidden);
+  if (o.kind == "lucidrains") return o.dim * o.experts + 2 * 2 * o.dim * o.hidden;
+  if (o.kind == "hierarchical") {
+    const std::int64_t inner = o.experts / o.experts_outer;
+    return o.dim * o.experts_outer + 2 * o.dim * inner + 2 * 2 * o.dim * o.hidden;
+  }
+  return st_expert_parameters(o.dim, dense_hidden(o));
+}
+
+std::int64_t dense_hidden(const ModelOptions& o) {
+  ModelOptions st = o;
+  st.kind = "st_moe";
+  const std::int64_t target = layer_active_parameters(st), unit = 3 * o.dim + 3;
+  const std::int64_t below = std::max<std::int64_t>(1, (target - o.dim) / unit), above = below + 1;
+  const auto miss = [&](std::int64_t h) { return std::abs(st_expert_parameters(o.dim, h) - target); };
+  return miss(above) < miss(below) ? above : below;
+}
+
+std::string capacity_factor_note(const ModelOptions& o, std::int64_t group_size) {
+  if (o.kind == "dense" || o.dropless || group_size < 1 || !(o.capacity_factor > 0) || !std::isfinite(o.capacity_factor))
+    return "";
+  // The first gate's experts and minimum: st-moe's TopNGating takes min_expert_capacity from its
+  // options; lucidrains' Top2Gating (the outer gate of hierarchical) has a fixed minimum of 4.
+  const std::int64_t experts = o.kind == "hierarchical" ? o.experts_outer : o.experts;
+  const std::int64_t minimum = o.kind == "st_moe" ? nn::st::MoEOptions{}.min_expert_capacity : 4;
+  const auto capacity = [&](double cf) { return nn::moe::expert_capacity(group_size, cf, experts, minimum); };
+  const std::int64_t at = capacity(o.capacity_factor);
+  if (at > minimum) return "";
+  // The smallest factor that gives more than the minimum, if any (a factor of `experts` gives
+  // the whole group).
+  const double top = static_cast<double>(experts);
+  if (capacity(top) <= minimum)
+    return fmt::format(
+        "note: --capacity-factor {} has no effect: with {} tokens per sequence and {} experts the capacity is always "
+        "the minimum, {} (min_expert_capacity)",
+        o.capacity_factor, group_size, experts, minimum);
+  double lo = o.capacity_factor, hi = top;
+  for (int i = 0; i < 100 && lo < hi; ++i) {
+    const double mid = lo + (hi - lo) / 2;
+    if (mid <= lo || mid >= hi) break;
+    (capacity(mid) > minimum ? hi : lo) = mid;
+  }
+  return fmt::format(
+      "note: --capacity-factor {} gives capacity {} = the minimum (min_expert_capacity) for {} tokens per sequence and "
+      "{} experts: the factor has no effect below {:.4g}",
+      o.capacity_factor, at, group_size, experts, hi);
 }
 
 std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim,

@@ -1,6 +1,8 @@
 // The models `moegrad train` and the examples train: a feed-forward stack whose layers are MoE
-// layers (st-moe, lucidrains, hierarchical) or, for the baseline, dense GEGLU feed-forwards with
-// the same active parameters per token.
+// layers (st-moe, lucidrains, hierarchical) or, for the baseline, dense GEGLU feed-forwards whose
+// width gives the active parameters per token closest to the st_moe model of the same options
+// (dense_hidden: equal when 3 * dim + 3 divides the difference, otherwise within half of that
+// per layer; the training log prints both counts).
 //   regression: x [b, n, in] -> Linear -> L x (h + ff(RMSNorm(h))) -> RMSNorm -> Linear -> [b, n, out], MSE
 //   sequence:   ids [b, n] -> Embedding -> L x SparseMoEBlock (or dense block) -> RMSNorm ->
 //               Linear -> logits [b, n, vocab], cross-entropy and accuracy
@@ -17,7 +19,7 @@ namespace moegrad::train {
 struct ModelOptions {
   std::string kind = "st_moe";  // st_moe, lucidrains, hierarchical, dense
   std::int64_t dim = 32;
-  std::int64_t hidden = 64;     // each expert's hidden width (dense: top_n * hidden)
+  std::int64_t hidden = 64;     // each expert's hidden width (dense: see dense_hidden)
   std::int64_t experts = 8;     // hierarchical: outer * inner with outer = experts_outer
   std::int64_t experts_outer = 2;
   std::int64_t top_n = 2;       // st_moe; lucidrains and hierarchical are top-2
@@ -31,6 +33,18 @@ struct ModelOptions {
 };
 // "st_moe, lucidrains, hierarchical or dense"; throws for another kind.
 void check_model_options(const ModelOptions& o);
+
+// Parameters one token passes through in one feed-forward layer of kind o.kind: a MoE layer's
+// gate and the experts it is routed to (st_moe: top_n; lucidrains, hierarchical: 2), or the whole
+// dense feed-forward.
+std::int64_t layer_active_parameters(const ModelOptions& o);
+// The dense baseline's hidden width: the one whose layer's active parameters come closest to the
+// st_moe layer of the same options (each unit is 3 * dim + 3 parameters; ties go to the narrower).
+std::int64_t dense_hidden(const ModelOptions& o);
+// A line for the log when the capacity factor is too low to matter: for groups of group_size
+// tokens (a sequence) the layer's capacity rule (moe::expert_capacity) gives its minimum
+// capacity at this factor and every lower one. "" otherwise (and for dense or dropless).
+std::string capacity_factor_note(const ModelOptions& o, std::int64_t group_size);
 
 struct ModelOutput {
   ag::Variable loss;       // task loss (0-d)
@@ -46,6 +60,9 @@ class TaskModel : public nn::Module {
   virtual ModelOutput forward(const Batch& batch) = 0;
   // Parameters one token passes through (experts counted top_n times), for fair baselines.
   virtual std::int64_t active_parameters() const = 0;
+  // The same count for this model with st_moe layers: what a dense baseline stands for
+  // (= active_parameters() for st_moe).
+  virtual std::int64_t st_moe_active_parameters() const = 0;
 };
 
 std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim,

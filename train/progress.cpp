@@ -1,8 +1,17 @@
 #include "train/progress.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <utility>
 
 #include "core/error.h"
+#include "train/run_lock.h"
 
 namespace moegrad::train {
 
@@ -18,6 +27,9 @@ Progress::Progress(std::FILE* out, bool interactive, std::int64_t log_every)
     : out_(out), interactive_(interactive), log_every_(log_every) {}
 
 std::string Progress::format(const StepReport& r) const {
+  if (!r.skipped.empty())
+    return fmt::format("step {}/{}  skipped (loss or gradients NaN/Inf)  lr {:.2e}  {:.1f} ms/step  ETA {}", r.step,
+                       r.total, r.lr, r.ms_per_step, duration(r.eta_s));
   std::string s = fmt::format("step {}/{}  loss {:.5f}  aux {:.4f} (balance {:.4f}, z {:.4f})  lr {:.2e}", r.step,
                               r.total, r.loss, r.aux_loss, r.balance_loss, r.router_z_loss, r.lr);
   if (r.accuracy >= 0) s += fmt::format("  acc {:.3f}", r.accuracy);
@@ -51,15 +63,152 @@ void Progress::finish() {
   std::fflush(out_);
 }
 
-MetricsFile::MetricsFile(const std::string& path, bool append)
-    : path_(path), out_(path, append ? std::ios::app : std::ios::trunc) {
-  MOEGRAD_CHECK(out_.is_open(), "metrics", "cannot open '{}' for writing", path);
+namespace {
+int open_append(const std::string& path, int extra_flags = 0) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | extra_flags, 0644);
+  if (fd < 0) fail("metrics", "cannot open '{}' for writing: {}", path, std::strerror(errno));
+  return fd;
 }
 
-void MetricsFile::write(const json::Value& record) {
-  out_ << json::dump(record) << '\n';
-  out_.flush();
-  MOEGRAD_CHECK(out_.good(), "metrics", "cannot write to '{}'", path_);
+// The "step" of a metrics line; nullopt for a line that is not a record with an integer step.
+std::optional<std::int64_t> record_step(const std::string& line) {
+  try {
+    const json::Value v = json::parse(line);
+    const json::Value* step = v.is_object() ? v.find("step") : nullptr;
+    if (step && step->is_int()) return step->as_int();
+  } catch (const Error&) {
+  }
+  return std::nullopt;
 }
+
+void write_all(int fd, const std::string& text, const std::string& path) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("metrics", "cannot write to '{}': {}", path, n < 0 ? std::strerror(errno) : "nothing written");
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+std::string read_all(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("metrics", "cannot read '{}': {}", path, std::strerror(errno));
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      fail("metrics", "cannot read '{}': {}", path, std::strerror(e));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+}  // namespace
+
+MetricsFile::MetricsFile(const std::string& path) : path_(path), fd_(open_append(path)) {
+  struct stat st {};
+  regular_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+MetricsFile::~MetricsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+MetricsFile::MetricsFile(MetricsFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      regular_(other.regular_),
+      locked_(other.locked_),
+      dropped_(other.dropped_) {}
+
+MetricsFile& MetricsFile::operator=(MetricsFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(other.path_);
+    fd_ = std::exchange(other.fd_, -1);
+    regular_ = other.regular_;
+    locked_ = other.locked_;
+    dropped_ = other.dropped_;
+  }
+  return *this;
+}
+
+void MetricsFile::lock() {
+  if (!regular_) return;  // /dev/null, /dev/stderr or a pipe: nothing to protect, and shared
+  // The lock must be on the file the name refers to: if another run replaced the file between
+  // our open and our lock (keep_until renames), open the new one and lock that.
+  for (int attempt = 0;; ++attempt) {
+    lock_or_fail(fd_, path_, "the metrics file");
+    struct stat mine {}, named {};
+    if (::fstat(fd_, &mine) == 0 && ::stat(path_.c_str(), &named) == 0 && mine.st_dev == named.st_dev &&
+        mine.st_ino == named.st_ino)
+      break;
+    MOEGRAD_CHECK(attempt < 10, "metrics", "'{}' keeps being replaced by another process", path_);
+    ::close(fd_);
+    fd_ = open_append(path_);
+  }
+  locked_ = true;
+}
+
+std::int64_t MetricsFile::size() const {
+  if (!regular_) return 0;
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) fail("metrics", "cannot stat '{}': {}", path_, std::strerror(errno));
+  return static_cast<std::int64_t>(st.st_size);
+}
+
+void MetricsFile::truncate() {
+  if (regular_ && ::ftruncate(fd_, 0) != 0) fail("metrics", "cannot truncate '{}': {}", path_, std::strerror(errno));
+}
+
+std::int64_t MetricsFile::keep_until(std::int64_t step) {
+  dropped_ = 0;
+  if (!regular_) return 0;
+  const std::string text = read_all(path_);
+  std::string kept;
+  std::int64_t dropped = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t end = text.find('\n', i);
+    if (end == std::string::npos) {  // an unfinished last line
+      ++dropped;
+      break;
+    }
+    const std::string line = text.substr(i, end - i);
+    const auto s = record_step(line);
+    if (s && *s > step) ++dropped;
+    else kept.append(text, i, end + 1 - i);
+    i = end + 1;
+  }
+  dropped_ = dropped;
+  if (dropped == 0) return 0;
+  const std::string tmp = fmt::format("{}.tmp-{}", path_, ::getpid());
+  const int fd = open_append(tmp, O_TRUNC);
+  try {
+    if (locked_) lock_or_fail(fd, tmp, "the metrics file");
+    write_all(fd, kept, tmp);
+    if (::fsync(fd) != 0) fail("metrics", "cannot write '{}': {}", tmp, std::strerror(errno));
+    if (::rename(tmp.c_str(), path_.c_str()) != 0)
+      fail("metrics", "cannot replace '{}': {}", path_, std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd_);
+  fd_ = fd;
+  return dropped;
+}
+
+void MetricsFile::write(const json::Value& record) { write_line(json::dump(record) + "\n"); }
+
+void MetricsFile::write_line(const std::string& line) { write_all(fd_, line, path_); }
 
 }  // namespace moegrad::train

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "core/build_info.h"
 #include "core/error.h"
@@ -56,6 +57,24 @@ core::Device resolve_device(const std::string& text) {
   return d;
 }
 
+// A stored loss ("last_loss" attribute) read back; `fallback` when absent or unreadable.
+double stored(const std::map<std::string, std::string>& attributes, const char* key, double fallback) {
+  const auto it = attributes.find(key);
+  if (it == attributes.end()) return fallback;
+  try {
+    return std::stod(it->second);
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+std::string losses(double last, double eval, double accuracy) {
+  std::string s = std::isnan(last) ? "last loss unknown" : fmt::format("last loss {:.5f}", last);
+  if (!std::isnan(eval)) s += fmt::format(", eval loss {:.5f}", eval);
+  if (accuracy >= 0) s += fmt::format(", eval accuracy {:.3f}", accuracy);
+  return s;
+}
+
 // A state dict's tensors on the host (the same tensors when they are there already).
 nn::StateDict on_host(const nn::StateDict& sd) {
   nn::StateDict out;
@@ -83,7 +102,11 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
   model_->to(device_);
   optimizer_ = make_optimizer(config_, model_->named_parameters());
   schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
-  if (!config_.ckpt_dir.empty()) ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+  if (!config_.ckpt_dir.empty()) {
+    // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
+    ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
+    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -104,6 +127,10 @@ Checkpoint Trainer::checkpoint(std::int64_t step) const {
   ck.config_json = json::dump(config_.to_json());
   ck.attributes["identity_json"] = json::dump(config_.identity());
   ck.attributes["moegrad_version"] = core::build_info().version;
+  // What a re-run of a finished command reports ("{}" is the shortest exact form).
+  if (!std::isnan(last_loss_)) ck.attributes["last_loss"] = fmt::format("{}", last_loss_);
+  if (!std::isnan(eval_loss_)) ck.attributes["eval_loss"] = fmt::format("{}", eval_loss_);
+  if (eval_accuracy_ >= 0) ck.attributes["eval_accuracy"] = fmt::format("{}", eval_accuracy_);
   return ck;
 }
 
@@ -124,6 +151,9 @@ void Trainer::restore(const std::string& path) {
   data_->seek(ck.cursor.at("train"));
   ck.rng.at("model").restore(gen_);
   step_ = ck.step;
+  last_loss_ = stored(ck.attributes, "last_loss", NAN);
+  eval_loss_ = stored(ck.attributes, "eval_loss", NAN);
+  eval_accuracy_ = stored(ck.attributes, "eval_accuracy", -1);
 }
 
 std::pair<double, double> Trainer::evaluate() {
@@ -201,8 +231,13 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
       if (!config_.skip_nonfinite)
         fail("train", "step {}: the loss or a gradient is NaN/Inf; first op: {} (--skip-nonfinite skips such steps)",
              step + 1, origin);
+      report = StepReport{};
+      report.step = step + 1;
+      report.total = config_.steps;
       report.loss = NAN;
-      record.set("skipped_nonfinite", origin);
+      report.lr = optimizer_->lr();
+      report.skipped = origin;
+      record.set("skipped_nonfinite", origin).set("lr", report.lr);
       return NAN;
     }
     loss += l;
@@ -218,7 +253,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
   optimizer_->zero_grad();
   const double n = static_cast<double>(config_.grad_accum);
   report = {step + 1, config_.steps, loss / n, aux / n, balance / n, z / n, optimizer_->lr(), 0, 0, 0,
-            config_.task == "sequence" ? acc / n : -1.0};
+            config_.task == "sequence" ? acc / n : -1.0, ""};
   record.set("loss", report.loss).set("aux_loss", report.aux_loss).set("balance_loss", report.balance_loss);
   record.set("router_z_loss", report.router_z_loss).set("lr", report.lr).set("tokens", tokens);
   if (grad_norm >= 0) record.set("grad_norm", grad_norm);
@@ -227,12 +262,48 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
   return report.loss;
 }
 
+std::vector<std::string> Trainer::checkpoints_to_replace(bool resumed) const {
+  if (!ckpt_dir_) return {};
+  std::vector<std::string> later;
+  for (const auto& path : ckpt_dir_->list())
+    if (!resumed || CheckpointDir::step_of(path).value_or(0) > step_) later.push_back(path);
+  if (later.empty() || config_.overwrite) return later;
+  const auto first = CheckpointDir::step_of(later.front()).value_or(0);
+  const auto last = CheckpointDir::step_of(later.back()).value_or(0);
+  const std::string which = later.size() == 1 ? fmt::format("a checkpoint (step {})", first)
+                                              : fmt::format("{} checkpoints (steps {} to {})", later.size(), first, last);
+  const char* them = later.size() == 1 ? "it" : "them";
+  if (config_.resume == "none")
+    fail("train", "--resume none but '{}' already holds {}: pass --overwrite to remove {} and start afresh, or "
+         "--resume auto to continue", ckpt_dir_->dir(), which, them);
+  fail("train", "'{}' holds {} past step {}, where this run starts, and this run would replace {}: pass --overwrite to "
+       "remove {}", ckpt_dir_->dir(), which, step_, them, them);
+}
+
+MetricsFile Trainer::open_metrics(bool resumed) {
+  if (config_.metrics.empty()) return {};
+  MetricsFile metrics(config_.metrics);
+  metrics.lock();
+  if (resumed) {
+    metrics.keep_until(step_);
+  } else if (const auto bytes = metrics.size(); bytes > 0) {
+    if (!config_.overwrite)
+      fail("train", "--metrics '{}' already holds {} bytes and this run starts from step 0: pass --overwrite to "
+           "replace it (a resumed run appends)", metrics.path(), bytes);
+    metrics.truncate();
+  }
+  return metrics;
+}
+
 TrainResult Trainer::run() {
   const auto t0 = Clock::now();
   TrainResult result;
-  fmt::print(log_, "moegrad train: {}\n", json::dump(config_.to_json()));
-  fmt::print(log_, "model: {} parameters, {} active per token; data: {}\n", model_->num_parameters(),
-             model_->active_parameters(), data_->describe());
+  // The locks are this run's: a Trainer may outlive its run (tests, the examples).
+  struct Release {
+    Trainer& t;
+    ~Release() { t.ckpt_lock_.reset(); }
+  } release{*this};
+  if (!config_.ckpt_dir.empty() && !ckpt_lock_) ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
   // Resume.
   std::string from;
   if (config_.resume == "auto") {
@@ -243,14 +314,48 @@ TrainResult Trainer::run() {
   if (!from.empty()) {
     restore(from);
     result.resumed_from = from;
-    fmt::print(log_, "resumed from {} at step {}\n", from, step_);
   }
   result.start_step = step_;
-  MetricsFile metrics;
-  if (!config_.metrics.empty()) metrics = MetricsFile(config_.metrics, /*append=*/!from.empty());
+  result.steps = config_.steps;
+  const std::int64_t end = config_.stop_at > 0 ? config_.stop_at : config_.steps;
+  result.last_step = end;
+  // Every refusal comes before any change (and before the start-up lines, so that a refused run
+  // prints one line): checkpoints past the start, then the metrics file.
+  const std::vector<std::string> replaced = checkpoints_to_replace(!from.empty());
+  MetricsFile metrics = open_metrics(!from.empty());
+  fmt::print(log_, "moegrad train: {}\n", json::dump(config_.to_json()));
+  std::string model_line = fmt::format("model: {} parameters, {} active per token", model_->num_parameters(),
+                                       model_->active_parameters());
+  if (config_.model.kind == "dense")
+    model_line += fmt::format(" (the st_moe model of these options: {}, difference {:+})",
+                              model_->st_moe_active_parameters(),
+                              model_->active_parameters() - model_->st_moe_active_parameters());
+  fmt::print(log_, "{}; data: {}\n", model_line, data_->describe());
+  if (const std::string note = capacity_factor_note(config_.model, config_.seq_len); !note.empty())
+    fmt::print(log_, "{}\n", note);
+  if (!from.empty()) fmt::print(log_, "resumed from {} at step {}\n", from, step_);
+  if (metrics.is_open() && metrics.dropped() > 0)
+    fmt::print(log_, "metrics: dropped {} line(s) past step {} from '{}' (this run writes them again)\n",
+               metrics.dropped(), step_, metrics.path());
+  if (!replaced.empty()) {
+    for (const auto& path : replaced) {
+      std::error_code ec;
+      if (!std::filesystem::remove(path, ec) && ec) fail("train", "--overwrite: cannot remove '{}': {}", path, ec.message());
+    }
+    fmt::print(log_, "--overwrite: removed {} checkpoint(s) from '{}'\n", replaced.size(), ckpt_dir_->dir());
+  }
+  result.metrics = config_.metrics;
+  if (step_ >= end) {
+    result.nothing_to_do = true;
+    result.end_step = step_;
+    result.last_loss = last_loss_;
+    result.eval_loss = eval_loss_;
+    result.eval_accuracy = eval_accuracy_;
+    result.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return result;
+  }
   const bool interactive = config_.progress && isatty(fileno(log_));
   Progress progress(log_, interactive, config_.log_every);
-  const std::int64_t end = config_.stop_at > 0 ? config_.stop_at : config_.steps;
   auto save = [&](std::int64_t step) {
     if (!ckpt_dir_) return;
     result.last_checkpoint = ckpt_dir_->save(checkpoint(step));
@@ -262,7 +367,12 @@ TrainResult Trainer::run() {
     const auto s0 = Clock::now();
     StepReport report;
     json::Value record = json::Value::object().set("step", step_ + 1);
-    result.last_loss = train_step(step_, report, record);
+    const double loss = train_step(step_, report, record);
+    if (report.skipped.empty()) {
+      last_loss_ = loss;
+    } else {
+      ++result.skipped_steps;
+    }
     ++step_;
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - s0).count();
     ms_avg = ms_avg == 0 ? ms : 0.9 * ms_avg + 0.1 * ms;
@@ -276,8 +386,8 @@ TrainResult Trainer::run() {
     const bool eval_now = step_ == config_.steps || (config_.eval_every > 0 && step_ % config_.eval_every == 0);
     if (eval_now) {
       auto [el, ea] = evaluate();
-      result.eval_loss = el;
-      result.eval_accuracy = ea;
+      eval_loss_ = el;
+      eval_accuracy_ = ea;
       record.set("eval_loss", el);
       if (ea >= 0) record.set("eval_accuracy", ea);
       progress.message(ea >= 0 ? fmt::format("eval at step {}: loss {:.5f}, accuracy {:.3f}", step_, el, ea)
@@ -289,8 +399,35 @@ TrainResult Trainer::run() {
   }
   progress.finish();
   result.end_step = step_;
+  result.last_loss = last_loss_;
+  result.eval_loss = eval_loss_;
+  result.eval_accuracy = eval_accuracy_;
   result.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const std::int64_t ran = result.end_step - result.start_step;
+  if (result.skipped_steps == ran)
+    fail("train", "every step of this run ({} of {}, steps {} to {}) was skipped as non-finite (--skip-nonfinite): "
+         "nothing was trained", ran, ran, result.start_step + 1, result.end_step);
   return result;
+}
+
+std::string TrainResult::summary() const {
+  std::string s;
+  if (nothing_to_do) {
+    const std::string where =
+        end_step == last_step
+            ? (last_step == steps ? fmt::format("at its last step (step {} of {})", end_step, steps)
+                                  : fmt::format("at --stop-at {} (of --steps {})", end_step, steps))
+            : fmt::format("at step {}, past its last step {}", end_step, last_step);
+    s = fmt::format("nothing to do: the run is already {}; stored: {}", where, losses(last_loss, eval_loss, eval_accuracy));
+  } else {
+    s = fmt::format("done: steps {}..{} in {:.1f} s, {}", start_step, end_step, wall_s,
+                    losses(last_loss, eval_loss, eval_accuracy));
+    if (skipped_steps > 0) s += fmt::format(", {} step(s) skipped as non-finite", skipped_steps);
+  }
+  if (!last_checkpoint.empty()) s += fmt::format("\ncheckpoint: {}", last_checkpoint);
+  else if (nothing_to_do && !resumed_from.empty()) s += fmt::format("\ncheckpoint: {}", resumed_from);
+  if (!metrics.empty()) s += fmt::format("\nmetrics: {}", metrics);
+  return s;
 }
 
 }  // namespace moegrad::train

@@ -10,26 +10,47 @@
 // stops the constructor before any work ("[train] --device cuda:0 but no CUDA device is
 // present"). Losses and metrics are read on the host. Checkpoints hold host copies, so a GPU
 // run's checkpoint resumes on the CPU and the reverse (loading copies into the model's device).
+//
+// One run per folder: run() holds an exclusive lock on --ckpt-dir (taken in the constructor,
+// before the folder is read or cleaned) and on --metrics (run_lock.h), released when run()
+// returns or throws. Work is never destroyed silently: a run that would replace checkpoints past
+// the step it starts from, or a fresh run whose --metrics file is not empty, is refused unless
+// config.overwrite (then those checkpoints are removed at start and the metrics file emptied);
+// a resumed run appends to --metrics after dropping the records past the step it resumes from.
 #pragma once
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "optim/optim.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 
 namespace moegrad::train {
 
 struct TrainResult {
   std::int64_t start_step = 0, end_step = 0;  // updates done before this run and after it
-  double last_loss = 0;                       // task loss of the last step
-  double eval_loss = 0;                       // the last evaluation's task loss
-  double eval_accuracy = -1;                  // sequence task
+  std::int64_t last_step = 0, steps = 0;      // where the run ends (--stop-at or --steps); --steps
+  // Task loss of the last step taken and the last evaluation's loss (and accuracy, sequence
+  // task); NaN (-1) when unknown. When there was nothing to do, the checkpoint's stored values.
+  double last_loss = NAN;
+  double eval_loss = NAN;
+  double eval_accuracy = -1;
+  std::int64_t skipped_steps = 0;             // --skip-nonfinite
+  bool nothing_to_do = false;                 // resumed at (or past) the last step
   std::string resumed_from;                   // checkpoint path, "" for a fresh start
   std::string last_checkpoint;                // "" when none was written
+  std::string metrics;                        // --metrics, "" for none
   double wall_s = 0;
+
+  // What `moegrad train` prints at the end: "done: steps 0..1000 in 2.1 s, last loss ...", or
+  // "nothing to do: the run is already at its last step (step 1000 of 1000); ...", then the
+  // checkpoint and metrics lines.
+  std::string summary() const;
 };
 
 class Trainer {
@@ -39,13 +60,16 @@ class Trainer {
   explicit Trainer(TrainConfig config, std::FILE* log = stderr);
   ~Trainer();
 
+  // Trains from the resumed step to --stop-at or --steps. Throws (after writing what it did)
+  // when --skip-nonfinite skipped every step it ran: nothing was trained.
   TrainResult run();
 
   TaskModel& model() { return *model_; }
   optim::Optimizer& optimizer() { return *optimizer_; }
   const TrainConfig& config() const { return config_; }
   core::Device device() const { return device_; }
-  // A checkpoint of the current state (what run() writes), its tensors on the host.
+  // A checkpoint of the current state (what run() writes), its tensors on the host; the last
+  // loss and evaluation go in its attributes (last_loss, eval_loss, eval_accuracy).
   Checkpoint checkpoint(std::int64_t step) const;
   // Restores a checkpoint; throws (naming the file) if it does not fit this run.
   void restore(const std::string& path);
@@ -56,6 +80,11 @@ class Trainer {
   double train_step(std::int64_t step, StepReport& report, json::Value& record);
   std::string nonfinite_origin(const Batch& batch);
   Batch to_device(Batch batch) const;  // the batch's tensors on the run's device
+  // The checkpoint files past the step the run starts from (every one for a fresh run), which
+  // it would replace or mix with; throws unless --overwrite when there are any.
+  std::vector<std::string> checkpoints_to_replace(bool resumed) const;
+  // Opens and locks --metrics; refuses a non-empty file for a fresh run unless --overwrite.
+  MetricsFile open_metrics(bool resumed);
 
   TrainConfig config_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> null_log_{nullptr, &std::fclose};
@@ -66,8 +95,11 @@ class Trainer {
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::Schedule> schedule_;
   std::unique_ptr<DataSource> data_, eval_data_;
+  std::unique_ptr<FolderLock> ckpt_lock_;  // held from the constructor to the end of run()
   std::unique_ptr<CheckpointDir> ckpt_dir_;
   std::int64_t step_ = 0;
+  // The last step's loss and the last evaluation (stored in checkpoints); NaN / -1: none yet.
+  double last_loss_ = NAN, eval_loss_ = NAN, eval_accuracy_ = -1;
 };
 
 }  // namespace moegrad::train

@@ -107,9 +107,10 @@ SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int
                 num_experts, capacity);
   // padded_row reaches G * E * capacity (the padded buffer's rows): checked before anything is
   // allocated or copied (expert may be a broadcast view of a huge batch).
-  checked_product(op, fmt::format("the padded buffer of {} groups x {} experts x capacity {}", groups, num_experts,
-                                  capacity),
-                  {groups, num_experts, capacity});
+  std::int64_t padded_rows = 0;
+  if (!mul_fits(groups, num_experts, padded_rows) || !mul_fits(padded_rows, capacity, padded_rows))
+    fail(op, "the padded buffer of {} groups x {} experts x capacity {} is too large: its row count overflows int64",
+         groups, num_experts, capacity);
   const Device dev = expert.device();
   Tensor on;
   if (active.defined()) {

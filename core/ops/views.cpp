@@ -104,9 +104,12 @@ Tensor flatten(const Tensor& t, std::int64_t start_dim, std::int64_t end_dim) {
   MOEGRAD_CHECK(s <= e, "flatten", "start_dim {} after end_dim {} for {}", start_dim, end_dim, describe(t));
   Shape out(t.shape().begin(), t.shape().begin() + s);
   std::int64_t merged = 1;
-  for (auto d = s; d <= e; ++d)  // a size-0 dim makes the others free to overflow
-    merged = checked_mul("flatten", fmt::format("flattening dims {}..{} of {}", s, e, describe(t)), merged,
-                         t.shape()[d]);
+  // A size-0 dim leaves the others free to overflow: inside the range it makes the merged size 0.
+  const bool has_zero = std::find(t.shape().begin() + s, t.shape().begin() + e + 1, 0) != t.shape().begin() + e + 1;
+  for (auto d = s; d <= e && !has_zero; ++d)
+    if (!mul_fits(merged, t.shape()[d], merged))
+      fail("flatten", "flattening dims {}..{} of {} is too large: the merged size overflows int64", s, e, describe(t));
+  if (has_zero) merged = 0;
   out.push_back(merged);
   out.insert(out.end(), t.shape().begin() + e + 1, t.shape().end());
   return reshape(t, out);

@@ -70,7 +70,7 @@ Generator& pick(Generator* gen) { return gen ? *gen : default_generator(); }
 
 Tensor make(const char* op, const Shape& shape, TensorOptions opt) {
   MOEGRAD_CHECK(is_floating(opt.dtype), op, "needs f32 or f64, got {}", dtype_name(opt.dtype));
-  return empty(shape, opt);
+  return empty_for(op, shape, opt);
 }
 
 // Draws a uniform-based distribution: f(U) per element, U in [0, 1) in the output dtype.

@@ -2,22 +2,31 @@
 
 #include <algorithm>
 
+#include "core/checked_math.h"
 #include "core/error.h"
 
 namespace moegrad::core {
 
-std::int64_t shape_numel(const Shape& shape) {
+std::int64_t shape_numel(const Shape& shape, const char* op) {
   std::int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return n;
+  bool overflow = false;
+  for (auto s : shape) {
+    MOEGRAD_CHECK(s >= 0, op, "negative size in shape {}", shape_str(shape));
+    overflow = overflow || !mul_fits(n, s, n);
+  }
+  // A zero size anywhere makes the count 0 even when a prefix overflowed.
+  if (overflow && std::find(shape.begin(), shape.end(), 0) == shape.end())
+    fail(op, "shape {} is too large: its element count overflows int64", shape_str(shape));
+  return overflow ? 0 : n;
 }
 
-Shape contiguous_strides(const Shape& shape) {
+Shape contiguous_strides(const Shape& shape, const char* op) {
   Shape strides(shape.size());
   std::int64_t s = 1;
   for (std::size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= std::max<std::int64_t>(shape[i], 1);
+    if (i > 0 && !mul_fits(s, std::max<std::int64_t>(shape[i], 1), s))
+      fail(op, "shape {} is too large: its strides overflow int64", shape_str(shape));
   }
   return strides;
 }
@@ -37,6 +46,7 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
                   shape_str(a), shape_str(b));
     out[i] = da == 1 ? db : da;
   }
+  shape_numel(out, op);
   return out;
 }
 

@@ -14,11 +14,10 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, std
       shape_(std::move(shape)),
       strides_(std::move(strides)),
       offset_(offset),
-      numel_(shape_numel(shape_)),
+      numel_(shape_numel(shape_, "tensor")),  // sizes >= 0, count within int64
       dtype_(dtype) {
   MOEGRAD_CHECK(shape_.size() == strides_.size(), "tensor", "shape {} and strides {} differ in rank",
                 shape_str(shape_), shape_str(strides_));
-  for (auto s : shape_) MOEGRAD_CHECK(s >= 0, "tensor", "negative size in shape {}", shape_str(shape_));
 }
 
 std::int64_t Tensor::size(std::int64_t dim) const { return shape_[normalize_dim("size", dim, shape_)]; }

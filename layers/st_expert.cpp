@@ -12,7 +12,12 @@ namespace moegrad::nn::st {
 
 std::int64_t Expert::hidden_dim_for(std::int64_t dim, double hidden_mult) {
   // Python: int(dim * hidden_mult * 2 / 3), evaluated left to right, truncated toward 0.
-  return static_cast<std::int64_t>(static_cast<double>(dim) * hidden_mult * 2.0 / 3.0);
+  const double h = static_cast<double>(dim) * hidden_mult * 2.0 / 3.0;
+  // Only values inside int64 have a defined cast (a NaN fails here too); 2^62 leaves room for 2 * h.
+  MOEGRAD_CHECK(h > -1.0 && h < 4611686018427387904.0, "st.Expert",
+                "hidden size int(dim * hidden_mult * 2 / 3) = {} is too large (dim {}, hidden_mult {})", h, dim,
+                hidden_mult);
+  return static_cast<std::int64_t>(h);
 }
 
 Expert::Expert(std::int64_t dim, double hidden_mult, bool mult_bias, bool prenorm, TensorOptions options,

@@ -1,12 +1,15 @@
 // Synthetic tasks: the streams and tasks documented in data.h.
 #include "train/data.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "core/checked_math.h"
+#include "core/cpu/allocator.h"
 #include "core/ops/creation.h"
 #include "core/philox.h"
 
@@ -78,6 +81,17 @@ void check_positive(const char* task, const char* name, std::int64_t v) {
   MOEGRAD_CHECK(v > 0, task, "{} must be positive, got {}", name, v);
 }
 
+// A batch's tensors and the task's tables fit int64 and the memory limit (core/cpu/memory_limit.h),
+// checked when the source is made rather than when the first batch is drawn.
+void check_size(const char* op, const core::Shape& shape, std::size_t bytes_each, const char* what) {
+  const std::int64_t count = core::shape_numel(shape, op);
+  std::int64_t bytes = 0;
+  MOEGRAD_CHECK(core::mul_fits(count, static_cast<std::int64_t>(bytes_each), bytes), op,
+                "{} of shape {} is too large: its byte count overflows int64", what, core::shape_str(shape));
+  core::cpu::check_host_allocation(op, static_cast<std::uint64_t>(bytes),
+                                   fmt::format("{} of shape {}", what, core::shape_str(shape)));
+}
+
 Tensor from_doubles(const std::vector<double>& v, const core::Shape& shape) {
   std::vector<float> f(v.begin(), v.end());
   return core::from_vector<float>(f, shape);
@@ -115,6 +129,8 @@ ClusteredRegression::ClusteredRegression(const ClusteredRegressionOptions& optio
                 "centre_scale must be finite and >= 0, got {}", opt_.centre_scale);
   MOEGRAD_CHECK(std::isfinite(opt_.spread) && opt_.spread > 0, op, "spread must be finite and > 0, got {}", opt_.spread);
   MOEGRAD_CHECK(std::isfinite(opt_.noise) && opt_.noise >= 0, op, "noise must be finite and >= 0, got {}", opt_.noise);
+  check_size(op, {opt_.batch, opt_.seq, std::max(opt_.dim, opt_.out_dim)}, sizeof(float), "a batch");
+  check_size(op, {opt_.clusters, opt_.out_dim, opt_.dim}, sizeof(double), "the cluster weights");  // the largest table
   sample_key_ = sample_key(opt_.seed, opt_.split);
 
   // The task: centres, then weights, then biases, from the task stream.
@@ -136,9 +152,10 @@ Batch ClusteredRegression::at(std::int64_t index) const {
   const auto d = static_cast<std::size_t>(opt_.dim);
   const auto o = static_cast<std::size_t>(opt_.out_dim);
   const std::int64_t tokens = opt_.batch * opt_.seq;
-  Tensor x = core::empty({opt_.batch, opt_.seq, opt_.dim});
-  Tensor y = core::empty({opt_.batch, opt_.seq, opt_.out_dim});
-  Tensor group = core::empty({opt_.batch, opt_.seq}, {DType::i64});
+  const char* op = "ClusteredRegression";
+  Tensor x = core::empty_for(op, {opt_.batch, opt_.seq, opt_.dim});
+  Tensor y = core::empty_for(op, {opt_.batch, opt_.seq, opt_.out_dim});
+  Tensor group = core::empty_for(op, {opt_.batch, opt_.seq}, {DType::i64});
   float* px = x.data<float>();
   float* py = y.data<float>();
   std::int64_t* pg = group.data<std::int64_t>();
@@ -218,6 +235,8 @@ PermutedCopy::PermutedCopy(const PermutedCopyOptions& options) : opt_(options) {
                 opt_.vocab);
   check_positive(op, "batch", opt_.batch);
   check_positive(op, "seq", opt_.seq);
+  check_size(op, {opt_.batch, opt_.seq}, sizeof(std::int64_t), "a batch");
+  check_size(op, {opt_.vocab}, sizeof(std::int64_t), "the permutation");
   sample_key_ = sample_key(opt_.seed, opt_.split);
   perm_.resize(static_cast<std::size_t>(opt_.vocab));
   for (std::size_t i = 0; i < perm_.size(); ++i) perm_[i] = static_cast<std::int64_t>(i);
@@ -230,8 +249,8 @@ PermutedCopy::PermutedCopy(const PermutedCopyOptions& options) : opt_(options) {
 
 Batch PermutedCopy::at(std::int64_t index) const {
   MOEGRAD_CHECK(index >= 0, "PermutedCopy", "batch index must be >= 0, got {}", index);
-  Tensor x = core::empty({opt_.batch, opt_.seq}, {DType::i64});
-  Tensor y = core::empty({opt_.batch, opt_.seq}, {DType::i64});
+  Tensor x = core::empty_for("PermutedCopy", {opt_.batch, opt_.seq}, {DType::i64});
+  Tensor y = core::empty_for("PermutedCopy", {opt_.batch, opt_.seq}, {DType::i64});
   std::int64_t* px = x.data<std::int64_t>();
   std::int64_t* py = y.data<std::int64_t>();
   Draws draws(sample_key_, static_cast<std::uint64_t>(index));

@@ -7,11 +7,14 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <new>
 #include <set>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "core/checked_math.h"
+#include "core/cpu/memory_limit.h"
 #include "core/error.h"
 
 namespace moegrad::core::cpu {
@@ -162,9 +165,12 @@ class ExtentPool {
   std::set<std::pair<std::size_t, char*>> by_size_;  // the same, for best fit
 };
 
+constexpr const char* kRefused = "the system refused it (out of memory)";
+
 class CachingAllocator {
  public:
   void* allocate(std::size_t nbytes) {
+    check_limit(nbytes);  // before malloc / mmap: overcommit would accept and then crawl
     if (caching() && nbytes >= kLargeMin) return allocate_large(nbytes);
     const std::size_t cls = size_class(nbytes);
     if (caching()) {
@@ -185,7 +191,7 @@ class CachingAllocator {
       empty_cache();
       p = heap_alloc(cls);
     }
-    if (!p) fail("alloc", "out of memory allocating {} bytes on cpu", nbytes);
+    if (!p) throw OutOfMemory(nbytes, "cpu", kRefused);
     std::lock_guard<std::mutex> lock(mutex_);
     note_allocated(cls);
     return p;
@@ -244,6 +250,15 @@ class CachingAllocator {
   }
 
  private:
+  void check_limit(std::size_t nbytes) {
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      why = over_memory_limit(nbytes, static_cast<std::uint64_t>(stats_.allocated));
+    }
+    if (!why.empty()) throw OutOfMemory(nbytes, "cpu", std::move(why));
+  }
+
   // 1-4 MiB blocks on small pages (a huge page would fault in up to 2 MiB the block does not
   // use), in 64 KiB grains (a multiple of every Linux page size, as mremap needs); larger ones
   // in whole, aligned huge pages.
@@ -286,7 +301,7 @@ class CachingAllocator {
       empty_cache();
       p = map_block(size, pool.huge());
     }
-    if (!p) fail("alloc", "out of memory allocating {} bytes on cpu", nbytes);
+    if (!p) throw OutOfMemory(nbytes, "cpu", kRefused);
     std::size_t off = 0;
     for (const Span& s : moves) {
       // Fails only where a mapping boundary inside s went unrecorded: its pages go back to the
@@ -390,9 +405,24 @@ CachingAllocator& instance() {
 
 }  // namespace
 
-void* allocate(std::size_t nbytes) { return instance().allocate(nbytes); }
+OutOfMemory::OutOfMemory(std::size_t bytes, const std::string& device, std::string reason)
+    : Error(fmt::format("[alloc] cannot allocate {} on {}: {}", bytes_str(bytes), device, reason)),
+      bytes_(bytes),
+      reason_(std::move(reason)) {}
+
+void* allocate(std::size_t nbytes) {
+  try {
+    return instance().allocate(nbytes);
+  } catch (const std::bad_alloc&) {  // a free list or map node: the request failed all the same
+    throw OutOfMemory(nbytes, "cpu", kRefused);
+  }
+}
 void deallocate(void* ptr, std::size_t nbytes) noexcept { instance().deallocate(ptr, nbytes); }
 MemoryStats memory_stats() { return instance().stats(); }
+void check_host_allocation(const char* op, std::uint64_t bytes, const std::string& what) {
+  const std::string why = over_memory_limit(bytes, static_cast<std::uint64_t>(memory_stats().allocated));
+  if (!why.empty()) fail(op, "cannot allocate {} for {} on cpu: {}", bytes_str(bytes), what, why);
+}
 void reset_peak_memory() { instance().reset_peak(); }
 void empty_cache() { instance().empty_cache(); }
 bool caching_enabled() { return instance().caching(); }

@@ -12,11 +12,30 @@
 // Environment: MOEGRAD_CPU_CACHE_MB caps the free bytes kept (default 4096; 0 turns caching off);
 // MOEGRAD_CPU_CACHE_HEADROOM_MB is the headroom's floor (default 64; the headroom is the larger
 // of it and 1/8 of the high-water mark).
+// - Before any malloc or mmap, a request is checked against the memory limit (memory_limit.h):
+//   alone, and together with the live bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+
+#include "core/error.h"
 
 namespace moegrad::core::cpu {
+
+// A request a device's allocator cannot meet (over the memory limit, or refused by the system):
+// "[alloc] cannot allocate 4096 bytes (4.0 KiB) on cpu: <reason>". empty_for() (creation.h)
+// catches it and names the op, dtype and shape instead. Thrown by the CUDA allocator as well.
+class OutOfMemory : public Error {
+ public:
+  OutOfMemory(std::size_t bytes, const std::string& device, std::string reason);
+  std::size_t bytes() const { return bytes_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::size_t bytes_;
+  std::string reason_;
+};
 
 struct MemoryStats {
   std::int64_t allocated = 0;       // bytes in live tensors' blocks (size class / block size)
@@ -26,9 +45,13 @@ struct MemoryStats {
   std::int64_t cache_misses = 0;
 };
 
+// Throws OutOfMemory (never std::bad_alloc) when the request is over the limit or refused.
 void* allocate(std::size_t nbytes);
 void deallocate(void* ptr, std::size_t nbytes) noexcept;
 MemoryStats memory_stats();
+// Host memory held outside tensors (a data source's tables): the same limit check as allocate(),
+// counting the live tensor bytes; throws "[op] cannot allocate N bytes (..) for <what> on cpu: ...".
+void check_host_allocation(const char* op, std::uint64_t bytes, const std::string& what);
 void reset_peak_memory();
 // Returns cached free blocks to the system and restarts the high-water mark at the live bytes.
 void empty_cache();

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/cpu/loops.h"
 #include "core/reduce_math.h"
 
@@ -32,7 +33,7 @@ void strided_for(const Shape& shape, const std::array<Shape, N>& strides,
   const std::int64_t inner = L.sizes[last];
   std::int64_t step[N];
   for (std::size_t k = 0; k < N; ++k) step[k] = L.strides[k][last];
-  const int nthreads = threads_for(n * std::max<std::int64_t>(work_per_elem, 1));
+  const int nthreads = threads_for(saturating_mul(n, std::max<std::int64_t>(work_per_elem, 1)));
 
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {

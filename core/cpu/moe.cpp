@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/cpu/loops.h"
 #include "core/moe_slots_math.h"
 
@@ -15,17 +16,37 @@ namespace moegrad::core::cpu {
 
 namespace {
 
-// check_rows' pass, keeping its bitset: bit r of the result is set iff some (t, j) targets row r.
+// check_rows' pass. With want_bitset, returns a bitset: bit r is set iff some (t, j) targets
+// row r. Otherwise, when rows far outnumber the indices (rows_distinct(row, 2^62)), a sorted copy
+// of the indices does the distinct test, so num_rows alone never sizes an allocation.
 std::vector<std::uint64_t> scan_rows(const char* op, const Tensor& row, std::int64_t num_rows,
-                                     bool require_distinct, bool& distinct) {
+                                     bool require_distinct, bool& distinct, bool want_bitset = false) {
   const std::int64_t* p = row.data<std::int64_t>();
   const std::int64_t n = row.numel();
-  // One bit per target row: a serial pass over T * k indices, cheap next to the T * k * d work.
-  std::vector<std::uint64_t> seen(static_cast<std::size_t>((num_rows + 63) / 64), 0);
   distinct = true;
+  auto check_range = [&](std::int64_t r) {
+    if (r < -1 || r >= num_rows) fail(op, "row index {} out of range [-1, {})", r, num_rows);
+  };
+  if (!want_bitset && num_rows / 64 > n) {
+    std::vector<std::int64_t> rows;
+    rows.reserve(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      check_range(p[i]);
+      if (p[i] >= 0) rows.push_back(p[i]);
+    }
+    std::sort(rows.begin(), rows.end());
+    const auto twice = std::adjacent_find(rows.begin(), rows.end());
+    if (twice != rows.end()) {
+      if (require_distinct) fail(op, "row index {} appears twice", *twice);
+      distinct = false;
+    }
+    return {};
+  }
+  // One bit per target row: a serial pass over T * k indices, cheap next to the T * k * d work.
+  std::vector<std::uint64_t> seen(static_cast<std::size_t>(num_rows / 64 + 1), 0);
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t r = p[i];
-    if (r < -1 || r >= num_rows) fail(op, "row index {} out of range [-1, {})", r, num_rows);
+    check_range(r);
     if (r < 0) continue;
     std::uint64_t& word = seen[static_cast<std::size_t>(r / 64)];
     const std::uint64_t bit = std::uint64_t{1} << (r % 64);
@@ -61,7 +82,7 @@ void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t group
                                   routed.data<std::int64_t>(),
                                   kept.data<std::int64_t>()};
   std::int64_t bad = INT64_MAX;  // the first bad choice over all groups
-  const int nthreads = threads_for(expert.numel() * 4);
+  const int nthreads = threads_for(saturating_mul(expert.numel(), 4));
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
   {
     std::vector<std::int64_t> taken(static_cast<std::size_t>(num_experts));
@@ -77,9 +98,10 @@ void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t group
 
 void dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale, const Tensor& out) {
   bool distinct = true;
-  const std::vector<std::uint64_t> seen =
-      scan_rows("dispatch_rows", row, out.size(0), /*require_distinct=*/true, distinct);
   const std::int64_t n = x.size(0), d = x.size(1), k = row.size(1), R = out.size(0);
+  // The bitset (R / 8 bytes) is needed, and small next to out, only when out has elements.
+  const std::vector<std::uint64_t> seen =
+      scan_rows("dispatch_rows", row, R, /*require_distinct=*/true, distinct, /*want_bitset=*/R > 0 && d > 0);
   if (R == 0 || d == 0) return;
   const std::int64_t* rp = row.data<std::int64_t>();
   visit_floating(x.dtype(), "dispatch_rows", [&](auto tag) {
@@ -89,7 +111,7 @@ void dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale, cons
     T* op = out.data<T>();
     // out is not pre-filled: only rows no (t, j) targets are zeroed (none in a compact buffer),
     // the rest are written once by the scatter. One parallel region, two loops.
-    const int nthreads = threads_for(std::max(n * k, R) * d);
+    const int nthreads = threads_for(saturating_mul(std::max(n * k, R), d));
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
 #pragma omp for schedule(static) nowait
@@ -121,7 +143,7 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
     const T* yp = y.data<T>();
     const T* wp = weight.data<T>();
     T* op = out.data<T>();
-    const int nthreads = threads_for(n * std::max<std::int64_t>(k, 1) * d);
+    const int nthreads = threads_for(saturating_mul(n * std::max<std::int64_t>(k, 1), d));
 #pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
     for (std::int64_t t = 0; t < n; ++t) {
       T* o = op + t * d;
@@ -155,7 +177,7 @@ void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& 
     const T* ap = a.data<T>();
     const T* bp = b.data<T>();
     T* op = out.data<T>();
-    const int nthreads = threads_for(n * k * std::max<std::int64_t>(d, 1));
+    const int nthreads = threads_for(saturating_mul(n * k, std::max<std::int64_t>(d, 1)));
 #pragma omp parallel for num_threads(nthreads) if (nthreads > 1) schedule(static)
     for (std::int64_t t = 0; t < n; ++t) {
       const T* br = bp + t * d;

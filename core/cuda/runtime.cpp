@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/cuda/check.h"
 #include "core/cuda/device_error.h"
 
@@ -111,8 +112,9 @@ void* device_alloc(std::size_t nbytes, int device) {
     const cudaError_t err = cudaMalloc(&p, cls);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      fail("alloc", "out of memory allocating {} bytes on cuda:{} ({} bytes in live tensors): {}",
-           nbytes, device, s.stats.allocated, cudaGetErrorString(err));
+      throw cpu::OutOfMemory(nbytes, fmt::format("cuda:{}", device),
+                        fmt::format("cudaMalloc failed: {} ({} already in live tensors there)",
+                                    cudaGetErrorString(err), bytes_str(static_cast<std::uint64_t>(s.stats.allocated))));
     }
   }
   note();

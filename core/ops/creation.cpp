@@ -2,7 +2,10 @@
 #include "core/ops/creation.h"
 
 #include <cmath>
+#include <new>
 
+#include "core/checked_math.h"
+#include "core/cpu/allocator.h"
 #include "core/ops/map.h"
 #include "core/cuda/runtime.h"
 #include "core/ops/dispatch.h"
@@ -11,32 +14,55 @@
 
 namespace moegrad::core {
 
-Tensor empty(const Shape& shape, TensorOptions opt) {
-  for (auto s : shape)
-    MOEGRAD_CHECK(s >= 0, "empty", "negative size in shape {}", shape_str(shape));
-  const std::size_t nbytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(opt.dtype);
-  return Tensor(std::make_shared<Storage>(nbytes, opt.device), shape, contiguous_strides(shape), 0,
-                opt.dtype);
+Tensor empty_for(const char* op, const Shape& shape, TensorOptions opt) {
+  const std::int64_t numel = shape_numel(shape, op);  // sizes >= 0, count within int64
+  Shape strides = contiguous_strides(shape, op);
+  std::int64_t nbytes = 0;
+  if (!mul_fits(numel, static_cast<std::int64_t>(dtype_size(opt.dtype)), nbytes))
+    fail(op, "{} shape {} is too large: its byte count overflows int64", dtype_name(opt.dtype), shape_str(shape));
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = std::make_shared<Storage>(static_cast<std::size_t>(nbytes), opt.device);
+  } catch (const cpu::OutOfMemory& e) {
+    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: {}", bytes_str(static_cast<std::uint64_t>(nbytes)),
+         dtype_name(opt.dtype), shape_str(shape), opt.device.str(), e.reason());
+  } catch (const std::bad_alloc&) {  // the shared_ptr's control block
+    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: out of memory",
+         bytes_str(static_cast<std::uint64_t>(nbytes)), dtype_name(opt.dtype), shape_str(shape), opt.device.str());
+  }
+  return Tensor(std::move(storage), shape, std::move(strides), 0, opt.dtype);
 }
 
-Tensor full(const Shape& shape, double value, TensorOptions opt) {
-  Tensor t = empty(shape, opt);
+Tensor empty(const Shape& shape, TensorOptions opt) { return empty_for("empty", shape, opt); }
+
+namespace {
+Tensor full_for(const char* op, const Shape& shape, double value, TensorOptions opt) {
+  Tensor t = empty_for(op, shape, opt);
   fill_(t, value);
   return t;
 }
-Tensor zeros(const Shape& shape, TensorOptions opt) { return full(shape, 0.0, opt); }
-Tensor ones(const Shape& shape, TensorOptions opt) { return full(shape, 1.0, opt); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), {t.dtype(), t.device()}); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
-Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, {t.dtype(), t.device()}); }
-Tensor scalar_tensor(double value, TensorOptions opt) { return full({}, value, opt); }
+}  // namespace
+
+Tensor full(const Shape& shape, double value, TensorOptions opt) { return full_for("full", shape, value, opt); }
+Tensor zeros(const Shape& shape, TensorOptions opt) { return full_for("zeros", shape, 0.0, opt); }
+Tensor ones(const Shape& shape, TensorOptions opt) { return full_for("ones", shape, 1.0, opt); }
+Tensor empty_like(const Tensor& t) { return empty_for("empty_like", t.shape(), {t.dtype(), t.device()}); }
+Tensor zeros_like(const Tensor& t) { return full_for("zeros_like", t.shape(), 0.0, {t.dtype(), t.device()}); }
+Tensor ones_like(const Tensor& t) { return full_for("ones_like", t.shape(), 1.0, {t.dtype(), t.device()}); }
+Tensor full_like(const Tensor& t, double value) {
+  return full_for("full_like", t.shape(), value, {t.dtype(), t.device()});
+}
+Tensor scalar_tensor(double value, TensorOptions opt) { return full_for("scalar_tensor", {}, value, opt); }
 
 Tensor arange(double start, double end, double step, TensorOptions opt) {
   MOEGRAD_CHECK(step != 0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
                 "arange", "bad range start={} end={} step={}", start, end, step);
-  const auto n = static_cast<std::int64_t>(std::max(0.0, std::ceil((end - start) / step)));
-  Tensor host = empty({n}, {opt.dtype, Device::cpu()});
+  const double count = std::max(0.0, std::ceil((end - start) / step));
+  // 2^63 as a double: the first count the int64 cast below cannot hold.
+  MOEGRAD_CHECK(count < 9223372036854775808.0, "arange", "range start={} end={} step={} is too large: {} elements",
+                start, end, step, count);
+  const auto n = static_cast<std::int64_t>(count);
+  Tensor host = empty_for("arange", {n}, {opt.dtype, Device::cpu()});
   visit_numeric(opt.dtype, "arange", [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* p = host.data<T>();
@@ -47,9 +73,9 @@ Tensor arange(double start, double end, double step, TensorOptions opt) {
 Tensor arange(std::int64_t end, TensorOptions opt) { return arange(0.0, static_cast<double>(end), 1.0, opt); }
 
 template <class T> Tensor from_vector(const std::vector<T>& values, const Shape& shape, Device device) {
-  MOEGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape), "from_vector",
+  MOEGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape, "from_vector"), "from_vector",
                 "{} values do not fill shape {}", values.size(), shape_str(shape));
-  Tensor host = empty(shape, {dtype_of<T>(), Device::cpu()});
+  Tensor host = empty_for("from_vector", shape, {dtype_of<T>(), Device::cpu()});
   T* p = host.data<T>();
   for (std::size_t i = 0; i < values.size(); ++i) p[i] = values[i];
   return to_device(host, device);
@@ -59,9 +85,9 @@ template Tensor from_vector<double>(const std::vector<double>&, const Shape&, De
 template Tensor from_vector<std::int64_t>(const std::vector<std::int64_t>&, const Shape&, Device);
 template Tensor from_vector<std::uint8_t>(const std::vector<std::uint8_t>&, const Shape&, Device);
 template <> Tensor from_vector<bool>(const std::vector<bool>& values, const Shape& shape, Device device) {
-  MOEGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape), "from_vector",
+  MOEGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape, "from_vector"), "from_vector",
                 "{} values do not fill shape {}", values.size(), shape_str(shape));
-  Tensor host = empty(shape, {DType::b8, Device::cpu()});
+  Tensor host = empty_for("from_vector", shape, {DType::b8, Device::cpu()});
   bool* p = host.data<bool>();
   for (std::size_t i = 0; i < values.size(); ++i) p[i] = values[i];
   return to_device(host, device);
@@ -94,7 +120,7 @@ Tensor contiguous(const Tensor& t) {
 
 Tensor clone(const Tensor& t) {
   check_defined("clone", t);
-  Tensor out = empty_like(t);
+  Tensor out = empty_for("clone", t.shape(), {t.dtype(), t.device()});
   if (t.device().is_cuda() && t.is_contiguous()) {
     cuda::copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
                      t.device().index);
@@ -107,7 +133,7 @@ Tensor clone(const Tensor& t) {
 Tensor to_dtype(const Tensor& t, DType dtype) {
   check_defined("to_dtype", t);
   if (t.dtype() == dtype) return t;
-  Tensor out = empty(t.shape(), {dtype, t.device()});
+  Tensor out = empty_for("to_dtype", t.shape(), {dtype, t.device()});
   copy_(out, t);
   return out;
 }
@@ -119,7 +145,7 @@ Tensor to_device(const Tensor& t, Device device) {
                 "copies between two CUDA devices ({} to {}) are not supported", t.device().str(),
                 device.str());
   const Tensor src = contiguous(t);  // on the source device
-  Tensor out = empty(t.shape(), {t.dtype(), device});
+  Tensor out = empty_for("to_device", t.shape(), {t.dtype(), device});
   cuda::copy_bytes(out.raw_data(), src.raw_data(),
                    static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
                    t.device().is_cuda() ? t.device().index : device.index);

@@ -27,7 +27,7 @@ template <Kinds K, class F> decltype(auto) visit_kind(DType d, const char* op, F
 template <Kinds K = Kinds::floating, class Fn>
 Tensor unary(const char* op, const Tensor& x, Fn fn) {
   check_defined(op, x);
-  Tensor out = empty_like(x);
+  Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
   visit_kind<K>(x.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     run_map<T, T>(out, {x}, fn);
@@ -41,7 +41,7 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
   const Device device = common_device(op, {&a, &b});
   const DType dtype = common_dtype(op, {&a, &b});
   const Shape shape = broadcast_shapes(op, a.shape(), b.shape());
-  Tensor out = empty(shape, {kPredicate ? DType::b8 : dtype, device});
+  Tensor out = empty_for(op, shape, {kPredicate ? DType::b8 : dtype, device});
   const Tensor ea = expand(a, shape), eb = expand(b, shape);
   visit_kind<K>(dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -56,7 +56,7 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, Fn fn) {
 // reads at the same index before writing), else a fresh one.
 Tensor output_buffer(const char* op, const char* what, const Tensor& given, const Shape& shape, DType dtype,
                      Device device) {
-  if (!given.defined()) return empty(shape, {dtype, device});
+  if (!given.defined()) return empty_for(op, shape, {dtype, device});
   MOEGRAD_CHECK(given.shape() == shape && given.dtype() == dtype && given.device() == device && given.is_contiguous(),
                 op, "{} {} on {} must be a contiguous {} tensor of shape {} on {}", what, describe(given),
                 given.device().str(), dtype_name(dtype), shape_str(shape), device.str());
@@ -127,7 +127,7 @@ Tensor logical_not(const Tensor& a) {
 
 Tensor isfinite(const Tensor& x) {
   check_defined("isfinite", x);
-  Tensor out = empty(x.shape(), {DType::b8, x.device()});
+  Tensor out = empty_for("isfinite", x.shape(), {DType::b8, x.device()});
   visit_numeric(x.dtype(), "isfinite", [&](auto tag) {
     using T = typename decltype(tag)::type;
     run_map<bool, T>(out, {x}, math::IsFinite{});
@@ -194,7 +194,7 @@ Tensor geglu(const Tensor& h, const Tensor& mult) {
   const char* op = "geglu";
   const Device device = common_device(op, {&h, &mult});
   const GegluOperands g = geglu_operands(op, h, mult);
-  Tensor out = empty(g.shape, {g.dtype, device});
+  Tensor out = empty_for(op, g.shape, {g.dtype, device});
   const Tensor m = expand(to_dtype(mult, g.dtype), g.shape);
   visit_floating(g.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -236,7 +236,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   MOEGRAD_CHECK(cond.dtype() == DType::b8, "where", "condition must be bool, got {}", describe(cond));
   const DType dtype = common_dtype("where", {&a, &b});
   const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
-  Tensor out = empty(shape, {dtype, device});
+  Tensor out = empty_for("where", shape, {dtype, device});
   const Tensor ec = expand(cond, shape), ea = expand(a, shape), eb = expand(b, shape);
   visit_dtype(dtype, "where", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -55,7 +55,7 @@ ValuesIndices topk(const Tensor& x, std::int64_t k, std::int64_t dim, bool large
                 k, d, x.size(d), describe(x));
   Shape shape = x.shape();
   shape[d] = k;
-  ValuesIndices r{empty(shape, {x.dtype(), x.device()}), empty(shape, {DType::i64, x.device()})};
+  ValuesIndices r{empty_for(op, shape, {x.dtype(), x.device()}), empty_for(op, shape, {DType::i64, x.device()})};
   if (x.device().is_cuda()) cuda::topk(x, k, d, largest, r.values, r.indices);
   else cpu::topk(x, k, d, largest, r.values, r.indices);
   return r;
@@ -69,7 +69,8 @@ Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype) {
   MOEGRAD_CHECK(num_classes >= 0, op, "num_classes must be >= 0, got {}", num_classes);
   Shape shape = indices.shape();
   shape.push_back(num_classes);
-  Tensor out = zeros(shape, {dtype, indices.device()});
+  Tensor out = empty_for(op, shape, {dtype, indices.device()});
+  fill_(out, 0.0);
   if (indices.device().is_cuda()) cuda::one_hot(indices, out);
   else cpu::one_hot(indices, out);
   return out;
@@ -84,7 +85,7 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   }
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   check_index_fits(op, x, d, index);
-  Tensor out = empty(index.shape(), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, index.shape(), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::gather(x, d, index, out);
   else cpu::gather(x, d, index, out);
   return out;
@@ -150,7 +151,7 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   Shape shape = x.shape();
   shape[d] = index.numel();
-  Tensor out = empty(shape, {x.dtype(), x.device()});
+  Tensor out = empty_for(op, shape, {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::index_select(x, d, index, out);
   else cpu::index_select(x, d, index, out);
   return out;

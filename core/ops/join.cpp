@@ -1,8 +1,10 @@
 // Joining and splitting: cat, stack, chunk, split, pad. Built from views and copy_ (which has
 // the per-device kernels), so these ops need no kernels of their own.
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
+#include "core/checked_math.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/indexing.h"
@@ -44,9 +46,10 @@ Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim) {
     bool same = t.dim() == first.dim();
     for (std::int64_t i = 0; same && i < t.dim(); ++i) same = i == d || t.size(i) == first.size(i);
     MOEGRAD_CHECK(same, op, "sizes must match except in dim {}, got {}", d, list_shapes(tensors));
-    shape[d] += t.size(d);
+    if (!add_fits(shape[d], t.size(d), shape[d]))
+      fail(op, "the result is too large: dim {} of {} tensors overflows int64", d, tensors.size());
   }
-  Tensor out = empty(shape, {first.dtype(), first.device()});
+  Tensor out = empty_for(op, shape, {first.dtype(), first.device()});
   std::int64_t offset = 0;
   for (const Tensor& t : tensors) {
     const std::int64_t len = t.size(d);
@@ -66,7 +69,7 @@ Tensor stack(const std::vector<Tensor>& tensors, std::int64_t dim) {
   const std::int64_t d = normalize_dim_inclusive(op, dim, first.shape());
   Shape shape = first.shape();
   shape.insert(shape.begin() + d, static_cast<std::int64_t>(tensors.size()));
-  Tensor out = empty(shape, {first.dtype(), first.device()});
+  Tensor out = empty_for(op, shape, {first.dtype(), first.device()});
   if (out.numel() == 0) return out;
   for (std::size_t i = 0; i < tensors.size(); ++i)
     copy_(select(out, d, static_cast<std::int64_t>(i)), tensors[i]);
@@ -82,7 +85,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<std::int64_t>& size
   std::int64_t total = 0;
   for (std::int64_t s : sizes) {
     MOEGRAD_CHECK(s >= 0, op, "sizes {} must be >= 0", shape_str(sizes));
-    total += s;
+    MOEGRAD_CHECK(add_fits(total, s, total), op, "sizes {} are too large: their sum overflows int64",
+                  shape_str(sizes));
   }
   MOEGRAD_CHECK(total == x.size(d), op, "sizes {} sum to {} but dim {} of {} has size {}",
                 shape_str(sizes), total, d, describe(x), x.size(d));
@@ -134,11 +138,15 @@ Tensor pad(const Tensor& x, const std::vector<std::int64_t>& pads, double value)
   Shape shape = x.shape();
   for (std::int64_t i = 0; i < n / 2; ++i) {
     const std::int64_t d = x.dim() - 1 - i;
-    shape[d] += pads[2 * i] + pads[2 * i + 1];
+    const bool negatable = pads[2 * i] != INT64_MIN && pads[2 * i + 1] != INT64_MIN;  // -pad below
+    MOEGRAD_CHECK(negatable && add_fits(shape[d], pads[2 * i], shape[d]) && add_fits(shape[d], pads[2 * i + 1], shape[d]), op,
+                  "padding {} is too large for dim {} of input {}: the size overflows int64", shape_str(pads), d,
+                  describe(x));
     MOEGRAD_CHECK(shape[d] >= 0, op, "padding {} gives a negative size for dim {} of input {}",
                   shape_str(pads), d, describe(x));
   }
-  Tensor out = full(shape, value, {x.dtype(), x.device()});
+  Tensor out = empty_for(op, shape, {x.dtype(), x.device()});
+  fill_(out, value);
   // The part of x that survives cropping, and where it lands in out.
   Tensor src = x, dst = out;
   for (std::int64_t i = 0; i < n / 2; ++i) {

@@ -187,7 +187,7 @@ bool overlaps(const Tensor& x, const Tensor& y) {
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const Plan p = make_plan(a, b, trans_a, trans_b);
-  Tensor out = empty(p.out_shape, {p.dtype, p.device});
+  Tensor out = empty_for(kOp, p.out_shape, {p.dtype, p.device});
   dispatch(p, out, 1.0, 0.0);
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/cpu/moe.h"
 #include "core/cuda/moe.h"
 #include "core/ops/creation.h"
@@ -104,6 +105,12 @@ SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int
                 expert.size(0), describe(expert), outer, groups);
   MOEGRAD_CHECK(num_experts >= 1 && capacity >= 1, op, "need num_experts >= 1 and capacity >= 1, got {} and {}",
                 num_experts, capacity);
+  // padded_row reaches G * E * capacity (the padded buffer's rows): checked before anything is
+  // allocated or copied (expert may be a broadcast view of a huge batch).
+  std::int64_t padded_rows = 0;
+  if (!mul_fits(groups, num_experts, padded_rows) || !mul_fits(padded_rows, capacity, padded_rows))
+    fail(op, "the padded buffer of {} groups x {} experts x capacity {} is too large: its row count overflows int64",
+         groups, num_experts, capacity);
   const Device dev = expert.device();
   Tensor on;
   if (active.defined()) {
@@ -112,8 +119,8 @@ SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int
     on = contiguous(to_device(active, dev));
   }
   const Tensor ex = contiguous(expert);
-  SlotAssignment s{empty(ex.shape(), {DType::i64, dev}), empty(ex.shape(), {DType::i64, dev}),
-                   empty({groups, num_experts}, {DType::i64, dev}), empty({groups, num_experts}, {DType::i64, dev})};
+  SlotAssignment s{empty_for(op, ex.shape(), {DType::i64, dev}), empty_for(op, ex.shape(), {DType::i64, dev}),
+                   empty_for(op, {groups, num_experts}, {DType::i64, dev}), empty_for(op, {groups, num_experts}, {DType::i64, dev})};
   if (dev.is_cuda())
     cuda::assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
   else
@@ -133,7 +140,7 @@ Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
   check_row(op, row, x.size(0), "x rows");
   check_like_row(op, scale, "scale", row);
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
-  Tensor out = empty({num_rows, x.size(1)}, {dt, dev});  // the kernel zeroes untargeted rows
+  Tensor out = empty_for(op, {num_rows, x.size(1)}, {dt, dev});  // the kernel zeroes untargeted rows
   if (dev.is_cuda())
     cuda::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
   else
@@ -151,7 +158,7 @@ Tensor combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight) {
   check_matrix(op, y, "y", "[R, d]");
   check_row(op, row, -1, "");
   check_like_row(op, weight, "weight", row);
-  Tensor out = empty({row.size(0), y.size(1)}, {dt, dev});
+  Tensor out = empty_for(op, {row.size(0), y.size(1)}, {dt, dev});
   if (dev.is_cuda())
     cuda::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
   else
@@ -170,7 +177,7 @@ Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b) {
   check_matrix(op, b, "b", "[T, d]");
   MOEGRAD_CHECK(a.size(1) == b.size(1), op, "a {} and b {} differ in d", describe(a), describe(b));
   check_row(op, row, b.size(0), "b rows");
-  Tensor out = empty(row.shape(), {dt, dev});
+  Tensor out = empty_for(op, row.shape(), {dt, dev});
   if (dev.is_cuda())
     cuda::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
   else
@@ -182,7 +189,7 @@ std::int64_t equal_group_rows(const std::vector<std::int64_t>& off) {
   if (off.size() < 2) return -1;
   const std::int64_t m = off[1];
   for (std::size_t e = 0; e < off.size(); ++e)
-    if (off[e] != static_cast<std::int64_t>(e) * m) return -1;
+    if (std::int64_t want = 0; !mul_fits(static_cast<std::int64_t>(e), m, want) || off[e] != want) return -1;
   return m;
 }
 
@@ -215,7 +222,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
     MOEGRAD_CHECK(bias.dim() == 2 && bias.size(0) == w.size(0) && bias.size(1) == out_cols, op,
                   "bias must be [E, b] = [{}, {}] for w {}, got {}", w.size(0), out_cols, describe(w), describe(bias));
   const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
-  Tensor out = empty({x.size(0), out_cols}, {dt, dev});
+  Tensor out = empty_for(op, {x.size(0), out_cols}, {dt, dev});
   if (out.numel() == 0) return out;
   if (bias.defined()) {  // each group's rows start as its bias row; the GEMM then adds (beta = 1)
     const std::int64_t E = w.size(0), m = equal_group_rows(off);
@@ -276,7 +283,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const auto off = read_offsets(op, offsets, -1, x.size(0));
   const std::int64_t groups = static_cast<std::int64_t>(off.size()) - 1;
   const std::int64_t a = x.size(1), b = gy.size(1);
-  Tensor out = empty(transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
+  Tensor out = empty_for(op, transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
   if (out.numel() == 0) return out;
   // dW_e = x_e^T @ gy_e [a, b], or gy_e^T @ x_e [b, a]: the first operand transposed by the BLAS.
   const Tensor first = contiguous(transpose_w ? gy : x), second = contiguous(transpose_w ? x : gy);

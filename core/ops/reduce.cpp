@@ -88,8 +88,8 @@ ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool ke
   const Tensor xc = contiguous(x);
   const Shape shape = one_dim_shape(x, d, keepdim);
   ValuesIndices r;
-  if (want_values) r.values = empty(shape, {x.dtype(), x.device()});
-  r.indices = empty(shape, {DType::i64, x.device()});
+  if (want_values) r.values = empty_for(op, shape, {x.dtype(), x.device()});
+  r.indices = empty_for(op, shape, {DType::i64, x.device()});
   if (x.device().is_cuda()) {
     if (is_max) {
       if (want_values) cuda::max(xc, d, r.values, r.indices);
@@ -117,7 +117,7 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   check_input(op, x);
   const auto d = reduce_dims(op, x, dims);
   const Tensor xs = as_summable(op, x);
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::sum(xs, d, out);
   else cpu::sum(xs, d, out);
   return out;
@@ -128,7 +128,7 @@ Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   check_input(op, x);
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::mean(x, d, out);
   else cpu::mean(x, d, out);
   return out;
@@ -140,7 +140,7 @@ Tensor amax(const Tensor& x, const Dims& dims, bool keepdim) {
   check_numeric(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::amax(x, d, out);
   else cpu::amax(x, d, out);
   return out;
@@ -152,7 +152,7 @@ Tensor amin(const Tensor& x, const Dims& dims, bool keepdim) {
   check_numeric(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::amin(x, d, out);
   else cpu::amin(x, d, out);
   return out;
@@ -163,7 +163,7 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   check_input(op, x);
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::logsumexp(x, d, out);
   else cpu::logsumexp(x, d, out);
   return out;
@@ -175,7 +175,7 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   MOEGRAD_CHECK(p > 0, op, "p must be > 0, got {}", p);
   const auto d = reduce_dims(op, x, dims);
-  Tensor out = empty(reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::norm(x, p, d, out);
   else cpu::norm(x, p, d, out);
   return out;
@@ -200,7 +200,7 @@ Tensor softmax(const Tensor& x, std::int64_t dim) {
   check_floating(op, x.dtype());
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
-  Tensor out = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::softmax(xc, d, out);
   else cpu::softmax(xc, d, out);
   return out;
@@ -212,7 +212,7 @@ Tensor log_softmax(const Tensor& x, std::int64_t dim) {
   check_floating(op, x.dtype());
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
-  Tensor out = empty(x.shape(), {x.dtype(), x.device()});
+  Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::log_softmax(xc, d, out);
   else cpu::log_softmax(xc, d, out);
   return out;
@@ -230,7 +230,7 @@ Tensor softmax_backward_common(const char* op, const Tensor& gy, const Tensor& y
                 shape_str(gy.shape()), shape_str(y.shape()));
   const std::int64_t d = one_dim(op, y, dim);
   const Tensor gc = contiguous(gy), yc = contiguous(y);
-  Tensor out = empty(y.shape(), {dtype, device});
+  Tensor out = empty_for(op, y.shape(), {dtype, device});
   if (device.is_cuda()) {
     if (log) cuda::log_softmax_backward(gc, yc, d, out);
     else cuda::softmax_backward(gc, yc, d, out);
@@ -254,7 +254,7 @@ Tensor cumsum(const Tensor& x, std::int64_t dim, bool exclusive, bool reverse) {
   check_input(op, x);
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(as_summable(op, x));
-  Tensor out = empty(x.shape(), {xc.dtype(), x.device()});
+  Tensor out = empty_for(op, x.shape(), {xc.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::cumsum(xc, d, exclusive, reverse, out);
   else cpu::cumsum(xc, d, exclusive, reverse, out);
   return out;
@@ -278,7 +278,7 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   }
   MOEGRAD_CHECK(ok, op, "cannot sum {} down to {}", shape_str(x.shape()), shape_str(shape));
   const Tensor xs = as_summable(op, x);
-  Tensor out = empty(shape, {xs.dtype(), x.device()});
+  Tensor out = empty_for(op, shape, {xs.dtype(), x.device()});
   if (x.device().is_cuda()) cuda::sum(xs, dims, out);
   else cpu::sum(xs, dims, out);
   return out;

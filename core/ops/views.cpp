@@ -2,7 +2,9 @@
 #include "core/ops/views.h"
 
 #include <algorithm>
+#include <string>
 
+#include "core/checked_math.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 
@@ -17,21 +19,28 @@ Tensor make_view(const Tensor& t, Shape shape, Shape strides, std::int64_t offse
 Shape infer_shape(const char* op, const Shape& shape, const Tensor& t) {
   Shape out = shape;
   std::int64_t known = 1, infer = -1;
+  bool overflow = false, zero = false;
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (out[i] == -1) {
       MOEGRAD_CHECK(infer < 0, op, "only one dim may be -1 in {}", shape_str(shape));
       infer = static_cast<std::int64_t>(i);
     } else {
       MOEGRAD_CHECK(out[i] >= 0, op, "negative size in {}", shape_str(shape));
-      known *= out[i];
+      overflow = overflow || !mul_fits(known, out[i], known);
+      zero = zero || out[i] == 0;
     }
   }
+  // Past int64 the known dims cannot match the tensor's count, unless a 0 among them ends at 0.
+  if (overflow && !zero)
+    fail(op, "shape {} is too large: its element count overflows int64 ({} has {})", shape_str(shape),
+         describe(t), t.numel());
+  if (zero) known = 0;
   if (infer >= 0) {
     MOEGRAD_CHECK(known != 0 && t.numel() % known == 0, op, "cannot infer -1 in {} for {}",
                   shape_str(shape), describe(t));
     out[infer] = t.numel() / known;
   }
-  MOEGRAD_CHECK(shape_numel(out) == t.numel(), op, "shape {} is invalid for {} ({} elements)",
+  MOEGRAD_CHECK(shape_numel(out, op) == t.numel(), op, "shape {} is invalid for {} ({} elements)",
                 shape_str(shape), describe(t), t.numel());
   return out;
 }
@@ -95,7 +104,12 @@ Tensor flatten(const Tensor& t, std::int64_t start_dim, std::int64_t end_dim) {
   MOEGRAD_CHECK(s <= e, "flatten", "start_dim {} after end_dim {} for {}", start_dim, end_dim, describe(t));
   Shape out(t.shape().begin(), t.shape().begin() + s);
   std::int64_t merged = 1;
-  for (auto d = s; d <= e; ++d) merged *= t.shape()[d];
+  // A size-0 dim leaves the others free to overflow: inside the range it makes the merged size 0.
+  const bool has_zero = std::find(t.shape().begin() + s, t.shape().begin() + e + 1, 0) != t.shape().begin() + e + 1;
+  for (auto d = s; d <= e && !has_zero; ++d)
+    if (!mul_fits(merged, t.shape()[d], merged))
+      fail("flatten", "flattening dims {}..{} of {} is too large: the merged size overflows int64", s, e, describe(t));
+  if (has_zero) merged = 0;
   out.push_back(merged);
   out.insert(out.end(), t.shape().begin() + e + 1, t.shape().end());
   return reshape(t, out);
@@ -132,8 +146,11 @@ Tensor narrow(const Tensor& t, std::int64_t dim, std::int64_t start, std::int64_
   const auto d = normalize_dim("narrow", dim, t.shape());
   const auto size = t.shape()[d];
   if (start < 0) start += size;
-  MOEGRAD_CHECK(start >= 0 && length >= 0 && start + length <= size, "narrow",
-                "range [{}, {}) out of bounds for dim {} of {}", start, start + length, dim, describe(t));
+  if (!(start >= 0 && length >= 0 && start <= size && length <= size - start)) {
+    std::int64_t end = 0;
+    const std::string end_str = add_fits(start, length, end) ? std::to_string(end) : fmt::format("{} + {}", start, length);
+    fail("narrow", "range [{}, {}) out of bounds for dim {} of {}", start, end_str, dim, describe(t));
+  }
   Shape shape = t.shape();
   shape[d] = length;
   return make_view(t, shape, t.strides(), t.offset() + start * t.strides()[d]);
@@ -148,8 +165,13 @@ Tensor slice(const Tensor& t, std::int64_t dim, std::int64_t start, std::int64_t
   start = clampi(start);
   end = std::max(clampi(end), start);
   Shape shape = t.shape(), strides = t.strides();
-  shape[d] = (end - start + step - 1) / step;
-  strides[d] *= step;
+  shape[d] = (end - start) / step + ((end - start) % step != 0);  // ceil without overflow
+  // A size-1 dim's stride is never used to address, so only a longer one must not overflow.
+  if (!mul_fits(t.strides()[d], step, strides[d])) {
+    MOEGRAD_CHECK(shape[d] <= 1, "slice", "step {} is too large for dim {} of {} with stride {}", step, dim,
+                  describe(t), t.strides()[d]);
+    strides[d] = t.strides()[d];
+  }
   return make_view(t, shape, strides, t.offset() + start * t.strides()[d]);
 }
 
@@ -183,6 +205,7 @@ Tensor expand(const Tensor& t, const Shape& shape) {
     out[i] = want;
     strides[i] = (src >= 0 && have == want) ? t.strides()[src] : 0;
   }
+  shape_numel(out, "expand");  // no memory is needed, but every tensor's count fits int64
   return make_view(t, out, strides, t.offset());
 }
 
@@ -212,7 +235,9 @@ Tensor unsqueeze(const Tensor& t, std::int64_t dim) {
   check_defined("unsqueeze", t);
   const auto d = normalize_dim_inclusive("unsqueeze", dim, t.shape());
   Shape shape = t.shape(), strides = t.strides();
-  const std::int64_t stride = d < t.dim() ? t.strides()[d] * t.shape()[d] : 1;
+  // Any stride is valid for a size-1 dim; this one keeps the view contiguous where t is.
+  std::int64_t stride = 1;
+  if (d < t.dim() && !mul_fits(t.strides()[d], t.shape()[d], stride)) stride = t.strides()[d];
   shape.insert(shape.begin() + d, 1);
   strides.insert(strides.begin() + d, stride);
   return make_view(t, shape, strides, t.offset());
@@ -226,7 +251,13 @@ Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, std
   for (std::size_t i = 0; i < shape.size(); ++i) {
     MOEGRAD_CHECK(shape[i] >= 0, "as_strided", "negative size in {}", shape_str(shape));
     if (shape[i] == 0) return make_view(t, shape, strides, offset);
-    (strides[i] >= 0 ? hi : lo) += (shape[i] - 1) * strides[i];
+  }
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    std::int64_t reach = 0;
+    std::int64_t& end = strides[i] >= 0 ? hi : lo;
+    MOEGRAD_CHECK(mul_fits(shape[i] - 1, strides[i], reach) && add_fits(end, reach, end), "as_strided",
+                  "view {} strides {} offset {} is too large: its extent overflows int64", shape_str(shape),
+                  shape_str(strides), offset);
   }
   const auto capacity = static_cast<std::int64_t>(t.storage()->nbytes() / dtype_size(t.dtype()));
   MOEGRAD_CHECK(lo >= 0 && hi < capacity, "as_strided",

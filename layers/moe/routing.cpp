@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "autograd/functions.h"
+#include "core/checked_math.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -19,17 +20,19 @@ std::int64_t expert_capacity(std::int64_t group_size, double capacity_factor, st
                 "group size and expert count must be > 0, got {} and {}", group_size, num_experts);
   MOEGRAD_CHECK(capacity_factor > 0.0, "expert_capacity", "capacity factor must be > 0, got {}", capacity_factor);
   MOEGRAD_CHECK(min_capacity >= 1, "expert_capacity", "min_expert_capacity must be >= 1, got {}", min_capacity);
-  // Python: int((n * cf) / e) -- double arithmetic, truncation toward zero.
-  const auto scaled = static_cast<std::int64_t>((static_cast<double>(group_size) * capacity_factor) /
-                                                static_cast<double>(num_experts));
-  return std::max(std::min(group_size, scaled), min_capacity);
+  // Python: int((n * cf) / e) -- double arithmetic, truncation toward zero. Compared with n in
+  // double first: a value past int64 (a huge or infinite factor) has no defined cast.
+  const double scaled = (static_cast<double>(group_size) * capacity_factor) / static_cast<double>(num_experts);
+  const std::int64_t capped = scaled >= static_cast<double>(group_size) ? group_size : static_cast<std::int64_t>(scaled);
+  return std::max(capped, min_capacity);
 }
 
 Routing route_tokens(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t group_size,
                      std::int64_t num_experts, std::int64_t capacity, std::int64_t outer) {
   const char* op = "route_tokens";
-  MOEGRAD_CHECK(expert.dtype() == DType::i64 && expert.dim() == 2 && expert.size(0) == groups * group_size, op,
-                "expert must be i64 [G * n = {}, k], got {}", groups * group_size, core::describe(expert));
+  const std::int64_t tokens = core::checked_mul(op, "groups * group_size", groups, group_size);
+  MOEGRAD_CHECK(expert.dtype() == DType::i64 && expert.dim() == 2 && expert.size(0) == tokens, op,
+                "expert must be i64 [G * n = {}, k], got {}", tokens, core::describe(expert));
   MOEGRAD_CHECK(capacity >= 1 && outer >= 1 && groups % outer == 0, op,
                 "need capacity >= 1 and groups ({}) divisible by outer ({}), got capacity {}", groups, outer, capacity);
   Routing r;

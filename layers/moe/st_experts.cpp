@@ -18,12 +18,13 @@ const std::vector<std::pair<std::string, std::string>>& Experts::key_map() {
 Experts::Experts(std::int64_t dim, std::int64_t num_experts, double hidden_mult, TensorOptions options,
                  core::Generator* gen)
     : dim_(dim), hidden_(Expert::hidden_dim_for(dim, hidden_mult)), num_experts_(num_experts) {
-  MOEGRAD_CHECK(dim > 0 && num_experts > 0 && hidden_ > 0, "st.Experts",
+  const char* op = "st.Experts";
+  MOEGRAD_CHECK(dim > 0 && num_experts > 0 && hidden_ > 0, op,
                 "need dim, num_experts and int(dim * hidden_mult * 2 / 3) > 0, got {}, {} and {}", dim, num_experts, hidden_);
   const std::int64_t E = num_experts, h = hidden_;
-  Tensor w_in = core::empty({E, 2 * h, dim}, options), b_in = core::empty({E, 2 * h}, options);
-  Tensor mult = core::empty({E, h}, options), w_out = core::empty({E, dim, h}, options);
-  Tensor b_out = core::empty({E, dim}, options);
+  Tensor w_in = core::empty_for(op, {E, 2 * h, dim}, options), b_in = core::empty_for(op, {E, 2 * h}, options);
+  Tensor mult = core::empty_for(op, {E, h}, options), w_out = core::empty_for(op, {E, dim, h}, options);
+  Tensor b_out = core::empty_for(op, {E, dim}, options);
   const std::vector<Tensor> stacked{w_in, b_in, mult, w_out, b_out};
   for (std::int64_t i = 0; i < E; ++i) {
     Expert one(dim, hidden_mult, /*mult_bias=*/true, /*prenorm=*/false, options, gen);

@@ -125,7 +125,7 @@ TEST_CASE("tensor: errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(x.item<float>(), Contains("[item] needs exactly one element, got f32(2, 3)"), Error);
   CHECK_THROWS_WITH_AS(x.data<double>(), Contains("[data] asked for f64 data of a f32(2, 3) tensor"), Error);
   CHECK_THROWS_WITH_AS(from_vector<float>({1, 2, 3}, {2, 2}), Contains("[from_vector] 3 values do not fill shape (2, 2)"), Error);
-  CHECK_THROWS_WITH_AS(zeros({-1}), Contains("[empty] negative size"), Error);
+  CHECK_THROWS_WITH_AS(zeros({-1}), Contains("[zeros] negative size"), Error);
   CHECK_THROWS_WITH_AS(Device::parse("gpu"), Contains("[device] unknown device 'gpu'"), Error);
   CHECK_THROWS_WITH_AS(add(Tensor{}, x), Contains("[add] input tensor is undefined"), Error);
   CHECK_THROWS_WITH_AS(copy_(zeros({2, 3}), zeros({3, 2})), Contains("[expand] cannot expand f32(3, 2) to (2, 3)"), Error);

@@ -1,5 +1,5 @@
-// train/hdf5 additions for checkpoints: checksummed datasets (Fletcher32 on chunks, crc32 on
-// scalars), data_ranges, attribute listing and removal, read-write opening, is_hdf5.
+// train/hdf5 additions for checkpoints: checksummed datasets (Fletcher32 on chunks, crc64 on
+// every dataset), data_ranges, attribute listing and removal, read-write opening, is_hdf5.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -97,7 +97,7 @@ TEST_CASE("hdf5: a damaged checksummed dataset throws ChecksumError naming it") 
   const h5::File f = h5::File::open(path);
   CHECK_THROWS_WITH_AS(f.read("/model/w"), Contains("checksum mismatch in dataset '/model/w' (Fletcher32)"),
                        h5::ChecksumError);
-  CHECK_THROWS_WITH_AS(f.read("model/n"), Contains("checksum mismatch in dataset '/model/n' (crc32"), h5::ChecksumError);
+  CHECK_THROWS_WITH_AS(f.read("model/n"), Contains("checksum mismatch in dataset '/model/n' (crc64"), h5::ChecksumError);
   try {
     f.read("/model/w");
   } catch (const h5::ChecksumError& e) {
@@ -141,7 +141,7 @@ TEST_CASE("hdf5: root attributes list and remove; read-write opening; is_hdf5") 
   CHECK_FALSE(h5::is_hdf5(dir.file("empty.h5")));
 }
 
-TEST_CASE("hdf5: h5py sees the Fletcher32 filter and the crc32 attribute") {
+TEST_CASE("hdf5: h5py sees the Fletcher32 filter and the crc64 attribute") {
   if (!have_h5py()) {
     MESSAGE("/usr/bin/python3 with h5py not available; skipped");
     return;
@@ -155,15 +155,23 @@ TEST_CASE("hdf5: h5py sees the Fletcher32 filter and the crc32 attribute") {
     f.write("e", core::zeros({0}), {.checksum = true});
   }
   const std::string script = dir.file("check.py");
-  std::ofstream(script) << "import sys, zlib, h5py, numpy as np\n"
+  std::ofstream(script) << "import sys, h5py, numpy as np\n"
+                           "def crc64(data):  # CRC-64/XZ\n"
+                           "    c = 0xFFFFFFFFFFFFFFFF\n"
+                           "    for b in data:\n"
+                           "        c ^= b\n"
+                           "        for _ in range(8):\n"
+                           "            c = (c >> 1) ^ (0xC96C5795D7870F42 if c & 1 else 0)\n"
+                           "    return c ^ 0xFFFFFFFFFFFFFFFF\n"
                            "with h5py.File(sys.argv[1], 'r') as f:\n"
                            "    w = f['w']\n"
                            "    assert w.fletcher32 and w.chunks == (2, 3), (w.fletcher32, w.chunks)\n"
                            "    assert w[()].tolist() == [[1, 2, 3], [4, 5, 6]]\n"
                            "    s = f['s']\n"
                            "    assert s.shape == () and s[()] == -7 and not s.fletcher32\n"
-                           "    assert s.attrs['crc32'] == zlib.crc32(np.int64(-7).astype('<i8').tobytes())\n"
-                           "    assert s.attrs['crc32'].dtype == np.uint32\n"
-                           "    assert f['e'].shape == (0,) and not f['e'].fletcher32\n";
+                           "    assert s.attrs['crc64'] == crc64(np.int64(-7).astype('<i8').tobytes())\n"
+                           "    assert s.attrs['crc64'].dtype == np.uint64\n"
+                           "    assert w.attrs['crc64'] == crc64(w[()].astype('<f4').tobytes())\n"
+                           "    assert f['e'].shape == (0,) and not f['e'].fletcher32 and f['e'].attrs['crc64'] == 0\n";
   CHECK(std::system(fmt::format("/usr/bin/python3 '{}' '{}'", script, path).c_str()) == 0);
 }

@@ -51,25 +51,6 @@ bool fletcher32_failed() {
   return found;
 }
 
-constexpr std::uint64_t kChunkBytes = std::uint64_t{1} << 20;
-
-// Chunk dims for a checksummed array: whole trailing dims while they fit in kChunkBytes, part
-// of the next one, 1 for the leading rest.
-std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t element_size) {
-  std::vector<hsize_t> chunk(dims.size(), 1);
-  const std::uint64_t budget = std::max<std::uint64_t>(1, kChunkBytes / element_size);
-  std::uint64_t elements = 1;
-  for (std::size_t i = dims.size(); i-- > 0;) {
-    if (elements * dims[i] <= budget) {
-      chunk[i] = dims[i];
-      elements *= dims[i];
-    } else {
-      chunk[i] = std::max<std::uint64_t>(1, budget / elements);
-      break;
-    }
-  }
-  return chunk;
-}
 
 // ---- handles ---------------------------------------------------------------------------------
 
@@ -306,7 +287,7 @@ Tensor File::read(const std::string& dataset, const ReadOptions& options) const 
   const StoredType stored = stored_type(type, options.strict, path_, dataset);
   // The declared size must be computable and held by the file before anything is allocated.
   const std::int64_t numel = checked_numel(shape, std::max(stored.file_size, core::dtype_size(stored.dtype)), path_, dataset);
-  if (numel > 0) check_storage(f, ds, shape, stored.file_size, path_, dataset, what);
+  if (numel > 0) check_storage(f, ds, shape, stored.file_size, options.strict, path_, dataset, what);
 
   std::optional<std::uint64_t> stored_crc = read_crc_attribute(ds, path_, dataset, what);
   if (options.strict && !stored_crc)

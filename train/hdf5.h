@@ -163,10 +163,11 @@ void seal_image(std::vector<unsigned char>& image);
 // Re-seals a file on disk: for tests and tools that change a sealed file on purpose.
 void seal(const std::string& path);
 enum class Seal { verified, absent };
-// Checks a file against its header. `absent` when the file has no header (the user block
-// does not start with "moegrad-file-digest", or there is none); throws ChecksumError
+// Checks a file against its header. `absent` when the file has no header (no user block, or
+// one of zeros); throws ChecksumError
 //   [hdf5] 'f.h5': checksum mismatch over the file (crc64 ..., stored ...): the file is corrupted
-// or Error for a damaged header or a size other than the header's (truncated or appended to).
+// or Error for a damaged header (anything else in the user block) or a size other than the
+// header's (truncated or appended to).
 Seal verify_seal(const std::string& path);
 
 // Writes `path` so that it is either the old file or the complete new one, never a partial

@@ -119,7 +119,14 @@ Seal verify_seal(const std::string& path) {
   const auto size = static_cast<std::uint64_t>(st.st_size);
   char head[kSealBytes];
   if (size < kSealBytes || !read_at(fd.fd, head, kSealBytes, 0, path)) return Seal::absent;
-  if (std::string_view(head, kSealMagic.size()) != kSealMagic) return Seal::absent;
+  if (std::string_view(head, kSealMagic.size()) != kSealMagic) {
+    // No user block (HDF5's signature at 0) or one never written (zeros): not sealed. Anything
+    // else in front of HDF5's signature at 512 is a header that was damaged.
+    const bool no_block = std::memcmp(head, kSignature, sizeof kSignature) == 0;
+    const bool zeros = std::all_of(head, head + kSealBytes, [](char c) { return c == '\0'; });
+    if (no_block || zeros) return Seal::absent;
+    fail("hdf5", "'{}': the file checksum header in its first {} bytes is damaged", path, kSealBytes);
+  }
   // "<16 hex> <decimal>\n", nothing else.
   const char* p = head + kSealMagic.size();
   const char* end = head + kSealBytes;

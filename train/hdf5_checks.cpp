@@ -137,7 +137,7 @@ std::int64_t checked_numel(const Shape& shape, std::size_t element_size, const s
 // The data of a non-empty dataset must all be in the file: contiguous storage of exactly
 // numel * element_size bytes, or every chunk of a chunked one. A dataset that was declared but
 // never written (or whose chunk index lost entries) would otherwise read back as fill values.
-void check_storage(hid_t file, hid_t ds, const Shape& shape, std::size_t element_size, const std::string& path,
+void check_storage(hid_t file, hid_t ds, const Shape& shape, std::size_t element_size, bool strict, const std::string& path,
                    const std::string& name, const std::string& what) {
   Handle dcpl = checked(H5Dget_create_plist(ds), H5Pclose, what);
   const H5D_layout_t layout = H5Pget_layout(dcpl);
@@ -162,19 +162,57 @@ void check_storage(hid_t file, hid_t ds, const Shape& shape, std::size_t element
     const int rank = static_cast<int>(shape.size());
     std::vector<hsize_t> chunk(shape.size());
     MOEGRAD_CHECK(H5Pget_chunk(dcpl, rank, chunk.data()) == rank, "hdf5", "{}: unreadable chunk layout", what);
+    Handle space = checked(H5Dget_space(ds), H5Sclose, what);
+    std::vector<hsize_t> max_dims(shape.size());
+    check(H5Sget_simple_extent_dims(space, nullptr, max_dims.data()), what);
+    std::uint64_t chunk_elements = 1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+      // HDF5 sizes its buffers by the chunk: a chunk larger than a fixed dimension is damage.
+      if (chunk[i] == 0 || (max_dims[i] != H5S_UNLIMITED && chunk[i] > max_dims[i]))
+        fail("hdf5", "'{}': dataset '{}' of shape {} has chunks of shape {}, which do not fit it", path, name,
+             core::shape_str(shape), core::shape_str(Shape(chunk.begin(), chunk.end())));
+      chunk_elements *= chunk[i];
+    }
+    if (strict) {
+      std::vector<hsize_t> dims(shape.begin(), shape.end());
+      const bool written_so = chunk == chunk_dims(dims, element_size) && H5Pget_nfilters(dcpl) == 1 &&
+                              H5Pget_filter2(dcpl, 0, nullptr, nullptr, nullptr, 0, nullptr, nullptr) == H5Z_FILTER_FLETCHER32;
+      H5Eclear2(H5E_DEFAULT);
+      if (!written_so)
+        fail("hdf5", "'{}': dataset '{}' of shape {} has chunks of shape {} or filters other than the writer's", path,
+             name, core::shape_str(shape), core::shape_str(Shape(chunk.begin(), chunk.end())));
+    }
     std::uint64_t want = 1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
-      MOEGRAD_CHECK(chunk[i] > 0, "hdf5", "'{}': dataset '{}' has a chunk dimension of 0", path, name);
       const std::uint64_t per_dim = (static_cast<std::uint64_t>(shape[i]) + chunk[i] - 1) / chunk[i];
       want = per_dim > UINT64_MAX / want ? UINT64_MAX : want * per_dim;
     }
-    Handle space = checked(H5Dget_space(ds), H5Sclose, what);
     hsize_t have = 0;
     check(H5Dget_num_chunks(ds, space, &have), what);
     if (have != want)
       fail("hdf5", "'{}': dataset '{}' of shape {} has {} of its {} chunks in the file{}", path, name,
            core::shape_str(shape), have, want, have == 0 ? " (never written)" : "");
-  }  // compact storage lives in the object header: nothing to allocate
+    if (strict) {  // each chunk: its elements and Fletcher32's 4 bytes, unfiltered-mask clear
+      for (hsize_t i = 0; i < have; ++i) {
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        hsize_t size = 0;
+        check(H5Dget_chunk_info(ds, space, i, nullptr, &mask, &addr, &size), what);
+        if (mask != 0 || size != chunk_elements * element_size + 4 || addr == HADDR_UNDEF || addr > file_size ||
+            size > file_size - addr)
+          fail("hdf5", "'{}': dataset '{}': chunk {} is stored as {} bytes at {} (filter mask {}), expected {} bytes", path,
+               name, i, size, addr, mask, chunk_elements * element_size + 4);
+      }
+    }
+  } else if (layout == H5D_COMPACT) {  // the data lives in the object header: its size must match
+    const hsize_t stored = H5Dget_storage_size(ds);
+    const std::uint64_t want = numel * element_size;
+    if (stored != want)
+      fail("hdf5", "'{}': dataset '{}' declares shape {} ({} bytes) but the file holds {} bytes of it", path, name,
+           core::shape_str(shape), want, stored);
+  } else {
+    fail("hdf5", "'{}': dataset '{}' has an unknown storage layout ({})", path, name, static_cast<int>(layout));
+  }
 }
 
 // A dataset's crc64 attribute (an unsigned 64-bit scalar), nullopt when there is none.

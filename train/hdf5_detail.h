@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -142,6 +144,26 @@ inline TypePair types_for(core::DType d) {
 
 inline constexpr const char* kCrcAttribute = "crc64";
 
+inline constexpr std::uint64_t kChunkBytes = std::uint64_t{1} << 20;
+
+// Chunk dims for a checksummed array: whole trailing dims while they fit in kChunkBytes, part
+// of the next one, 1 for the leading rest.
+inline std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, std::size_t element_size) {
+  std::vector<hsize_t> chunk(dims.size(), 1);
+  const std::uint64_t budget = std::max<std::uint64_t>(1, kChunkBytes / element_size);
+  std::uint64_t elements = 1;
+  for (std::size_t i = dims.size(); i-- > 0;) {
+    if (elements * dims[i] <= budget) {
+      chunk[i] = dims[i];
+      elements *= dims[i];
+    } else {
+      chunk[i] = std::max<std::uint64_t>(1, budget / elements);
+      break;
+    }
+  }
+  return chunk;
+}
+
 // ---- checks before a read (train/hdf5_checks.cpp) ---------------------------------------------
 
 // How a dataset's stored type is read: into which dtype, through which memory type.
@@ -160,9 +182,12 @@ StoredType stored_type(hid_t type, bool strict, const std::string& path, const s
 // int64: "[hdf5] 'f.h5': dataset 'x' of shape (268435456, 268435456, 64) is too large ...".
 std::int64_t checked_numel(const core::Shape& shape, std::size_t element_size, const std::string& path,
                            const std::string& name);
-// The data of a non-empty dataset must all be in the file: contiguous storage of exactly
-// numel * element_size bytes, or every chunk of a chunked one.
-void check_storage(hid_t file, hid_t ds, const core::Shape& shape, std::size_t element_size, const std::string& path,
+// The data of a non-empty dataset must all be in the file: contiguous or compact storage of
+// exactly numel * element_size bytes, or every chunk of a chunked one, with chunk dims that fit
+// the dataset. strict: chunks exactly as File::write makes them (chunk_dims, the Fletcher32
+// filter alone, every chunk of the size that gives).
+void check_storage(hid_t file, hid_t ds, const core::Shape& shape, std::size_t element_size, bool strict,
+                   const std::string& path,
                    const std::string& name, const std::string& what);
 // A dataset's crc64 attribute (an unsigned 64-bit scalar), nullopt when there is none.
 std::optional<std::uint64_t> read_crc_attribute(hid_t ds, const std::string& path, const std::string& name,

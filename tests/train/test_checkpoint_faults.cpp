@@ -151,8 +151,10 @@ TEST_CASE("checkpoint: corrupted copies either load identically or fail with one
   int identical = 0, errors = 0;
   const std::string path = dir.file("mutated.h5");
   for (int i = 0; i < 200; ++i) {
-    std::string what;
-    const std::string bytes = mutate(original, rng, what);
+    std::string what, bytes;
+    do {
+      bytes = mutate(original, rng, what);
+    } while (bytes == original);  // zeroing bytes that are zero changes nothing
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
     INFO("mutation ", i, ": ", what);
     try {
@@ -170,5 +172,5 @@ TEST_CASE("checkpoint: corrupted copies either load identically or fail with one
   }
   MESSAGE(fmt::format("200 mutations: {} loaded identically, {} clear errors", identical, errors));
   CHECK(identical + errors == 200);
-  CHECK(errors > 150);
+  CHECK(errors == 200);  // every change is caught, by the file checksum first
 }

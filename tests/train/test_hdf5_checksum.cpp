@@ -59,6 +59,12 @@ TEST_CASE("hdf5: checksummed datasets round trip in every shape and dtype") {
   const h5::File f = h5::File::open(path);
   CHECK(f.read("big").to_vector<float>() == big.to_vector<float>());
   CHECK(f.read("wide").to_vector<float>() == wide.to_vector<float>());
+  // Strict (checkpoint) reading accepts what File::write stores, edge chunks included.
+  for (const char* name : {"big", "wide", "f64", "i64", "u8", "scalar", "empty"}) {
+    CAPTURE(name);
+    CHECK_NOTHROW((void)f.read(name, {.strict = true}));
+  }
+  CHECK_THROWS_WITH_AS(f.read("plain", {.strict = true}), Contains("has no 'crc64' attribute"), Error);
   CHECK(f.read("f64").to_vector<double>() == f64.to_vector<double>());
   CHECK(f.read("i64").to_vector<std::int64_t>() == i64.to_vector<std::int64_t>());
   CHECK(f.read("u8").dtype() == DType::u8);
@@ -198,5 +204,48 @@ TEST_CASE("crc64: CRC-64/XZ check value, streaming, and every length and alignme
       const std::size_t half = n / 2;
       CHECK(moegrad::crc64(data.data() + start + half, n - half, moegrad::crc64(data.data() + start, half)) == whole);
     }
+  }
+}
+
+TEST_CASE("hdf5: sealed files: verify_seal finds any change, truncation or appended byte") {
+  TempDir dir;
+  const std::string sealed = dir.file("s.h5"), plain = dir.file("p.h5");
+  h5::write_atomically(sealed, [](h5::File& f) { f.write("w", core::ones({16}), {.checksum = true}); });
+  {
+    h5::File f = h5::File::create(plain);
+    f.write("w", core::ones({16}));
+  }
+  CHECK(h5::verify_seal(sealed) == h5::Seal::verified);
+  CHECK(h5::verify_seal(plain) == h5::Seal::absent);
+  CHECK(h5::is_hdf5(sealed));
+  CHECK(h5::File::open(sealed).read("w").to_vector<float>() == std::vector<float>(16, 1.0f));
+  const auto size = fs::file_size(sealed);
+
+  SUBCASE("a byte after the header") {
+    flip_byte(sealed, size - 3);
+    CHECK_THROWS_WITH_AS(h5::verify_seal(sealed), Contains("checksum mismatch over the file (crc64 "), h5::ChecksumError);
+    h5::seal(sealed);  // a tool that changes a sealed file on purpose seals it again
+    CHECK(h5::verify_seal(sealed) == h5::Seal::verified);
+  }
+  SUBCASE("the header") {
+    flip_byte(sealed, 0);
+    CHECK_THROWS_WITH_AS(h5::verify_seal(sealed), Contains("the file checksum header in its first 512 bytes is damaged"),
+                         Error);
+  }
+  SUBCASE("the header's padding") {
+    flip_byte(sealed, 300);
+    CHECK_THROWS_WITH_AS(h5::verify_seal(sealed), Contains("header in its first 512 bytes is damaged"), Error);
+  }
+  SUBCASE("truncated") {
+    fs::resize_file(sealed, size - 1);
+    const std::string want = fmt::format("holds {} bytes after its header, which says {} (truncated)", size - 513, size - 512);
+    CHECK_THROWS_WITH_AS(h5::verify_seal(sealed), Contains(want.c_str()), Error);
+  }
+  SUBCASE("appended") {
+    std::ofstream(sealed, std::ios::app) << "x";
+    CHECK_THROWS_WITH_AS(h5::verify_seal(sealed), Contains("(bytes were appended)"), Error);
+  }
+  SUBCASE("a file without a user block cannot be sealed") {
+    CHECK_THROWS_WITH_AS(h5::seal(plain), Contains("it has no 512-byte user block"), Error);
   }
 }

@@ -185,6 +185,7 @@ int run_inspect_command(int argc, char** argv) {
     for (const auto& [name, s] : ck.rng) fmt::print("  generator {}: seed {}, offset {}\n", name, s.seed, s.offset);
     for (const auto& [k, v] : ck.attributes) fmt::print("  {}: {}\n", k, v);
     fmt::print("  config: {}\n", ck.config_json);
+    fmt::print("  content crc64: {:016x}\n", train::content_digest(ck));
     std::int64_t total = 0;
     fmt::print("\n  {:<48} {:>6} {:>16} {:>10}\n", "parameter", "dtype", "shape", "numel");
     for (const auto& [key, t] : ck.model) {

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "core/ops/creation.h"
+#include "train/crc64.h"
 
 namespace moegrad::train {
 
@@ -29,9 +31,11 @@ constexpr const char* kFormat = "format";
 constexpr const char* kFormatVersion = "format_version";
 constexpr const char* kConfigJson = "config_json";
 constexpr const char* kComplete = "complete";
+constexpr const char* kContentCrc = "content_crc64";
+const h5::ReadOptions kStrict{.strict = true};
 
 bool reserved_attribute(const std::string& name) {
-  return name == kFormat || name == kFormatVersion || name == kConfigJson || name == kComplete;
+  return name == kFormat || name == kFormatVersion || name == kConfigJson || name == kComplete || name == kContentCrc;
 }
 
 template <class... Args>
@@ -93,6 +97,15 @@ h5::File open_checked(const std::string& path) {
     if (!ec && size == 0) fail_file(path, "not an HDF5 file (the file is empty)");
     fail_file(path, "not an HDF5 file (no HDF5 signature in its {} bytes)", ec ? 0 : size);
   }
+  // The whole-file checksum first, so that HDF5 never parses a damaged file.
+  try {
+    if (h5::verify_seal(path) == h5::Seal::absent)
+      fail_file(path, "no file checksum in its first {} bytes: not a moegrad checkpoint of format_version {} (older "
+                "versions are not read)", h5::kSealBytes, kCheckpointFormatVersion);
+  } catch (const Error& e) {
+    if (std::string(e.what()).rfind("[checkpoint]", 0) == 0) throw;
+    fail_file(path, "{}", detail(e.what(), path));
+  }
   h5::File f = [&] {
     try {
       return h5::File::open(path);
@@ -120,7 +133,7 @@ h5::File open_checked(const std::string& path) {
 }
 
 Tensor read_scalar_i64(const h5::File& f, const std::string& dataset) {
-  Tensor t = f.read(dataset);
+  Tensor t = f.read(dataset, kStrict);
   if (t.dtype() != DType::i64 || t.dim() != 0)
     fail_file(f.path(), "dataset '{}' is {}{}, expected a 0-d int64", dataset, core::dtype_name(t.dtype()),
               core::shape_str(t.shape()));
@@ -128,6 +141,58 @@ Tensor read_scalar_i64(const h5::File& f, const std::string& dataset) {
 }
 
 }  // namespace
+
+// ---- the content digest ----------------------------------------------------------------------
+
+std::uint64_t content_digest(const Checkpoint& ck) {
+  std::uint64_t crc = 0;
+  auto add = [&](const void* p, std::size_t n) { crc = crc64(p, n, crc); };
+  auto add_u64 = [&](std::uint64_t v) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));  // little-endian
+    add(b, 8);
+  };
+  auto add_str = [&](const std::string& s) {
+    add_u64(s.size());
+    add(s.data(), s.size());
+  };
+  auto add_dict = [&](const char* section, const nn::StateDict& sd) {
+    std::vector<std::string> keys = sd.keys();
+    std::sort(keys.begin(), keys.end());
+    add_str(section);
+    add_u64(keys.size());
+    for (const auto& key : keys) {
+      const Tensor t = core::contiguous(core::to_device(sd.at(key), core::Device::cpu()));
+      add_str(key);
+      add_str(t.dtype() == DType::b8 ? "u8" : core::dtype_name(t.dtype()));  // b8 is stored as uint8
+      add_u64(t.shape().size());
+      for (std::int64_t d : t.shape()) add_u64(static_cast<std::uint64_t>(d));
+      add(t.raw_data(), static_cast<std::size_t>(t.numel()) * core::dtype_size(t.dtype()));
+    }
+  };
+  add_dict("model", ck.model);
+  add_dict("optimizer", ck.optimizer);
+  add_u64(static_cast<std::uint64_t>(ck.step));
+  add_u64(static_cast<std::uint64_t>(ck.epoch));
+  add_u64(ck.cursor.size());
+  for (const auto& [name, v] : ck.cursor) {
+    add_str(name);
+    add_u64(static_cast<std::uint64_t>(v));
+  }
+  add_u64(ck.rng.size());
+  for (const auto& [name, r] : ck.rng) {
+    add_str(name);
+    add_u64(r.seed);
+    add_u64(r.offset);
+  }
+  add_str(ck.config_json);
+  add_u64(ck.attributes.size());
+  for (const auto& [name, v] : ck.attributes) {
+    add_str(name);
+    add_str(v);
+  }
+  return crc;
+}
 
 // ---- writing ---------------------------------------------------------------------------------
 
@@ -160,6 +225,7 @@ void write_checkpoint(h5::File& f, const Checkpoint& ck) {
         {static_cast<std::int64_t>(state.seed), static_cast<std::int64_t>(state.offset)}, {2});
     f.write("/rng/" + name, t, sum);
   }
+  f.set_attribute(kContentCrc, fmt::format("{:016x}", content_digest(ck)));
   f.set_attribute(kComplete, std::int64_t{1});  // last: a file without it was not finished
 }
 
@@ -196,8 +262,8 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (!config) fail_file(path, "no '{}' attribute", kConfigJson);
     ck.config_json = *config;
 
-    ck.model = h5::read_state_dict(f, "/model");
-    ck.optimizer = h5::read_state_dict(f, "/optimizer");
+    ck.model = h5::read_state_dict(f, "/model", kStrict);
+    ck.optimizer = h5::read_state_dict(f, "/optimizer", kStrict);
     for (const char* required : {"/train/step", "/train/epoch"}) {
       if (!f.exists(required)) fail_file(path, "missing dataset '{}'", required);
     }
@@ -209,13 +275,20 @@ Checkpoint load_checkpoint(const std::string& path) {
     }
     for (const auto& name : f.list("/rng")) {
       const std::string dataset = "/rng/" + name;
-      const Tensor t = f.read(dataset);
+      const Tensor t = f.read(dataset, kStrict);
       if (t.dtype() != DType::i64 || t.shape() != core::Shape{2})
         fail_file(path, "dataset '{}' is {}{}, expected int64 (2,) = (seed, offset)", dataset,
                   core::dtype_name(t.dtype()), core::shape_str(t.shape()));
       const auto v = t.to_vector<std::int64_t>();
       ck.rng[name] = RngState{static_cast<std::uint64_t>(v[0]), static_cast<std::uint64_t>(v[1])};
     }
+    // Last, everything read against the digest written at save.
+    const auto stored = f.attribute_string(kContentCrc);
+    if (!stored) fail_file(path, "no '{}' attribute", kContentCrc);
+    const std::string actual = fmt::format("{:016x}", content_digest(ck));
+    if (*stored != actual)
+      fail_file(path, "checksum mismatch over the loaded content (content_crc64 {}, stored '{}'): the file is corrupted",
+                actual, *stored);
   } catch (const Error& e) {  // h5::ChecksumError included
     if (std::string(e.what()).rfind("[checkpoint]", 0) == 0) throw;
     fail_file(path, "{}", detail(e.what(), path));
@@ -232,7 +305,22 @@ CheckpointDir::CheckpointDir(std::string dir, int keep_last) : dir_(std::move(di
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_))
     fail("checkpoint", "cannot create the checkpoint folder '{}': {}", dir_, ec ? ec.message() : "not a folder");
+  check_writable();
   remove_stale_temporaries();
+}
+
+void CheckpointDir::check_writable() const {
+  const std::string probe = (fs::path(dir_) / fmt::format(".write-probe-{}", ::getpid())).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    if (::write(fd, "x", 1) != 1) err = errno ? errno : EIO;
+    if (::close(fd) != 0 && err == 0) err = errno;
+    ::unlink(probe.c_str());
+  }
+  if (err != 0)
+    fail("checkpoint", "the checkpoint folder '{}' is not writable: cannot write a file in it: {}", dir_,
+         std::strerror(err));
 }
 
 std::string CheckpointDir::path_for(std::int64_t step) const {

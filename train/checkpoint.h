@@ -1,6 +1,6 @@
 // Training checkpoints: one HDF5 file each, written atomically, read back strictly.
 //
-// Layout (format "moegrad-checkpoint", format_version 1):
+// Layout (format "moegrad-checkpoint", format_version 2):
 //   /model/<state_dict key>            the model's tensors under PyTorch's names and shapes
 //                                      ("/model/experts.experts.0.net.0.weight")
 //   /optimizer/<param name>/<slot>     optimizer state, keyed "<param name>/<slot>" in the
@@ -11,11 +11,20 @@
 //   /rng/<name>                        int64 [2]: a Philox generator's (seed, offset); values of
 //                                      2^63 and more are stored as their two's-complement bit
 //                                      pattern (cast back to uint64)
-//   root attributes                    format, config_json and any extra string attributes as
+//   root attributes                    format, config_json, content_crc64 (content_digest, 16 hex
+//                                      digits) and any extra string attributes as
 //                                      variable-length UTF-8 strings; format_version and
 //                                      complete (= 1, written after everything else) as int64
-// Every dataset carries a checksum that each read verifies: arrays with data the Fletcher32
-// filter (chunked storage), 0-d tensors a `crc32` attribute (h5::WriteOptions explains).
+// Integrity, checked at every load, outermost first (zero silent wrong loads):
+//   - the file is sealed (h5::write_atomically): a CRC-64 of all its bytes in a 512-byte user
+//     block, verified before HDF5 parses anything: any changed byte, truncation or appended
+//     data is an error, and HDF5 never sees a damaged file;
+//   - each dataset has exactly the stored type the writer writes (IEEE f32/f64 LE, int64 LE,
+//     uint8), all its data allocated in the file, and a `crc64` attribute over its tensor's
+//     bytes (arrays with data also the Fletcher32 filter on their chunks);
+//   - content_crc64 over everything loaded (names, dtypes, shapes, values, step, cursors,
+//     generators, config and attributes) matches.
+// Files of format_version 1 (unsealed) are refused with one line.
 //
 // Errors are one line naming the file and the problem, and leave every file as it was:
 //   [checkpoint] 'ckpt/step-000000100.h5': incomplete checkpoint (no 'complete' attribute): the write was interrupted
@@ -35,7 +44,7 @@
 namespace moegrad::train {
 
 inline constexpr const char* kCheckpointFormat = "moegrad-checkpoint";
-inline constexpr std::int64_t kCheckpointFormatVersion = 1;
+inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 // A Philox generator's state.
 struct RngState {
@@ -66,23 +75,35 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck);
 // The body of save_checkpoint: everything into an open, writable file, `complete` last.
 void write_checkpoint(h5::File& f, const Checkpoint& ck);
 
+// CRC-64/XZ over a canonical serialization of everything a checkpoint holds (model and
+// optimizer tensors by sorted key with dtype, shape and little-endian bytes; b8 counted as
+// the u8 it is stored as; step, epoch, cursors, generators, config_json, attributes). Stored
+// as content_crc64; `moegrad inspect` prints it, so two files that load identically print
+// the same digest.
+std::uint64_t content_digest(const Checkpoint& ck);
+
 // Reads everything back, verifying every checksum. Throws moegrad::Error
-// "[checkpoint] '<path>': <problem>" for a missing file, a file that is not HDF5, a truncated
-// or damaged file, a missing `complete` attribute, another format, an unknown format_version,
+// "[checkpoint] '<path>': <problem>" for a missing file, a file that is not HDF5, a file
+// without the seal or not matching it ("checksum mismatch over the file ..."), a truncated or
+// damaged file, a missing `complete` attribute, another format, an unknown format_version,
 // a missing group, an unexpected dataset or attribute, a /train or /rng entry of the wrong
-// dtype or shape, and a checksum mismatch ("checksum mismatch in dataset '/model/w' ...").
+// dtype or shape, a dataset of another stored type or not all in the file, and a checksum
+// mismatch ("checksum mismatch in dataset '/model/w' ...", or over the loaded content).
 // Tensors come back contiguous on the CPU; StateDicts in sorted key order.
 Checkpoint load_checkpoint(const std::string& path);
 
-// What can be checked without reading the data: the file is HDF5, opens, and has the
-// format, a known format_version and `complete`. Throws load_checkpoint's errors.
+// What can be checked without reading the tensors: the file is HDF5, matches its seal (the
+// whole file is read once for that), opens, and has the format, a known format_version and
+// `complete`. Throws load_checkpoint's errors.
 void check_checkpoint(const std::string& path);
 
 // A folder of checkpoints "step-<step, 9 digits>.h5" with keep-last-N rotation.
 class CheckpointDir {
  public:
-  // Creates `dir` (and its parents) and removes stale temporary files (see
-  // remove_stale_temporaries). keep_last = 0 keeps every checkpoint.
+  // Creates `dir` (and its parents), checks that a file can be written in it (a probe file
+  // ".write-probe-<pid>" is created, written and removed; else one line naming the folder and
+  // the system's reason), and removes stale temporary files (see remove_stale_temporaries).
+  // keep_last = 0 keeps every checkpoint.
   explicit CheckpointDir(std::string dir, int keep_last = 0);
 
   const std::string& dir() const { return dir_; }
@@ -97,7 +118,8 @@ class CheckpointDir {
   // path. Then rotation: of the complete checkpoints (check_checkpoint passes), the newest
   // keep_last by step are kept, and always the one just written; older complete ones are
   // removed. Files that are not complete checkpoints are never removed. A removal that fails
-  // is reported on stderr and does not fail the save.
+  // is reported on stderr and does not fail the save. A save that fails (full disk, I/O
+  // error) throws one line and leaves the folder as it was: no temporary, no rotation.
   std::string save(const Checkpoint& ck);
 
   // The newest checkpoint that passes check_checkpoint; each newer file that does not is
@@ -114,6 +136,8 @@ class CheckpointDir {
   std::vector<std::string> remove_stale_temporaries() const;
 
  private:
+  void check_writable() const;
+
   std::string dir_;
   int keep_last_;
 };

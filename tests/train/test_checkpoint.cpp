@@ -98,13 +98,15 @@ void check_same_dict(const nn::StateDict& got, const nn::StateDict& want, bool s
   }
 }
 
-// Saves a valid checkpoint, then lets `damage` change the file (opened read-write).
+// Saves a valid checkpoint, then lets `damage` change the file (opened read-write) and
+// re-seals it, so that the checks behind the file checksum are what the load meets.
 std::string damaged(const TempDir& dir, const std::string& name, const std::function<void(h5::File&)>& damage) {
   const std::string path = dir.file(name);
   train::save_checkpoint(path, make_checkpoint(*make_model(1)));
   h5::File f = h5::File::open(path, h5::File::Mode::read_write);
   damage(f);
   f.close();
+  h5::seal(path);
   return path;
 }
 
@@ -191,24 +193,39 @@ TEST_CASE("checkpoint: h5py reads the documented layout") {
   const std::string path = dir.file("step-000001234.h5");
   train::save_checkpoint(path, make_checkpoint(*make_model(1)));
   const std::string script = dir.file("layout.py");
-  std::ofstream(script) << R"PY(import sys, zlib, h5py, numpy as np
+  std::ofstream(script) << R"PY(import sys, h5py, numpy as np
+def crc64(data):  # CRC-64/XZ
+    c = 0xFFFFFFFFFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ (0xC96C5795D7870F42 if c & 1 else 0)
+    return c ^ 0xFFFFFFFFFFFFFFFF
+raw = open(sys.argv[1], 'rb').read()
+magic, kind, digest, n = raw[:512].split(b'\n')[0].split(b' ')
+assert (magic, kind) == (b'moegrad-file-digest', b'crc64') and int(n) == len(raw) - 512, raw[:80]
+assert int(digest, 16) == crc64(raw[512:])
 with h5py.File(sys.argv[1], 'r') as f:
+    assert f.userblock_size == 512
     def vlen_utf8(name):
         t = h5py.check_string_dtype(f.attrs.get_id(name).dtype)
         return t is not None and t.encoding == 'utf-8' and t.length is None
     assert f.attrs['format'] == 'moegrad-checkpoint' and vlen_utf8('format')
-    assert f.attrs['format_version'] == 1 and f.attrs['format_version'].dtype == np.int64
+    assert f.attrs['format_version'] == 2 and f.attrs['format_version'].dtype == np.int64
     assert f.attrs['complete'] == 1 and f.attrs['complete'].dtype == np.int64
     assert f.attrs['config_json'] == '{"name":"caf\u00e9 moe","dim":4}' and vlen_utf8('config_json')
     assert f.attrs['note'] == 'na\u00efve' and vlen_utf8('note')
     assert f.attrs['moegrad_version'] == '0.1'
-    assert sorted(f.attrs.keys()) == ['complete', 'config_json', 'format', 'format_version', 'moegrad_version', 'note']
+    assert sorted(f.attrs.keys()) == ['complete', 'config_json', 'content_crc64', 'format', 'format_version',
+                                      'moegrad_version', 'note']
+    assert len(f.attrs['content_crc64']) == 16
     assert sorted(f.keys()) == ['model', 'optimizer', 'rng', 'train'], list(f.keys())
     shapes = {'net.0.weight': (8, 4), 'net.0.bias': (8,), 'net.1.weight': (2, 8), 'net.1.bias': (2,)}
     assert {k: v.shape for k, v in f['model'].items()} == shapes, dict(f['model'].items())
     for k in shapes:
         d = f['model'][k]
         assert d.dtype == np.float32 and d.fletcher32 and d.chunks is not None, k
+        assert d.attrs['crc64'] == crc64(d[()].astype('<f4').tobytes()), k
     assert sorted(f['optimizer'].keys()) == sorted(shapes), list(f['optimizer'].keys())
     for k, shape in shapes.items():
         g = f['optimizer'][k]
@@ -216,7 +233,7 @@ with h5py.File(sys.argv[1], 'r') as f:
         assert g['exp_avg'].shape == shape and g['exp_avg'].fletcher32
         assert f['optimizer/' + k + '/exp_avg_sq'].shape == shape
         s = g['step']
-        assert s.shape == () and s[()] == 42 and s.attrs['crc32'] == zlib.crc32(s[()].tobytes())
+        assert s.shape == () and s[()] == 42 and s.attrs['crc64'] == crc64(s[()].tobytes())
     t = f['train']
     assert t['step'][()] == 1234 and t['step'].dtype == np.int64 and t['step'].shape == ()
     assert t['epoch'][()] == 3
@@ -243,7 +260,9 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
     const std::string path = dir.file("cut.h5");
     train::save_checkpoint(path, make_checkpoint(*make_model(1)));
     fs::resize_file(path, fs::file_size(path) / 2);
-    check_load_fails(path, "unreadable HDF5 file, truncated or damaged: truncated file");
+    check_load_fails(path, "(truncated)");
+    std::ofstream(path, std::ios::app) << "appended";
+    check_load_fails(path, "bytes after its header, which says");
   }
   SUBCASE("checksum mismatch in a tensor") {
     const std::string path = dir.file("bad.h5");
@@ -254,6 +273,9 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
       at = f.data_ranges("/model/net.1.weight").at(0).offset;
     }
     flip_byte(path, at + 9);
+    check_load_fails(path, "checksum mismatch over the file (crc64 ");
+    CHECK_THROWS_WITH_AS(train::check_checkpoint(path), Contains("checksum mismatch over the file"), Error);
+    h5::seal(path);  // as if the damage happened before the file was sealed
     CHECK_NOTHROW(train::check_checkpoint(path));  // the header is fine; the data is not
     check_load_fails(path, "checksum mismatch in dataset '/model/net.1.weight'");
   }
@@ -266,6 +288,8 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
       at = f.data_ranges("/train/step").at(0).offset;
     }
     flip_byte(path, at + 1);
+    check_load_fails(path, "checksum mismatch over the file");
+    h5::seal(path);
     check_load_fails(path, "checksum mismatch in dataset '/train/step'");
   }
   SUBCASE("no complete attribute") {
@@ -274,8 +298,16 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
     CHECK_THROWS_WITH_AS(train::check_checkpoint(path), Contains("incomplete checkpoint"), Error);
   }
   SUBCASE("unknown format_version") {
-    const auto path = damaged(dir, "v2.h5", [](h5::File& f) { f.set_attribute("format_version", 2); });
-    check_load_fails(path, "unknown format_version 2 (this build reads version 1)");
+    const auto path = damaged(dir, "v3.h5", [](h5::File& f) { f.set_attribute("format_version", 3); });
+    check_load_fails(path, "unknown format_version 3 (this build reads version 2)");
+  }
+  SUBCASE("format_version 1 (no file checksum)") {
+    const std::string path = dir.file("v1.h5");
+    {
+      h5::File f = h5::File::create(path);
+      train::write_checkpoint(f, make_checkpoint(*make_model(1)));
+    }
+    check_load_fails(path, "no file checksum in its first 512 bytes");
   }
   SUBCASE("another format") {
     const auto path = damaged(dir, "other.h5", [](h5::File& f) { f.set_attribute("format", "pytorch"); });
@@ -289,16 +321,23 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
                      "unexpected dataset '/extra/x'");
     check_load_fails(damaged(dir, "b.h5", [](h5::File& f) { f.write("/train/lr", core::zeros({1})); }),
                      "unexpected dataset '/train/lr'");
-    check_load_fails(damaged(dir, "c.h5", [](h5::File& f) { f.write("/train/step", core::zeros({2})); }),
+    check_load_fails(damaged(dir, "c.h5", [](h5::File& f) { f.write("/train/step", core::zeros({2}), {.checksum = true}); }),
                      "dataset '/train/step' is f32(2,), expected a 0-d int64");
-    check_load_fails(damaged(dir, "d.h5", [](h5::File& f) { f.write("/rng/model", core::zeros({3}, {DType::i64})); }),
+    check_load_fails(damaged(dir, "d.h5", [](h5::File& f) { f.write("/rng/model", core::zeros({3}, {DType::i64}), {.checksum = true}); }),
                      "dataset '/rng/model' is i64(3,), expected int64 (2,) = (seed, offset)");
     check_load_fails(damaged(dir, "e.h5", [](h5::File& f) { f.set_attribute("note", 5); }),
                      "attribute 'note' is an integer, not a string");
+    check_load_fails(damaged(dir, "g.h5", [](h5::File& f) { f.write("/train/epoch", core::scalar_tensor(4, {DType::i64})); }),
+                     "dataset '/train/epoch' has no 'crc64' attribute");
+    // Values that are well-formed but not the ones saved: the content digest.
+    check_load_fails(damaged(dir, "h.h5", [](h5::File& f) { f.set_attribute("note", "other"); }),
+                     "checksum mismatch over the loaded content (content_crc64 ");
+    check_load_fails(damaged(dir, "i.h5", [](h5::File& f) { f.set_attribute("config_json", "{}"); }),
+                     "checksum mismatch over the loaded content");
     const std::string nogroup = dir.file("f.h5");
     h5::write_atomically(nogroup, [](h5::File& f) {
       f.set_attribute("format", "moegrad-checkpoint");
-      f.set_attribute("format_version", 1);
+      f.set_attribute("format_version", 2);
       f.set_attribute("config_json", "{}");
       f.create_group("/model");
       f.set_attribute("complete", 1);

@@ -91,8 +91,14 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
   }
   config_.validate();
   device_ = resolve_device(config_.device);
-  data_ = make_data(config_, Split::train);
-  eval_data_ = make_data(config_, Split::eval);
+  if (!config_.ckpt_dir.empty()) {
+    // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
+    ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
+    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+  }
+  // The model before the data: a model too large for the machine fails at its first
+  // allocation, before the data sources build their tables (a sequence task's permutation of
+  // the vocabulary, say).
   if (config_.task == "sequence")
     model_ = make_sequence_model(config_.model, config_.vocab, &gen_);
   else
@@ -102,11 +108,8 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
   model_->to(device_);
   optimizer_ = make_optimizer(config_, model_->named_parameters());
   schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
-  if (!config_.ckpt_dir.empty()) {
-    // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
-    ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
-    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
-  }
+  data_ = make_data(config_, Split::train);
+  eval_data_ = make_data(config_, Split::eval);
 }
 
 Trainer::~Trainer() = default;

@@ -206,6 +206,9 @@ void check_model_options(const ModelOptions& o) {
                   "hierarchical needs experts = outer x inner with outer, inner >= 2; got {} experts, outer {}",
                   o.experts, o.experts_outer);
   MOEGRAD_CHECK(o.capacity_factor > 0, op, "capacity factor must be > 0, got {}", o.capacity_factor);
+  // Only st_moe's gates draw noise: the flag would be silently ignored elsewhere.
+  if (o.noise_gates && o.kind != "st_moe")
+    fail(op, "--noise-gates needs --model st_moe (the {} model's gates draw no noise)", o.kind);
 }
 
 std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim,

@@ -56,7 +56,7 @@ MetricsFile::MetricsFile(const std::string& path, bool append)
   MOEGRAD_CHECK(out_.is_open(), "metrics", "cannot open '{}' for writing", path);
 }
 
-void MetricsFile::write(const json::Value& record) {
+void MetricsFile::write(const json::Json& record) {
   out_ << json::dump(record) << '\n';
   out_.flush();
   MOEGRAD_CHECK(out_.good(), "metrics", "cannot write to '{}'", path_);

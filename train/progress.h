@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "train/json.h"
+#include "train/json_read.h"
 
 namespace moegrad::train {
 
@@ -41,7 +41,7 @@ class MetricsFile {
   MetricsFile() = default;
   explicit MetricsFile(const std::string& path, bool append);
   bool is_open() const { return out_.is_open(); }
-  void write(const json::Value& record);
+  void write(const json::Json& record);
   const std::string& path() const { return path_; }
 
  private:

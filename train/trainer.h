@@ -53,7 +53,7 @@ class Trainer {
   std::pair<double, double> evaluate();
 
  private:
-  double train_step(std::int64_t step, StepReport& report, json::Value& record);
+  double train_step(std::int64_t step, StepReport& report, json::Json& record);
   std::string nonfinite_origin(const Batch& batch);
   Batch to_device(Batch batch) const;  // the batch's tensors on the run's device
 

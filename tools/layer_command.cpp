@@ -200,8 +200,8 @@ void check_values(const std::string& path, const std::string& name, const core::
       index[d] = static_cast<std::int64_t>(n ? flat % n : 0);
       flat = n ? flat / n : 0;
     }
-    error("{}: dataset '{}' must hold {} values; element [{}] is {}", path, name,
-          uniform ? "uniform draws in [0, 1)" : "finite", fmt::join(index, ", "), v);
+    error("{}: dataset '{}' must hold {}; element [{}] is {}", path, name,
+          uniform ? "uniform draws in [0, 1)" : "finite values", fmt::join(index, ", "), v);
   }
 }
 

@@ -117,8 +117,7 @@ std::string range_text(const Limits& l, bool integer) {
 }
 
 // "" when v is in range, else what is wrong ("must be > 0, got -1").
-std::string number_problem(const Limits& l, double v, bool integer) {
-  const std::string got = integer ? num(v, true) : fmt::format("{:g}", v);
+std::string number_problem(const Limits& l, double v, bool integer, const std::string& got) {
   if (!std::isfinite(v)) return fmt::format("must be a finite number, got {}", got);
   if (l.lo_open ? !(v > l.lo) : !(v >= l.lo)) return fmt::format("must be {} {}, got {}", l.lo_open ? ">" : ">=", num(l.lo, integer), got);
   if (l.hi_open ? !(v < l.hi) : !(v <= l.hi)) return fmt::format("must be {} {}, got {}", l.hi_open ? "<" : "<=", num(l.hi, integer), got);
@@ -141,7 +140,8 @@ std::string text_problem(const Limits& l, const std::string& v) {
 template <class T> std::string problem(const Limits& l, const T& v) {
   if constexpr (std::is_same_v<T, std::string>) return text_problem(l, v);
   else if constexpr (std::is_same_v<T, bool>) return "";
-  else return number_problem(l, static_cast<double>(v), is_int<T>);
+  else if constexpr (is_int<T>) return number_problem(l, static_cast<double>(v), true, fmt::format("{}", v));
+  else return number_problem(l, v, false, fmt::format("{:g}", v));
 }
 
 // Reads one value of a JSON object; errors name the source and the key.
@@ -273,8 +273,7 @@ json::Json TrainConfig::option_value(const std::string& key, const std::string& 
 
 std::int64_t parse_integer(const std::string& flag, const std::string& text, std::int64_t lo, std::int64_t hi) {
   const auto v = from_text<std::int64_t>(flag, text);
-  if (const std::string p = number_problem({static_cast<double>(lo), static_cast<double>(hi)}, static_cast<double>(v), true);
-      !p.empty())
+  if (const std::string p = problem(Limits{static_cast<double>(lo), static_cast<double>(hi)}, v); !p.empty())
     fail(kOp, "{} {}", flag, p);
   return v;
 }
@@ -285,7 +284,7 @@ std::uint64_t parse_unsigned(const std::string& flag, const std::string& text) {
 
 double parse_number(const std::string& flag, const std::string& text, double lo, double hi) {
   const double v = from_text<double>(flag, text);
-  if (const std::string p = number_problem({lo, hi}, v, false); !p.empty()) fail(kOp, "{} {}", flag, p);
+  if (const std::string p = problem(Limits{lo, hi}, v); !p.empty()) fail(kOp, "{} {}", flag, p);
   return v;
 }
 

@@ -129,7 +129,8 @@ void check_required(const Options& o) {
   for (const auto& [flag, value] : {std::pair{"--spec", &o.spec}, {"--weights", &o.weights}, {"--input", &o.input},
                                     {"--output", &o.output}})
     if (value->empty())
-      throw cli::UsageError(fmt::format("missing {} (required: --spec, --weights, --input, --output; see moegrad layer --help)", flag));
+      throw cli::UsageError(
+          fmt::format("missing {} (required: --spec, --weights, --input, --output; see moegrad layer --help)", flag));
 }
 
 // Before any work: a CUDA device must be present.

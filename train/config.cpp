@@ -119,8 +119,10 @@ std::string range_text(const Limits& l, bool integer) {
 // "" when v is in range, else what is wrong ("must be > 0, got -1").
 std::string number_problem(const Limits& l, double v, bool integer, const std::string& got) {
   if (!std::isfinite(v)) return fmt::format("must be a finite number, got {}", got);
-  if (l.lo_open ? !(v > l.lo) : !(v >= l.lo)) return fmt::format("must be {} {}, got {}", l.lo_open ? ">" : ">=", num(l.lo, integer), got);
-  if (l.hi_open ? !(v < l.hi) : !(v <= l.hi)) return fmt::format("must be {} {}, got {}", l.hi_open ? "<" : "<=", num(l.hi, integer), got);
+  if (l.lo_open ? !(v > l.lo) : !(v >= l.lo))
+    return fmt::format("must be {} {}, got {}", l.lo_open ? ">" : ">=", num(l.lo, integer), got);
+  if (l.hi_open ? !(v < l.hi) : !(v <= l.hi))
+    return fmt::format("must be {} {}, got {}", l.hi_open ? "<" : "<=", num(l.hi, integer), got);
   return "";
 }
 
@@ -169,7 +171,10 @@ template <class T> T from_text(const std::string& flag, const std::string& text)
     if (auto [p, ec] = std::from_chars(text.data(), end, v); ec == std::errc() && p == end) return v;
     // strtod, not from_chars: it tells an overflow (inf) from an underflow (0).
     char* stop = nullptr;
-    const double d = text.empty() || std::isspace(static_cast<unsigned char>(text[0])) ? NAN : std::strtod(text.c_str(), &stop);
+    // Decimal only: no leading space, no hexadecimal ("0x10").
+    const bool decimal = !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) &&
+                         text.find_first_of("xX") == std::string::npos;
+    const double d = decimal ? std::strtod(text.c_str(), &stop) : NAN;
     const bool number = stop == text.c_str() + text.size();
     if constexpr (std::is_floating_point_v<T>) {
       if (!number) fail(kOp, "{} needs a number, got '{}'", flag, json::elide(text));
@@ -211,7 +216,8 @@ TrainConfig TrainConfig::from_json(const json::Json& v, const std::string& sourc
     if (auto given = root.find(f.key)) read(*given, f.limits, value);
   });
   for (const auto& [key, value] : root.members())
-    if (!known.count(key)) root.error(fmt::format("unknown key '{}' (keys are the flags' names with '_' for '-')", json::elide(key)));
+    if (!known.count(key))
+      root.error(fmt::format("unknown key '{}' (keys are the flags' names with '_' for '-')", json::elide(key)));
   // The default warmup fits every valid --steps.
   if (!v.contains("warmup")) c.warmup = std::min<std::int64_t>(20, c.steps / 10);
   c.validate();

@@ -106,7 +106,8 @@ template <class T> T Node::as() const {
     return as_bool();
   } else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) {
     const std::uint64_t v = as_uint();
-    if (v > std::numeric_limits<T>::max()) error("must be at most " + std::to_string(std::numeric_limits<T>::max()) + ", got " + std::to_string(v));
+    if (v > std::numeric_limits<T>::max())
+      error("must be at most " + std::to_string(std::numeric_limits<T>::max()) + ", got " + std::to_string(v));
     return static_cast<T>(v);
   } else if constexpr (std::is_integral_v<T>) {
     return static_cast<T>(as_int(std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));

@@ -54,6 +54,9 @@ inline std::string parse_message(const CLI::ParseError& e) {
   if (m.find(" required ") != std::string::npos && m.find(" missing") != std::string::npos)
     return m.substr(0, m.find(':')) + " needs a value";
   if (m.find("At Most 1 required but received") != std::string::npos) return m.substr(0, m.find(':')) + " is given twice";
+  // Switches take no value (CLI11 2.1 would abort on --switch=maybe without disable_flag_override).
+  if (auto p = m.find(" was given a disallowed flag override"); p != std::string::npos)
+    return fmt::format("--{} takes no value", m.substr(0, p));
   return m;
 }
 
@@ -69,6 +72,9 @@ inline int run(CLI::App& app, int argc, char** argv, const std::function<int()>&
     return 0;
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "{}: {} (see {} --help)\n", name, parse_message(e), name);
+    return 2;
+  } catch (const std::exception& e) {  // a conversion inside CLI11 or an option's callback
+    fmt::print(stderr, "{}: {} (see {} --help)\n", name, without_op(one_line(e.what())), name);
     return 2;
   }
   try {

@@ -108,7 +108,7 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option(flag, *target)->check(cli::checked_by([flag = std::string(flag)](const std::string& v) {
       if (v.empty()) throw std::runtime_error(flag + " needs a value");
     }, ""));
-  app.add_flag("--backward", o.backward);
+  app.add_flag("--backward", o.backward)->disable_flag_override();
   app.add_option("--mode", o.mode)->check(cli::checked_by([](const std::string& v) {
     if (v != "train" && v != "eval") throw std::runtime_error(fmt::format("--mode must be train or eval, got '{}'", v));
   }, ""));

@@ -39,6 +39,7 @@ void add_options(CLI::App& app, json::Json& given, std::string& config_path) {
       app.add_flag_function(
              o.flag + ",!--no-" + o.flag.substr(2), [&given, key](std::int64_t n) { given[key] = n > 0; },
              cli::with_default(o.help, o.default_value))
+          ->disable_flag_override()  // a switch takes no value
           ->group(o.group);
       continue;
     }

@@ -195,6 +195,8 @@ usage_error(["--warmup", "30", "--steps", "10"], ["--warmup must be <= --steps =
 usage_error(["--lr"], ["--lr needs a value"], "missing value")
 usage_error(["--steps", "3", "--steps", "4"], ["--steps is given twice"], "repeated flag")
 usage_error(["stray"], ["unexpected argument 'stray'"], "positional argument")
+usage_error(["--progress=maybe"], ["--progress takes no value"], "a value given to a switch")
+usage_error(["--no-progress=1"], ["--no-progress takes no value"], "a value given to a negated switch")
 
 # --config files: a JSON object of at most 1 MiB; anything else stops at once naming the file
 # and never starts a default run (which would resume and rotate the folder's checkpoints).

@@ -6,16 +6,16 @@
 // clusters, one per expert if the gates learn to split them.
 //   x [b, n, 16] -> Linear -> h;  h = h + HeirarchicalMoE(RMSNorm(h));  -> Linear -> [b, n, 16]
 //
-//   build/release/examples/hierarchical_moe [--steps N]
+//   build/release/examples/hierarchical_moe [--steps N] (or --steps=N)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "layers/layers.h"
 #include "optim/optim.h"
+#include "tools/cli.h"
 #include "train/data.h"
 
 namespace ag = moegrad::ag;
@@ -54,17 +54,7 @@ struct Model : nn::Module {
   }
 };
 
-int main(int argc, char** argv) {
-  std::int64_t steps = 300;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoll(argv[i + 1]) > 0) {
-      steps = std::atoll(argv[++i]);
-    } else {
-      std::printf("usage: %s [--steps N]   (default 300)\n"
-                  "Trains lucidrains' HeirarchicalMoE (2 x 4 experts) on clustered regression.\n", argv[0]);
-      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
-    }
-  }
+int run(std::int64_t steps) {
 
   train::ClusteredRegressionOptions data_opt{.dim = 16, .clusters = 8, .batch = 32, .seq = 16, .seed = 0};
   train::ClusteredRegression data(data_opt);
@@ -121,4 +111,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  std::int64_t steps = 300;
+  CLI::App app{"Trains lucidrains' HeirarchicalMoE (2 x 4 experts) on clustered regression.", "hierarchical_moe"};
+  moegrad::cli::add_integer(app, "--steps", steps, 1, 1000000, "training steps");
+  return moegrad::cli::run(app, argc, argv, [&] { return run(steps); });
 }

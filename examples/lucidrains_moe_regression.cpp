@@ -6,16 +6,16 @@
 // and so is the loop (the PyTorch loop, line for line): forward, MSE + the MoE's aux loss,
 // backward, clip, schedule, step, zero_grad.
 //
-//   build/release/examples/lucidrains_moe_regression [--steps N]
+//   build/release/examples/lucidrains_moe_regression [--steps N] (or --steps=N)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "layers/layers.h"
 #include "optim/optim.h"
+#include "tools/cli.h"
 #include "train/data.h"
 
 namespace ag = moegrad::ag;
@@ -56,17 +56,7 @@ struct Model : nn::Module {
   }
 };
 
-int main(int argc, char** argv) {
-  std::int64_t steps = 300;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoll(argv[i + 1]) > 0) {
-      steps = std::atoll(argv[++i]);
-    } else {
-      std::printf("usage: %s [--steps N]   (default 300)\n"
-                  "Trains lucidrains' MoE (8 experts, top-2) on clustered regression.\n", argv[0]);
-      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
-    }
-  }
+int run(std::int64_t steps) {
 
   // Data: 8 clusters in 16 dimensions, 32 x 16 tokens per batch. The eval split draws other
   // samples of the same task (same centres and target maps).
@@ -141,4 +131,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  std::int64_t steps = 300;
+  CLI::App app{"Trains lucidrains' MoE (8 experts, top-2) on clustered regression.", "lucidrains_moe_regression"};
+  moegrad::cli::add_integer(app, "--steps", steps, 1, 1000000, "training steps");
+  return moegrad::cli::run(app, argc, argv, [&] { return run(steps); });
 }

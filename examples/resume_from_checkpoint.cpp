@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <string>
 
+#include "tools/cli.h"
 #include "train/trainer.h"
 
 namespace nn = moegrad::nn;
@@ -33,28 +34,10 @@ static bool bitwise_equal(const nn::StateDict& a, const nn::StateDict& b, std::i
   return true;
 }
 
-int main(int argc, char** argv) {
-  std::int64_t steps = 60, stop_at = -1;
-  std::string dir;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--steps" && i + 1 < argc) steps = std::atoll(argv[++i]);
-    else if (a == "--stop-at" && i + 1 < argc) stop_at = std::atoll(argv[++i]);
-    else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
-    else {
-      std::printf("usage: %s [--steps N] [--stop-at K] [--dir DIR]\n"
-                  "Trains N steps (default 60) in one go, then again stopped at step K (default N/2) and\n"
-                  "resumed from the checkpoint in DIR/checkpoints (default: a temporary folder), and\n"
-                  "checks that both runs end with bitwise-equal parameters.\n", argv[0]);
-      return a == "--help" ? 0 : 2;
-    }
-  }
+int run(std::int64_t steps, std::int64_t stop_at, std::string dir) {
   if (stop_at < 0) stop_at = steps / 2;
-  if (stop_at < 1 || stop_at >= steps) {
-    std::printf("need 1 <= --stop-at < --steps, got %lld and %lld\n", static_cast<long long>(stop_at),
-                static_cast<long long>(steps));
-    return 2;
-  }
+  if (stop_at < 1 || stop_at >= steps)
+    throw moegrad::cli::UsageError(fmt::format("need 1 <= --stop-at < --steps, got {} and {}", stop_at, steps));
   const bool own_dir = dir.empty();
   if (own_dir) {  // a fresh temporary folder, removed at the end
     std::string tmpl = (fs::temp_directory_path() / "moegrad-resume-XXXXXX").string();
@@ -98,7 +81,7 @@ int main(int argc, char** argv) {
 
   // What the checkpoint holds, read back with its checksums verified.
   const train::Checkpoint ck = train::load_checkpoint(r1.last_checkpoint);
-  const train::TrainConfig saved = train::TrainConfig::from_json(moegrad::json::parse(ck.config_json));
+  const train::TrainConfig saved = train::TrainConfig::from_json(moegrad::json::parse(ck.config_json, r1.last_checkpoint));
   std::printf("checkpoint %s: step %lld, data cursor %lld, %zu model tensors, %zu optimizer tensors,\n"
               "  generator (seed %llu, offset %llu), config: model %s, steps %lld, stop_at %lld\n",
               r1.last_checkpoint.c_str(), static_cast<long long>(ck.step), static_cast<long long>(ck.cursor.at("train")),
@@ -124,4 +107,17 @@ int main(int argc, char** argv) {
               optim_equal ? "equal" : "DIFFER", static_cast<long long>(n),
               ok ? "the resumed run is bitwise identical to the uninterrupted one" : "error: resume changed the run");
   return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  std::int64_t steps = 60, stop_at = -1;
+  std::string dir;
+  CLI::App app{"Trains N steps in one go, then again stopped at step K and resumed from the checkpoint in\n"
+               "DIR/checkpoints (default: a temporary folder), and checks that both runs end with\n"
+               "bitwise-equal parameters.",
+               "resume_from_checkpoint"};
+  moegrad::cli::add_integer(app, "--steps", steps, 2, 1000000, "training steps");
+  moegrad::cli::add_integer(app, "--stop-at", stop_at, -1, 1000000, "the step of the interruption (-1: steps / 2)");
+  app.add_option("--dir", dir, "folder of the checkpoints (default: a temporary folder)");
+  return moegrad::cli::run(app, argc, argv, [&] { return run(steps, stop_at, dir); });
 }

@@ -6,17 +6,17 @@
 // Each SparseMoEBlock is x + MoE(RMSNorm(x)) followed by x + FeedForward(x); its MoE routes each
 // token to its top-2 of 8 experts. Loss: cross-entropy + each block's total_aux_loss.
 //
-//   build/release/examples/sparse_moe_block_sequence [--steps N]
+//   build/release/examples/sparse_moe_block_sequence [--steps N] (or --steps=N)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "layers/layers.h"
 #include "optim/optim.h"
+#include "tools/cli.h"
 #include "train/data.h"
 
 namespace ag = moegrad::ag;
@@ -78,17 +78,7 @@ struct Model : nn::Module {
   }
 };
 
-int main(int argc, char** argv) {
-  std::int64_t steps = 200;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc && std::atoll(argv[i + 1]) > 0) {
-      steps = std::atoll(argv[++i]);
-    } else {
-      std::printf("usage: %s [--steps N]   (default 200)\n"
-                  "Trains two st-moe SparseMoEBlocks (8 experts, top-2, gate noise) on permuted copy.\n", argv[0]);
-      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
-    }
-  }
+int run(std::int64_t steps) {
 
   train::PermutedCopy data({.vocab = Model::vocab, .batch = 32, .seq = 16, .seed = 0});
   train::PermutedCopy eval_data({.vocab = Model::vocab, .batch = 32, .seq = 16, .seed = 0, .split = train::Split::eval});
@@ -139,4 +129,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  std::int64_t steps = 200;
+  CLI::App app{"Trains two st-moe SparseMoEBlocks (8 experts, top-2, gate noise) on permuted copy.", "sparse_moe_block_sequence"};
+  moegrad::cli::add_integer(app, "--steps", steps, 1, 1000000, "training steps");
+  return moegrad::cli::run(app, argc, argv, [&] { return run(steps); });
 }

@@ -4,13 +4,10 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
+#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
+#include <memory>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,7 +15,8 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "train/hdf5.h"
-#include "train/json.h"
+#include "tools/cli.h"
+#include "train/json_read.h"
 #include "train/module_spec.h"
 
 namespace moegrad::tools {
@@ -72,14 +70,6 @@ Errors print one line "moegrad layer: <message>" on stderr and exit with 1 (2 fo
 errors); a summary line on stderr reports what was written.
 )";
 
-// Usage errors (exit 2) and errors of the command's own checks (exit 1, like library errors).
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-template <class... A>
-[[noreturn]] void usage_error(fmt::format_string<A...> f, A&&... args) {
-  throw UsageError(fmt::format(f, std::forward<A>(args)...));
-}
 template <class... A>
 [[noreturn]] void error(fmt::format_string<A...> f, A&&... args) {
   throw std::runtime_error(fmt::format(f, std::forward<A>(args)...));
@@ -111,53 +101,36 @@ struct Options {
   std::uint64_t seed = 0;
 };
 
-Options parse_args(int argc, char** argv) {
-  Options o;
-  std::vector<std::string> seen;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) usage_error("unexpected argument '{}'", arg);
-    const auto eq = arg.find('=');
-    const std::string name = arg.substr(0, eq);
-    if (name == "--backward") {
-      if (eq != std::string::npos) usage_error("--backward takes no value");
-      o.backward = true;
-      continue;
-    }
-    std::string* target = name == "--spec" ? &o.spec : name == "--weights" ? &o.weights
-                        : name == "--input" ? &o.input : name == "--output" ? &o.output : nullptr;
-    if (!target && name != "--mode" && name != "--device" && name != "--seed") usage_error("unknown option '{}'", name);
-    if (std::find(seen.begin(), seen.end(), name) != seen.end()) usage_error("{} is given twice", name);
-    seen.push_back(name);
-    std::string value;
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-    } else {
-      if (i + 1 >= argc) usage_error("{} needs a value", name);
-      value = argv[++i];
-    }
-    if (value.empty()) usage_error("{} needs a value", name);
-    if (target) {
-      *target = value;
-    } else if (name == "--mode") {
-      if (value != "train" && value != "eval") usage_error("--mode must be train or eval, got '{}'", value);
-      o.mode = value;
-    } else if (name == "--device") {
-      try {
-        o.device = core::Device::parse(value);
-      } catch (const moegrad::Error&) {
-        usage_error("--device must be cpu or cuda (cuda:N), got '{}'", value);
-      }
-    } else {
-      const char* end = value.data() + value.size();
-      auto [ptr, ec] = std::from_chars(value.data(), end, o.seed);
-      if (ec != std::errc() || ptr != end) usage_error("--seed must be a non-negative integer, got '{}'", value);
-    }
-  }
+// The flags, through CLI11; --help prints help_text() (it lists the modules and the datasets).
+void add_options(CLI::App& app, Options& o) {
+  for (const auto& [flag, target] : {std::pair{"--spec", &o.spec}, {"--weights", &o.weights}, {"--input", &o.input},
+                                     {"--output", &o.output}})
+    app.add_option(flag, *target)->check(cli::checked_by([flag = std::string(flag)](const std::string& v) {
+      if (v.empty()) throw std::runtime_error(flag + " needs a value");
+    }, ""));
+  app.add_flag("--backward", o.backward)->disable_flag_override();
+  app.add_option("--mode", o.mode)->check(cli::checked_by([](const std::string& v) {
+    if (v != "train" && v != "eval") throw std::runtime_error(fmt::format("--mode must be train or eval, got '{}'", v));
+  }, ""));
+  app.add_option_function<std::string>("--device", [&o](const std::string& v) { o.device = core::Device::parse(v); })
+      ->check(cli::checked_by([](const std::string& v) {
+        try {
+          core::Device::parse(v);
+        } catch (const moegrad::Error&) {
+          throw std::runtime_error(fmt::format("--device must be cpu or cuda (cuda:N), got '{}'", json::elide(v)));
+        }
+      }, ""));
+  app.add_option_function<std::string>("--seed", [&o](const std::string& v) { o.seed = train::parse_unsigned("--seed", v); })
+      ->check(cli::checked_by([](const std::string& v) { train::parse_unsigned("--seed", v); }, ""));
+}
+
+// Required flags, checked after parsing (so --help works alone).
+void check_required(const Options& o) {
   for (const auto& [flag, value] : {std::pair{"--spec", &o.spec}, {"--weights", &o.weights}, {"--input", &o.input},
                                     {"--output", &o.output}})
-    if (value->empty()) usage_error("missing {} (required: --spec, --weights, --input, --output)", flag);
-  return o;
+    if (value->empty())
+      throw cli::UsageError(
+          fmt::format("missing {} (required: --spec, --weights, --input, --output; see moegrad layer --help)", flag));
 }
 
 // Before any work: a CUDA device must be present.
@@ -167,37 +140,33 @@ void check_device(core::Device d) {
 
 struct Spec {
   std::string module;
-  json::Value args = json::Value::object();
-  json::Value forward = json::Value::object();
-  json::Value root;
+  std::shared_ptr<const json::Json> doc;  // the file's object; args and forward point into it
+  json::Node args, forward;
 };
 
+// The spec file: an object of at most 1 MiB with module, args and forward. Errors name the file
+// and the path in it ("[layer spec] 'S.json': 'args.dim': must be in [1, 16777216], got 0").
 Spec read_spec(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) error("cannot read the spec '{}': {}", path, std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
+  constexpr const char* op = "layer spec";
   Spec s;
-  try {
-    s.root = json::parse(text.str());
-  } catch (const moegrad::Error& e) {
-    error("{}: {}", path, e.what());
-  }
+  s.doc = std::make_shared<const json::Json>(json::read_object_file(path, op));
+  const json::Node root(*s.doc, op, path);
   const auto names = train::SpecModule::module_names();
-  if (!s.root.is_object())
-    error("{}: the spec must be a JSON object {{\"module\": ..., \"args\": {{...}}, \"forward\": {{...}}}}, got {}",
-          path, json::type_name(s.root.type()));
-  for (const auto& [key, value] : s.root.as_object())
+  for (const auto& [key, value] : root.members())
     if (key != "module" && key != "args" && key != "forward")
-      error("{}: unknown key '{}' (allowed: module, args, forward)", path, key);
-  const json::Value* module = s.root.find("module");
+      root.error(fmt::format("unknown key '{}' (allowed: module, args, forward)", json::elide(key)));
+  const auto module = root.find("module");
   if (!module || !module->is_string())
-    error("{}: \"module\" must be a string naming the module (one of: {})", path, fmt::join(names, ", "));
+    root.error(fmt::format("\"module\" must be a string naming the module (one of: {})", fmt::join(names, ", ")));
   s.module = module->as_string();
+  static const json::Json kEmpty = json::Json::object();
   for (const auto& [key, target] : {std::pair{"args", &s.args}, {"forward", &s.forward}}) {
-    const json::Value* v = s.root.find(key);
-    if (!v || v->is_null()) continue;
-    if (!v->is_object()) error("{}: \"{}\" must be an object, got {}", path, key, json::dump(*v));
+    const auto v = root.find(key);
+    if (!v || v->is_null()) {
+      *target = json::Node(kEmpty, op, path, key);
+      continue;
+    }
+    if (!v->is_object()) v->error(fmt::format("must be an object, got {}", json::elide(json::dump(v->value()))));
     *target = *v;
   }
   return s;
@@ -214,6 +183,27 @@ core::DType dtype_of(const nn::StateDict& sd) {
   for (const auto& [key, t] : sd)
     if (core::is_floating(t.dtype())) return t.dtype();
   return core::DType::f32;
+}
+
+// Injected tensors hold what the module could have drawn or computed: x, grad_output and
+// importance finite, the uniform draws in [0, 1), gumbel_noise finite. Checked in the dtype
+// the module computes in; the error names the dataset and its first bad element.
+void check_values(const std::string& path, const std::string& name, const core::Tensor& t) {
+  const bool uniform = name.find("uniform") != std::string::npos;
+  const auto values = t.to_vector<double>();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
+    if (uniform ? (v >= 0 && v < 1) : std::isfinite(v)) continue;
+    std::vector<std::int64_t> index(t.shape().size());
+    std::size_t flat = i;
+    for (std::size_t d = index.size(); d-- > 0;) {
+      const auto n = static_cast<std::size_t>(t.shape()[d]);
+      index[d] = static_cast<std::int64_t>(n ? flat % n : 0);
+      flat = n ? flat / n : 0;
+    }
+    error("{}: dataset '{}' must hold {}; element [{}] is {}", path, name,
+          uniform ? "uniform draws in [0, 1)" : "finite values", fmt::join(index, ", "), v);
+  }
 }
 
 struct Inputs {
@@ -234,6 +224,7 @@ Inputs read_inputs(const std::string& path, const train::SpecModule& m, core::DT
     if (!core::is_floating(t.dtype()))
       error("{}: dataset '{}' is {}, expected float32 or float64", path, name, core::describe(t));
     t = core::to_dtype(t, dtype);
+    check_values(path, name, t);
     if (name == "x") in.x = t;
     else if (name == "grad_output") in.grad_output = t;
     else in.named[name] = t;
@@ -307,10 +298,8 @@ int run(const Options& o) {
     f.set_attribute("mode", o.mode);
     f.set_attribute("device", o.device.str());
     f.set_attribute("dtype", core::dtype_name(dtype));
-    f.set_attribute("spec_json", json::dump(spec.root));
-    json::Value read = json::Value::array();
-    for (const auto& name : in.read) read.push_back(name);
-    f.set_attribute("inputs_json", json::dump(read));
+    f.set_attribute("spec_json", json::dump(*spec.doc));
+    f.set_attribute("inputs_json", json::dump(json::Json(in.read)));
     f.set_attribute("backward", o.backward ? 1 : 0);
     f.set_attribute("seed", static_cast<std::int64_t>(o.seed));
   });
@@ -323,34 +312,19 @@ int run(const Options& o) {
   return 0;
 }
 
-// Library messages may span lines; the command's error is one line.
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  std::string out;
-  for (char c : s) {
-    if (c == '\n') out += "; ";
-    else out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 int run_layer_command(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) {
-      fmt::print("{}", help_text());
-      return 0;
-    }
-  try {
-    return run(parse_args(argc, argv));
-  } catch (const UsageError& e) {
-    fmt::print(stderr, "moegrad layer: {} (see moegrad layer --help)\n", one_line(e.what()));
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "moegrad layer: {}\n", one_line(e.what()));
-    return 1;
-  }
+  CLI::App app{"", "moegrad layer"};
+  Options o;
+  add_options(app, o);
+  return cli::run(
+      app, argc, argv,
+      [&] {
+        check_required(o);
+        return run(o);
+      },
+      help_text);
 }
 
 }  // namespace moegrad::tools

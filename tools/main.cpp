@@ -1,11 +1,12 @@
 // The moegrad command-line program: info, train and inspect (tools/train_command.*), layer
-// (tools/layer_command.*).
+// (tools/layer_command.*). Each subcommand parses its own flags with CLI11 (tools/cli.h).
 #include <fmt/format.h>
 
 #include <cstring>
 #include <string>
 
 #include "core/build_info.h"
+#include "tools/cli.h"
 #include "tools/layer_command.h"
 #include "tools/train_command.h"
 
@@ -23,30 +24,36 @@ commands:
 
 options:
   -h, --help  show this help
+
+Exit codes: 0 done, 1 an error while running, 2 a usage error (bad flag or value).
 )";
 
-int run_info() {
-  const auto info = moegrad::core::build_info();
-  fmt::print("moegrad {}\n", info.version);
-  fmt::print("  cuda backend : {}\n", info.cuda_built ? "built" : "not built");
-  fmt::print("  cuda devices : {}\n", info.cuda_devices);
-  fmt::print("  cpu blas     : {}\n", info.blas);
-  fmt::print("  omp threads  : {}\n", info.omp_threads);
-  return 0;
+int run_info(int argc, char** argv) {
+  CLI::App app{"Prints this build's configuration (version, CUDA, BLAS, threads).", "moegrad info"};
+  return moegrad::cli::run(app, argc, argv, [] {
+    const auto info = moegrad::core::build_info();
+    fmt::print("moegrad {}\n", info.version);
+    fmt::print("  cuda backend : {}\n", info.cuda_built ? "built" : "not built");
+    fmt::print("  cuda devices : {}\n", info.cuda_devices);
+    fmt::print("  cpu blas     : {}\n", info.blas);
+    fmt::print("  omp threads  : {}\n", info.omp_threads);
+    return 0;
+  });
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-    fmt::print("{}", kUsage);
+    fmt::print(argc < 2 ? stderr : stdout, "{}", kUsage);
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  if (command == "info") return run_info();
+  if (command == "info") return run_info(argc - 1, argv + 1);
   if (command == "layer") return moegrad::tools::run_layer_command(argc - 1, argv + 1);
   if (command == "train") return moegrad::tools::run_train_command(argc - 1, argv + 1);
   if (command == "inspect") return moegrad::tools::run_inspect_command(argc - 1, argv + 1);
-  fmt::print(stderr, "moegrad: unknown command '{}'\n\n{}", command, kUsage);
+  fmt::print(stderr, "moegrad: unknown command '{}' (commands: info, train, inspect, layer; see moegrad --help)\n",
+             command);
   return 2;
 }

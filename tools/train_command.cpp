@@ -2,203 +2,146 @@
 
 #include <fmt/format.h>
 
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
+#include <cctype>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/error.h"
+#include "tools/cli.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace moegrad::tools {
 namespace {
 
-constexpr const char* kHelp = R"(usage: moegrad train [options]
+constexpr const char* kDescription =
+    "Trains a model on a synthetic task on the CPU or a GPU, with checkpoints, metrics and resume.\n"
+    "Every option is also a key of --config FILE.json (dashes become underscores: \"batch_size\");\n"
+    "flags given on the command line override the file. Numbers are checked against the ranges\n"
+    "shown; integers accept 1e3.";
+constexpr const char* kFooter =
+    "Errors print one line \"moegrad train: <message>\": exit 2 for a usage error (an unknown or\n"
+    "bad flag, a value out of range, a bad --config file), 1 for an error while running.";
 
-Trains a model on a synthetic task on the CPU or a GPU, with checkpoints, metrics and resume.
-Every option is also a key of --config FILE.json (dashes become underscores: "batch_size");
-flags given on the command line override the file.
-
-task and model
-  --task T               clustered-regression (default) or sequence (permuted copy of tokens)
-  --model M              st_moe (default), lucidrains, hierarchical, or dense (the baseline:
-                         GEGLU feed-forwards whose width gives the active parameters per
-                         token closest to the st_moe model's: within (3 x dim + 3) / 2 a layer)
-  --experts N            experts per MoE layer (default 16; hierarchical: outer x inner)
-  --experts-outer N      hierarchical: outer experts (default 2)
-  --top-n K              experts per token (st_moe; lucidrains/hierarchical are top-2)
-  --capacity-factor F    expert capacity factor, train and eval (default 1.25)
-  --dropless             no capacity: no token is dropped
-  --dim D, --hidden H    model width and each expert's hidden width (default 32, 32)
-  --layers L             MoE layers (default 1)
-  --noise-gates, --noise-mult X   gumbel gate noise (st_moe)
-  --balance-loss-coef X, --router-z-loss-coef X   aux loss weights (default 1e-2, 1e-3)
-  --input-dim N, --clusters N     clustered-regression sizes (default 16, 16)
-  --vocab N              sequence vocabulary (default 64)
-  --seq-len N, --batch-size N     tokens per sequence and sequences per batch (default 16, 32)
-
-optimisation
-  --steps N              optimizer steps (default 1000)
-  --optimizer O          adamw (default), adam or sgd;  --lr X (default 3e-3), --weight-decay X,
-                         --momentum X (sgd)
-  --warmup N             linear warmup steps, then cosine decay to --min-lr (default 20, 0)
-  --clip X               clip the global gradient norm to X (default 1; 0 = off)
-  --grad-accum N         micro-batches per step (default 1)
-  --skip-nonfinite       skip a step whose loss or gradients are NaN/Inf instead of stopping
-  --seed N               seed of the data, the initialisation and the gate noise (default 0)
-  --device D             cpu (default), cuda or cuda:N: where the model, the batches and the
-                         optimizer state live; a CUDA device that is not present is an error.
-                         Checkpoints load on either (a GPU run resumes on the CPU and back)
-
-evaluation, logging and checkpoints
-  --eval-every N, --eval-batches N   evaluate every N steps on N fixed batches (default 200, 4)
-  --log-every N          log (and write metrics) every N steps (default 10)
-  --no-progress          plain log lines even on a terminal
-  --metrics FILE         one JSON object per logged step: losses, lr, grad norm, per-layer
-                         tokens per expert, dropped fraction, dead experts. A resumed run
-                         appends (dropping records past the step it resumes from); a fresh
-                         run refuses a non-empty file unless --overwrite
-  --ckpt-dir DIR         write checkpoints DIR/step-<step>.h5 (HDF5, atomic)
-  --ckpt-every N         every N steps, and at the end (default 250)
-  --keep-last N          keep the newest N checkpoints (default 3; 0 = all)
-  --resume auto|PATH|none   auto (default): the newest complete checkpoint in --ckpt-dir.
-                         A run refuses a --ckpt-dir with checkpoints past its start (any, for
-                         --resume none) unless --overwrite; one run per folder (locked)
-  --overwrite            remove those checkpoints at start and empty a fresh run's --metrics
-  --stop-at STEP         end the run after STEP with a checkpoint, as an interruption would;
-                         resuming continues the same schedule to --steps
-  --config FILE.json     read options from a JSON file
-  -h, --help             show this help
-
-Errors print one line "moegrad train: <message>" and exit with 1 (2 for usage errors).
-)";
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-std::string key_of(const std::string& flag) {
-  std::string k = flag.substr(2);
-  for (char& c : k)
-    if (c == '-') c = '_';
-  return k;
+std::string type_name(train::TrainConfig::Option::Kind kind) {
+  using K = train::TrainConfig::Option::Kind;
+  return kind == K::integer ? "INT" : kind == K::number ? "X" : "TEXT";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("train", "cannot read --config file '{}'", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The flags of TrainConfig::options(): each given one becomes a JSON value in `given`, checked
+// by option_value (the same check as a config-file value).
+void add_options(CLI::App& app, json::Json& given, std::string& config_path) {
+  for (const auto& o : train::TrainConfig::options()) {
+    const std::string key = o.key;
+    if (o.kind == train::TrainConfig::Option::Kind::boolean) {
+      app.add_flag_function(
+             o.flag + ",!--no-" + o.flag.substr(2), [&given, key](std::int64_t n) { given[key] = n > 0; },
+             cli::with_default(o.help, o.default_value))
+          ->disable_flag_override()  // a switch takes no value
+          ->group(o.group);
+      continue;
+    }
+    auto check = [key](const std::string& text) { train::TrainConfig::option_value(key, text); };
+    app.add_option_function<std::string>(
+           o.flag, [&given, key](const std::string& text) { given[key] = train::TrainConfig::option_value(key, text); },
+           cli::with_default(o.help, o.default_value))
+        ->check(cli::checked_by(check, o.range))
+        ->type_name(type_name(o.kind))
+        ->group(o.group);
+  }
+  app.add_option("--config", config_path, "read options from a JSON object (at most 1 MiB); flags override it")
+      ->type_name("FILE.json");
 }
 
-// Flags become JSON values typed by the defaults: booleans are switches (--x / --no-x).
-train::TrainConfig parse(int argc, char** argv) {
-  const json::Value defaults = train::TrainConfig{}.to_json();
-  json::Value given = json::Value::object();
-  json::Value file = json::Value::object();
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag.rfind("--", 0) != 0) throw UsageError(fmt::format("unexpected argument '{}'", flag));
-    if (flag == "--config") {
-      if (i + 1 >= argc) throw UsageError("--config needs a value");
-      const std::string path = argv[++i];
-      file = json::parse(read_file(path), path);
-      continue;
-    }
-    const bool negated = flag.rfind("--no-", 0) == 0;
-    const std::string key = key_of(negated ? "--" + flag.substr(5) : flag);
-    const json::Value* def = defaults.find(key);
-    if (!def) throw UsageError(fmt::format("unknown option '{}'", flag));
-    if (given.contains(key)) throw UsageError(fmt::format("option '{}' given twice", flag));
-    if (def->is_bool()) {
-      given.set(key, !negated);
-      continue;
-    }
-    if (negated) throw UsageError(fmt::format("unknown option '{}'", flag));
-    if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", flag));
-    const std::string text = argv[++i];
-    try {
-      if (def->is_string()) {
-        given.set(key, text);
-      } else {
-        std::size_t used = 0;
-        if (def->is_int()) {
-          const long long v = std::stoll(text, &used);
-          if (used != text.size()) throw std::invalid_argument(text);
-          given.set(key, static_cast<std::int64_t>(v));
-        } else {
-          const double v = std::stod(text, &used);
-          if (used != text.size()) throw std::invalid_argument(text);
-          given.set(key, v);
-        }
-      }
-    } catch (const std::logic_error&) {
-      throw UsageError(fmt::format("{} needs {}, got '{}'", flag, def->is_int() ? "an integer" : "a number", text));
+// Natural order: "experts.2" before "experts.10".
+bool natural_less(const std::string& a, const std::string& b) {
+  std::size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      std::size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      std::string_view x(a.data() + i, ie - i), y(b.data() + j, je - j);
+      while (x.size() > 1 && x.front() == '0') x.remove_prefix(1);
+      while (y.size() > 1 && y.front() == '0') y.remove_prefix(1);
+      if (x.size() != y.size()) return x.size() < y.size();
+      if (x != y) return x < y;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
     }
   }
-  json::Value merged = file.is_object() ? file : json::Value::object();
-  for (const auto& [k, v] : given.as_object()) merged.set(k, v);
-  return train::TrainConfig::from_json(merged);
-}
-
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n') c = ' ';
-  return s;
+  return a.size() - i < b.size() - j;
 }
 
 }  // namespace
 
 int run_train_command(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) {
-      fmt::print("{}", kHelp);
-      return 0;
+  CLI::App app{kDescription, "moegrad train"};
+  app.footer(kFooter);
+  app.get_formatter()->column_width(34);
+  json::Json given = json::Json::object();
+  std::string config_path;
+  add_options(app, given, config_path);
+  return cli::run(app, argc, argv, [&] {
+    train::TrainConfig config;
+    try {  // the options and the config file: a mistake there is a usage error
+      json::Json merged = config_path.empty() ? json::Json::object() : json::read_object_file(config_path, "config");
+      for (const auto& [key, value] : given.items()) merged[key] = value;
+      config = train::TrainConfig::from_json(merged, config_path);
+    } catch (const Error& e) {
+      throw cli::UsageError(e.what());
     }
-  try {
-    train::TrainConfig config = parse(argc, argv);
     train::Trainer trainer(config);
     fmt::print(stderr, "{}\n", trainer.run().summary());
     return 0;
-  } catch (const UsageError& e) {
-    fmt::print(stderr, "moegrad train: {} (see moegrad train --help)\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "moegrad train: {}\n", one_line(e.what()));
-    return 1;
-  }
+  });
 }
 
 int run_inspect_command(int argc, char** argv) {
-  if (argc != 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-    fmt::print(argc == 2 ? stdout : stderr,
-               "usage: moegrad inspect CKPT.h5\n\nPrints a checkpoint's configuration, step, data cursor, generator "
-               "state and parameter table.\n");
-    return argc == 2 ? 0 : 2;
-  }
-  try {
-    const train::Checkpoint ck = train::load_checkpoint(argv[1]);
-    fmt::print("checkpoint {}\n  step {}, epoch {}\n", argv[1], ck.step, ck.epoch);
+  CLI::App app{"Prints a checkpoint's configuration, step, data cursor, generator state and parameter table "
+               "(parameters in natural order: experts.2 before experts.10).",
+               "moegrad inspect"};
+  std::string path;
+  app.add_option("CKPT.h5", path, "the checkpoint")->required();
+  return cli::run(app, argc, argv, [&] {
+    const train::Checkpoint ck = train::load_checkpoint(path);
+    fmt::print("checkpoint {}\n  step {}, epoch {}\n", path, ck.step, ck.epoch);
     for (const auto& [name, c] : ck.cursor) fmt::print("  data cursor {}: {}\n", name, c);
     for (const auto& [name, s] : ck.rng) fmt::print("  generator {}: seed {}, offset {}\n", name, s.seed, s.offset);
     for (const auto& [k, v] : ck.attributes) fmt::print("  {}: {}\n", k, v);
     fmt::print("  config: {}\n", ck.config_json);
     fmt::print("  content crc64: {:016x}\n", train::content_digest(ck));
+    struct Row {
+      std::string key, dtype, shape, numel;
+    };
+    std::vector<Row> rows;
     std::int64_t total = 0;
-    fmt::print("\n  {:<48} {:>6} {:>16} {:>10}\n", "parameter", "dtype", "shape", "numel");
     for (const auto& [key, t] : ck.model) {
-      fmt::print("  {:<48} {:>6} {:>16} {:>10}\n", key, core::dtype_name(t.dtype()), core::shape_str(t.shape()),
-                 t.numel());
+      rows.push_back({key, core::dtype_name(t.dtype()), core::shape_str(t.shape()), std::to_string(t.numel())});
       total += t.numel();
     }
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return natural_less(a.key, b.key); });
+    Row head{"parameter", "dtype", "shape", "numel"};
+    std::size_t w[4] = {head.key.size(), head.dtype.size(), head.shape.size(), head.numel.size()};
+    for (const Row& r : rows) {
+      w[0] = std::max(w[0], r.key.size());
+      w[1] = std::max(w[1], r.dtype.size());
+      w[2] = std::max(w[2], r.shape.size());
+      w[3] = std::max(w[3], r.numel.size());
+    }
+    const auto print_row = [&](const Row& r) {
+      fmt::print("  {:<{}}  {:<{}}  {:>{}}  {:>{}}\n", r.key, w[0], r.dtype, w[1], r.shape, w[2], r.numel, w[3]);
+    };
+    fmt::print("\n");
+    print_row(head);
+    for (const Row& r : rows) print_row(r);
     fmt::print("  {} tensors, {} values; optimizer state: {} tensors\n", ck.model.size(), total, ck.optimizer.size());
     return 0;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "moegrad inspect: {}\n", one_line(e.what()));
-    return 1;
-  }
+  });
 }
 
 }  // namespace moegrad::tools

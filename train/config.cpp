@@ -1,5 +1,13 @@
 #include "train/config.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <set>
 
 #include "core/device.h"
@@ -9,126 +17,286 @@ namespace moegrad::train {
 
 namespace {
 constexpr const char* kOp = "config";
+constexpr double kBig = 1e6;            // bound of factors, coefficients and learning rates
+constexpr std::int64_t kSteps = 999999999;  // checkpoint names hold 9 digits
+constexpr std::int64_t kWidth = 1 << 20;    // model widths, counts and batch sizes
 
-// Every field once, by JSON key: one table drives to_json and from_json.
+// The values an option accepts: numbers within [lo, hi] (an end excluded when open), text
+// among choices (any text when there are none; device: core::Device::parse's spellings).
+struct Limits {
+  double lo = -INFINITY, hi = INFINITY;
+  bool lo_open = false, hi_open = false;
+  std::vector<const char*> choices = {};
+  bool device = false;
+};
+
+// One row of the table. Adding an option: one line in fields() (and its member in config.h).
+struct Field {
+  const char* key;
+  const char* group;
+  const char* help;
+  Limits limits = {};
+  const char* default_text = nullptr;  // for --help, when not the default value itself
+};
+
+constexpr const char* kModel = "task and model";
+constexpr const char* kOptim = "optimisation";
+constexpr const char* kLog = "evaluation, logging and checkpoints";
+
+// Every option once: the command line, the JSON keys, the ranges and to_json's order.
 template <class Visit>
 void fields(TrainConfig& c, Visit&& v) {
-  v("task", c.task);
-  v("model", c.model.kind);
-  v("dim", c.model.dim);
-  v("hidden", c.model.hidden);
-  v("experts", c.model.experts);
-  v("experts_outer", c.model.experts_outer);
-  v("top_n", c.model.top_n);
-  v("layers", c.model.layers);
-  v("capacity_factor", c.model.capacity_factor);
-  v("dropless", c.model.dropless);
-  v("noise_gates", c.model.noise_gates);
-  v("noise_mult", c.model.noise_mult);
-  v("balance_loss_coef", c.model.balance_loss_coef);
-  v("router_z_loss_coef", c.model.router_z_loss_coef);
-  v("input_dim", c.input_dim);
-  v("clusters", c.clusters);
-  v("vocab", c.vocab);
-  v("seq_len", c.seq_len);
-  v("batch_size", c.batch_size);
-  v("steps", c.steps);
-  v("optimizer", c.optimizer);
-  v("lr", c.lr);
-  v("weight_decay", c.weight_decay);
-  v("momentum", c.momentum);
-  v("warmup", c.warmup);
-  v("min_lr", c.min_lr);
-  v("clip", c.clip);
-  v("grad_accum", c.grad_accum);
-  v("skip_nonfinite", c.skip_nonfinite);
-  v("seed", c.seed);
-  v("device", c.device);
-  v("eval_every", c.eval_every);
-  v("eval_batches", c.eval_batches);
-  v("log_every", c.log_every);
-  v("progress", c.progress);
-  v("metrics", c.metrics);
-  v("ckpt_dir", c.ckpt_dir);
-  v("ckpt_every", c.ckpt_every);
-  v("keep_last", c.keep_last);
-  v("resume", c.resume);
-  v("stop_at", c.stop_at);
-  v("overwrite", c.overwrite);
+  v(Field{"task", kModel, "clustered-regression or sequence (a permuted copy of tokens)",
+          {.choices = {"clustered-regression", "sequence"}}}, c.task);
+  v(Field{"model", kModel, "st_moe, lucidrains, hierarchical, or dense (the baseline: GEGLU feed-forwards whose width gives the active parameters per token closest to the st_moe model's)",
+          {.choices = {"st_moe", "lucidrains", "hierarchical", "dense"}}}, c.model.kind);
+  v(Field{"dim", kModel, "model width", {1, kWidth}}, c.model.dim);
+  v(Field{"hidden", kModel, "each expert's hidden width", {1, kWidth}}, c.model.hidden);
+  v(Field{"experts", kModel, "experts per MoE layer (hierarchical: outer x inner)", {2, kWidth}}, c.model.experts);
+  v(Field{"experts_outer", kModel, "hierarchical: outer experts", {2, kWidth}}, c.model.experts_outer);
+  v(Field{"top_n", kModel, "experts per token (st_moe; lucidrains/hierarchical are top-2)", {1, kWidth}},
+    c.model.top_n);
+  v(Field{"layers", kModel, "MoE layers", {1, 4096}}, c.model.layers);
+  v(Field{"capacity_factor", kModel, "expert capacity factor, train and eval", {0, kBig, true}},
+    c.model.capacity_factor);
+  v(Field{"dropless", kModel, "no capacity: no token is dropped"}, c.model.dropless);
+  v(Field{"noise_gates", kModel, "gumbel gate noise (st_moe only)"}, c.model.noise_gates);
+  v(Field{"noise_mult", kModel, "gate noise multiplier", {0, kBig}}, c.model.noise_mult);
+  v(Field{"balance_loss_coef", kModel, "weight of the load-balancing loss", {0, kBig}}, c.model.balance_loss_coef);
+  v(Field{"router_z_loss_coef", kModel, "weight of the router z-loss", {0, kBig}}, c.model.router_z_loss_coef);
+  v(Field{"input_dim", kModel, "clustered-regression input/output width", {1, kWidth}}, c.input_dim);
+  v(Field{"clusters", kModel, "clustered-regression clusters", {1, kWidth}}, c.clusters);
+  v(Field{"vocab", kModel, "sequence vocabulary", {2, kWidth}}, c.vocab);
+  v(Field{"seq_len", kModel, "tokens per sequence", {1, kWidth}}, c.seq_len);
+  v(Field{"batch_size", kModel, "sequences per batch", {1, kWidth}}, c.batch_size);
+  v(Field{"steps", kOptim, "optimizer steps", {1, kSteps}}, c.steps);
+  v(Field{"optimizer", kOptim, "adamw, adam or sgd", {.choices = {"adamw", "adam", "sgd"}}}, c.optimizer);
+  v(Field{"lr", kOptim, "peak learning rate", {0, kBig, true}}, c.lr);
+  v(Field{"weight_decay", kOptim, "weight decay", {0, kBig}}, c.weight_decay);
+  v(Field{"momentum", kOptim, "sgd momentum", {0, 1, false, true}}, c.momentum);
+  v(Field{"warmup", kOptim, "linear warmup steps, then cosine decay to --min-lr", {0, kSteps}, "min(20, steps/10)"},
+    c.warmup);
+  v(Field{"min_lr", kOptim, "learning rate at the end of the decay (<= --lr)", {0, kBig}}, c.min_lr);
+  v(Field{"clip", kOptim, "clip the global gradient norm to X (0 = off)", {0, 1e12}}, c.clip);
+  v(Field{"grad_accum", kOptim, "micro-batches per step", {1, kWidth}}, c.grad_accum);
+  v(Field{"skip_nonfinite", kOptim, "skip a step whose loss or gradients are NaN/Inf instead of stopping"},
+    c.skip_nonfinite);
+  v(Field{"seed", kOptim, "seed of the data, the initialisation and the gate noise"}, c.seed);
+  v(Field{"device", kOptim, "cpu, cuda or cuda:N: where the model, the batches and the optimizer state live",
+          {.device = true}}, c.device);
+  v(Field{"eval_every", kLog, "evaluate every N steps (0 = only at the end)", {0, kSteps}}, c.eval_every);
+  v(Field{"eval_batches", kLog, "fixed batches per evaluation", {1, kWidth}}, c.eval_batches);
+  v(Field{"log_every", kLog, "log (and write metrics) every N steps", {1, kSteps}}, c.log_every);
+  v(Field{"progress", kLog, "redraw one progress line on a terminal (--no-progress: plain lines)"}, c.progress);
+  v(Field{"metrics", kLog, "one JSON object per logged step; a resumed run appends (dropping records past its step), a "
+          "fresh run refuses a non-empty FILE unless --overwrite"}, c.metrics);
+  v(Field{"ckpt_dir", kLog, "write checkpoints DIR/step-<step>.h5 (HDF5, atomic); one run per folder (locked)"}, c.ckpt_dir);
+  v(Field{"ckpt_every", kLog, "checkpoint every N steps, and at the end", {1, kSteps}}, c.ckpt_every);
+  v(Field{"keep_last", kLog, "keep the newest N checkpoints (0 = all)", {0, kBig}}, c.keep_last);
+  v(Field{"resume", kLog, "auto (the newest complete checkpoint in --ckpt-dir), none, or a checkpoint path"},
+    c.resume);
+  v(Field{"stop_at", kLog, "end the run after STEP with a checkpoint, as an interruption would (0 = off)",
+          {0, kSteps}}, c.stop_at);
+  v(Field{"overwrite", kLog,
+          "remove checkpoints past the run's start (every one, for a fresh run) and empty a fresh run's "
+          "--metrics; without it such a run is refused"},
+    c.overwrite);
 }
 
-template <class T>
-void read(const json::Value& v, T& out) {
-  if constexpr (std::is_same_v<T, bool>) out = v.as_bool();
-  else if constexpr (std::is_same_v<T, std::string>) out = v.as_string();
-  else if constexpr (std::is_same_v<T, double>) out = v.as_double();
-  else if constexpr (std::is_same_v<T, std::uint64_t>) {
-    const auto i = v.as_int();
-    MOEGRAD_CHECK(i >= 0, kOp, "'{}' must be >= 0, got {}", v.path(), i);
-    out = static_cast<std::uint64_t>(i);
-  } else out = v.as_int();
+template <class T> constexpr bool is_int = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+
+std::string flag_of(const char* key) {
+  std::string f = std::string("--") + key;
+  std::replace(f.begin(), f.end(), '_', '-');
+  return f;
+}
+
+std::string num(double v, bool integer) {
+  return integer && std::abs(v) < 9e15 ? fmt::format("{}", static_cast<std::int64_t>(v)) : fmt::format("{:g}", v);
+}
+
+std::string range_text(const Limits& l, bool integer) {
+  if (!l.choices.empty()) return fmt::format("{}", fmt::join(l.choices, "|"));
+  if (std::isinf(l.lo) && std::isinf(l.hi)) return "";
+  return fmt::format("{}{}, {}{}", l.lo_open ? '(' : '[', num(l.lo, integer), num(l.hi, integer), l.hi_open ? ')' : ']');
+}
+
+// "" when v is in range, else what is wrong ("must be > 0, got -1").
+std::string number_problem(const Limits& l, double v, bool integer, const std::string& got) {
+  if (!std::isfinite(v)) return fmt::format("must be a finite number, got {}", got);
+  if (l.lo_open ? !(v > l.lo) : !(v >= l.lo))
+    return fmt::format("must be {} {}, got {}", l.lo_open ? ">" : ">=", num(l.lo, integer), got);
+  if (l.hi_open ? !(v < l.hi) : !(v <= l.hi))
+    return fmt::format("must be {} {}, got {}", l.hi_open ? "<" : "<=", num(l.hi, integer), got);
+  return "";
+}
+
+std::string text_problem(const Limits& l, const std::string& v) {
+  if (!l.choices.empty() && std::find(l.choices.begin(), l.choices.end(), v) == l.choices.end())
+    return fmt::format("must be one of {}; got '{}'", fmt::join(l.choices, ", "), json::elide(v));
+  if (l.device) {
+    try {
+      core::Device::parse(v);
+    } catch (const Error&) {
+      return fmt::format("must be cpu, cuda or cuda:N, got '{}'", json::elide(v));
+    }
+  }
+  return "";
+}
+
+template <class T> std::string problem(const Limits& l, const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) return text_problem(l, v);
+  else if constexpr (std::is_same_v<T, bool>) return "";
+  else if constexpr (is_int<T>) return number_problem(l, static_cast<double>(v), true, fmt::format("{}", v));
+  else return number_problem(l, v, false, fmt::format("{:g}", v));
+}
+
+// Reads one value of a JSON object; errors name the source and the key.
+template <class T> void read(const json::Node& n, const Limits& l, T& out) {
+  if constexpr (std::is_same_v<T, bool>) out = n.as_bool();
+  else if constexpr (std::is_same_v<T, std::string>) out = n.as_string();
+  else if constexpr (std::is_same_v<T, std::uint64_t>) out = n.as_uint();
+  else if constexpr (is_int<T>) out = n.as_int();
+  else out = n.as_double();
+  if (const std::string p = problem(l, out); !p.empty()) n.error(p);
+}
+
+// Command-line text to a value of T: integers exact ("1e3" is 1000; "1.5" and "4294967297" for
+// a smaller type are errors), numbers finite, booleans true/false.
+template <class T> T from_text(const std::string& flag, const std::string& text) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return text;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (text == "true" || text == "1") return true;
+    if (text == "false" || text == "0") return false;
+    fail(kOp, "{} takes true or false, got '{}'", flag, json::elide(text));
+  } else {
+    const char* end = text.data() + text.size();
+    T v{};
+    if (auto [p, ec] = std::from_chars(text.data(), end, v); ec == std::errc() && p == end) return v;
+    // strtod, not from_chars: it tells an overflow (inf) from an underflow (0).
+    char* stop = nullptr;
+    // Decimal only: no leading space, no hexadecimal ("0x10").
+    const bool decimal = !text.empty() && !std::isspace(static_cast<unsigned char>(text[0])) &&
+                         text.find_first_of("xX") == std::string::npos;
+    const double d = decimal ? std::strtod(text.c_str(), &stop) : NAN;
+    const bool number = stop == text.c_str() + text.size();
+    if constexpr (std::is_floating_point_v<T>) {
+      if (!number) fail(kOp, "{} needs a number, got '{}'", flag, json::elide(text));
+      return d;
+    } else {
+      // Integral and exactly representable in T (2^63 and beyond are not int64).
+      if (!number || d != std::trunc(d)) fail(kOp, "{} needs an integer, got '{}'", flag, json::elide(text));
+      if (!(d >= static_cast<double>(std::numeric_limits<T>::min()) && d < std::ldexp(1.0, std::numeric_limits<T>::digits)))
+        fail(kOp, "{} must be in [{}, {}], got {}", flag, std::numeric_limits<T>::min(), std::numeric_limits<T>::max(),
+             json::elide(text));
+      return static_cast<T>(d);
+    }
+  }
+}
+
+template <class T> TrainConfig::Option::Kind kind_of() {
+  using K = TrainConfig::Option::Kind;
+  if constexpr (std::is_same_v<T, bool>) return K::boolean;
+  else if constexpr (std::is_same_v<T, std::string>) return K::text;
+  else if constexpr (is_int<T>) return K::integer;
+  else return K::number;
 }
 }  // namespace
 
-json::Value TrainConfig::to_json() const {
-  json::Value out = json::Value::object();
+json::Json TrainConfig::to_json() const {
+  json::Json out = json::Json::object();
   TrainConfig copy = *this;
-  fields(copy, [&](const char* key, const auto& value) {
-    using T = std::decay_t<decltype(value)>;
-    if constexpr (std::is_same_v<T, std::uint64_t>) out.set(key, static_cast<std::int64_t>(value));
-    else out.set(key, value);
-  });
+  fields(copy, [&](const Field& f, const auto& value) { out[f.key] = value; });
   return out;
 }
 
-TrainConfig TrainConfig::from_json(const json::Value& v) {
-  MOEGRAD_CHECK(v.is_object(), kOp, "a configuration must be a JSON object, got {}", json::dump(v));
+TrainConfig TrainConfig::from_json(const json::Json& v, const std::string& source) {
+  const json::Node root(v, kOp, source);
+  if (!v.is_object()) root.error(fmt::format("a configuration must be a JSON object, got {}", json::type_name(v)));
   TrainConfig c;
   std::set<std::string> known;
-  fields(c, [&](const char* key, auto& value) {
-    known.insert(key);
-    if (const json::Value* given = v.find(key)) read(*given, value);
+  fields(c, [&](const Field& f, auto& value) {
+    known.insert(f.key);
+    if (auto given = root.find(f.key)) read(*given, f.limits, value);
   });
-  for (const auto& [key, value] : v.as_object())
-    if (!known.count(key)) fail(kOp, "unknown key '{}'", key);
+  for (const auto& [key, value] : root.members())
+    if (!known.count(key))
+      root.error(fmt::format("unknown key '{}' (keys are the flags' names with '_' for '-')", json::elide(key)));
+  // The default warmup fits every valid --steps.
+  if (!v.contains("warmup")) c.warmup = std::min<std::int64_t>(20, c.steps / 10);
+  c.validate();
   return c;
 }
 
 void TrainConfig::validate() const {
-  MOEGRAD_CHECK(task == "clustered-regression" || task == "sequence", kOp,
-                "--task must be clustered-regression or sequence, got '{}'", task);
   check_model_options(model);
-  MOEGRAD_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw", kOp,
-                "--optimizer must be sgd, adam or adamw, got '{}'", optimizer);
-  MOEGRAD_CHECK(lr > 0, kOp, "--lr must be > 0, got {}", lr);
-  MOEGRAD_CHECK(steps > 0, kOp, "--steps must be > 0, got {}", steps);
-  MOEGRAD_CHECK(batch_size > 0 && seq_len > 0, kOp, "--batch-size and --seq-len must be > 0, got {} and {}", batch_size,
-                seq_len);
-  MOEGRAD_CHECK(warmup >= 0 && warmup <= steps, kOp, "--warmup must be in [0, --steps = {}], got {}", steps, warmup);
-  MOEGRAD_CHECK(clip >= 0, kOp, "--clip must be >= 0, got {}", clip);
-  MOEGRAD_CHECK(grad_accum >= 1, kOp, "--grad-accum must be >= 1, got {}", grad_accum);
-  MOEGRAD_CHECK(log_every >= 1, kOp, "--log-every must be >= 1, got {}", log_every);
-  MOEGRAD_CHECK(ckpt_every >= 1, kOp, "--ckpt-every must be >= 1, got {}", ckpt_every);
-  MOEGRAD_CHECK(keep_last >= 0, kOp, "--keep-last must be >= 0, got {}", keep_last);
-  MOEGRAD_CHECK(eval_every >= 0 && eval_batches >= 1, kOp, "--eval-every must be >= 0 and --eval-batches >= 1");
-  MOEGRAD_CHECK(stop_at >= 0 && stop_at <= steps, kOp, "--stop-at must be in [0, --steps = {}], got {}", steps, stop_at);
-  MOEGRAD_CHECK(input_dim > 0 && clusters > 0 && vocab >= 2, kOp, "--input-dim, --clusters must be > 0, --vocab >= 2");
-  try {
-    core::Device::parse(device);
-  } catch (const Error&) {
-    fail(kOp, "--device must be cpu, cuda or cuda:N, got '{}'", device);
-  }
-  MOEGRAD_CHECK(resume == "auto" || resume == "none" || !resume.empty(), kOp, "--resume must be auto, none or a path");
+  TrainConfig copy = *this;
+  fields(copy, [&](const Field& f, const auto& value) {
+    if (const std::string p = problem(f.limits, value); !p.empty()) fail(kOp, "{} {}", flag_of(f.key), p);
+  });
+  MOEGRAD_CHECK(warmup <= steps, kOp, "--warmup must be <= --steps = {}, got {}", steps, warmup);
+  MOEGRAD_CHECK(min_lr <= lr, kOp, "--min-lr must be <= --lr = {:g}, got {:g}", lr, min_lr);
+  MOEGRAD_CHECK(stop_at <= steps, kOp, "--stop-at must be <= --steps = {}, got {}", steps, stop_at);
+  MOEGRAD_CHECK(!resume.empty(), kOp, "--resume must be auto, none or a path");
   if (stop_at > 0 && ckpt_dir.empty()) fail(kOp, "--stop-at needs --ckpt-dir (it ends the run with a checkpoint)");
 }
 
-json::Value TrainConfig::identity() const {
-  json::Value all = to_json();
-  json::Value out = json::Value::object();
+json::Json TrainConfig::identity() const {
+  const json::Json all = to_json();
+  json::Json out = json::Json::object();
   for (const char* key : {"task", "model", "dim", "hidden", "experts", "experts_outer", "top_n", "layers", "input_dim",
                           "clusters", "vocab", "seq_len", "batch_size", "seed", "optimizer"})
-    out.set(key, all.at(key));
+    out[key] = all.at(key);
   return out;
+}
+
+const std::vector<TrainConfig::Option>& TrainConfig::options() {
+  static const std::vector<Option> table = [] {
+    std::vector<Option> out;
+    TrainConfig defaults;
+    fields(defaults, [&](const Field& f, const auto& value) {
+      using T = std::decay_t<decltype(value)>;
+      out.push_back(Option{f.key, flag_of(f.key), f.group, f.help, kind_of<T>(), range_text(f.limits, is_int<T>),
+                           f.default_text ? f.default_text : json::dump(json::Json(value))});
+    });
+    return out;
+  }();
+  return table;
+}
+
+json::Json TrainConfig::option_value(const std::string& key, const std::string& text) {
+  TrainConfig c;
+  json::Json out;
+  bool found = false;
+  fields(c, [&](const Field& f, auto& value) {
+    if (found || key != f.key) return;
+    found = true;
+    using T = std::decay_t<decltype(value)>;
+    const std::string flag = flag_of(f.key);
+    const T v = from_text<T>(flag, text);
+    if (const std::string p = problem(f.limits, v); !p.empty()) fail(kOp, "{} {}", flag, p);
+    out = v;
+  });
+  MOEGRAD_CHECK(found, kOp, "unknown option '{}'", key);
+  return out;
+}
+
+std::int64_t parse_integer(const std::string& flag, const std::string& text, std::int64_t lo, std::int64_t hi) {
+  const auto v = from_text<std::int64_t>(flag, text);
+  if (const std::string p = problem(Limits{static_cast<double>(lo), static_cast<double>(hi)}, v); !p.empty())
+    fail(kOp, "{} {}", flag, p);
+  return v;
+}
+
+std::uint64_t parse_unsigned(const std::string& flag, const std::string& text) {
+  return from_text<std::uint64_t>(flag, text);
+}
+
+double parse_number(const std::string& flag, const std::string& text, double lo, double hi) {
+  const double v = from_text<double>(flag, text);
+  if (const std::string p = problem(Limits{lo, hi}, v); !p.empty()) fail(kOp, "{} {}", flag, p);
+  return v;
 }
 
 }  // namespace moegrad::train

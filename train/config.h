@@ -1,11 +1,16 @@
 // The configuration of a training run: what `moegrad train` resolves from its flags and an
 // optional --config FILE.json, prints once at start-up, and stores in every checkpoint
 // (config_json). JSON keys are the flag names with '_' for '-'.
+//
+// One table in config.cpp (fields()) lists every option once: its key, help, and the range or
+// choices its value must be in. It drives the command line (TrainConfig::options()), the JSON
+// reading (from_json) and validate(), so a flag and a config-file value get the same check.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "train/json.h"
+#include "train/json_read.h"
 #include "train/models.h"
 
 namespace moegrad::train {
@@ -29,7 +34,7 @@ struct TrainConfig {
   double lr = 3e-3;
   double weight_decay = 0.0;
   double momentum = 0.9;            // sgd
-  std::int64_t warmup = 20;
+  std::int64_t warmup = 20;         // from_json without "warmup": min(20, steps / 10)
   double min_lr = 0.0;
   double clip = 1.0;                // global grad-norm clip; 0 = off
   std::int64_t grad_accum = 1;
@@ -49,12 +54,36 @@ struct TrainConfig {
   std::int64_t stop_at = 0;         // > 0: end after this step with a checkpoint
   bool overwrite = false;           // may remove checkpoints past the start and empty a fresh run's metrics
 
-  json::Value to_json() const;
-  // Keys not given keep their defaults; unknown keys and bad values throw "[config] ...".
-  static TrainConfig from_json(const json::Value& v);
-  void validate() const;  // "[config] --lr must be > 0, got -1"
+  json::Json to_json() const;  // every key, in the table's order
+  // Keys not given keep their defaults (warmup: min(20, steps / 10)); unknown keys, wrong
+  // kinds and values out of range throw "[config] 'source': 'steps': must be >= 1, got 0"
+  // (source: the file the object came from, "" for none). Then validate().
+  static TrainConfig from_json(const json::Json& v, const std::string& source = "");
+  // Every value in its range, and the checks across options (--warmup <= --steps,
+  // --min-lr <= --lr, ...): "[config] --lr must be > 0, got -1".
+  void validate() const;
   // The settings that define the model and the data; a checkpoint must agree on them to resume.
-  json::Value identity() const;
+  json::Json identity() const;
+
+  // One option of the table, for the command line: flag "--" + key with '-' for '_'.
+  struct Option {
+    enum class Kind { boolean, integer, number, text };
+    std::string key, flag, group, help;
+    Kind kind;
+    std::string range;          // "[1, 999999999]", "(0, 1e+06]", "st_moe|lucidrains|..."; "" = any
+    std::string default_value;  // TrainConfig{}'s value as JSON
+  };
+  static const std::vector<Option>& options();
+  // The JSON value of option `key` given as command-line text ("1e3" for an integer is 1000),
+  // checked like a config-file value: throws "[config] --keep-last must be <= 1000000, got ...".
+  static json::Json option_value(const std::string& key, const std::string& text);
 };
+
+// Command-line text to a number, read and checked as config values are ("1e3" is an integer,
+// "1.5" is not; non-finite numbers are rejected): throws "[config] --steps must be >= 1, got 0".
+// For the examples' flags and `moegrad layer`.
+std::int64_t parse_integer(const std::string& flag, const std::string& text, std::int64_t lo, std::int64_t hi);
+std::uint64_t parse_unsigned(const std::string& flag, const std::string& text);
+double parse_number(const std::string& flag, const std::string& text, double lo, double hi);
 
 }  // namespace moegrad::train

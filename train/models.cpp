@@ -218,6 +218,9 @@ void check_model_options(const ModelOptions& o) {
                   "hierarchical needs experts = outer x inner with outer, inner >= 2; got {} experts, outer {}",
                   o.experts, o.experts_outer);
   MOEGRAD_CHECK(o.capacity_factor > 0, op, "capacity factor must be > 0, got {}", o.capacity_factor);
+  // Only st_moe's gates draw noise: the flag would be silently ignored elsewhere.
+  if (o.noise_gates && o.kind != "st_moe")
+    fail(op, "--noise-gates needs --model st_moe (the {} model's gates draw no noise)", o.kind);
 }
 
 std::int64_t layer_active_parameters(const ModelOptions& o) {

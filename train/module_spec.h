@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "layers/layers.h"
-#include "train/json.h"
+#include "train/json_read.h"
 
 namespace moegrad::train {
 
@@ -20,8 +20,10 @@ using NamedVariables = std::vector<std::pair<std::string, ag::Variable>>;
 
 class SpecModule {
  public:
-  // Throws "[layer spec] ..." for an unknown module, an unknown argument or a bad value.
-  static std::unique_ptr<SpecModule> create(const std::string& module, const json::Value& args,
+  // Throws "[layer spec] ..." for an unknown module, an unknown argument or a value of the
+  // wrong kind or out of its range (sizes integers in [1, 2^24], factors finite in [0, 1e6],
+  // capacity factors > 0); the error names the path in the spec ("'args.dim': ...").
+  static std::unique_ptr<SpecModule> create(const std::string& module, const json::Node& args,
                                             core::TensorOptions options = {}, core::Generator* gen = nullptr);
   static std::vector<std::string> module_names();
   // Datasets a forward reads besides x: importance and the injectable draws of moe::Draws.
@@ -33,7 +35,7 @@ class SpecModule {
   // and the draws; forward_args the original's forward keywords ({"noise_gates": true,
   // "noise_mult": 0.5}). Returns the outputs the original returns, by name: output, aux_loss,
   // balance_loss, router_z_loss, dispatch, combine (those the module has).
-  virtual NamedVariables forward(const ag::Variable& x, const NamedTensors& inputs, const json::Value& forward_args) = 0;
+  virtual NamedVariables forward(const ag::Variable& x, const NamedTensors& inputs, const json::Node& forward_args) = 0;
   // The output the scalar loss weights with grad_output ("output", or "combine" for gates)
   // and the losses added to it: L = sum(primary * grad_output) + sum of each loss.
   virtual std::string primary() const = 0;

@@ -72,13 +72,11 @@ int open_append(const std::string& path, int extra_flags = 0) {
 
 // The "step" of a metrics line; nullopt for a line that is not a record with an integer step.
 std::optional<std::int64_t> record_step(const std::string& line) {
-  try {
-    const json::Value v = json::parse(line);
-    const json::Value* step = v.is_object() ? v.find("step") : nullptr;
-    if (step && step->is_int()) return step->as_int();
-  } catch (const Error&) {
-  }
-  return std::nullopt;
+  const json::Json v = json::Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!v.is_object()) return std::nullopt;  // also a line that does not parse (discarded)
+  const auto step = v.find("step");
+  if (step == v.end() || !step->is_number_integer()) return std::nullopt;
+  return step->get<std::int64_t>();
 }
 
 void write_all(int fd, const std::string& text, const std::string& path) {
@@ -207,7 +205,7 @@ std::int64_t MetricsFile::keep_until(std::int64_t step) {
   return dropped;
 }
 
-void MetricsFile::write(const json::Value& record) { write_line(json::dump(record) + "\n"); }
+void MetricsFile::write(const json::Json& record) { write_line(json::dump(record) + "\n"); }
 
 void MetricsFile::write_line(const std::string& line) { write_all(fd_, line, path_); }
 

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "train/json.h"
+#include "train/json_read.h"
 
 namespace moegrad::train {
 
@@ -63,7 +63,7 @@ class MetricsFile {
   // other. Returns the number of lines dropped.
   std::int64_t keep_until(std::int64_t step);
   std::int64_t dropped() const { return dropped_; }  // by the last keep_until
-  void write(const json::Value& record);
+  void write(const json::Json& record);
   void write_line(const std::string& line);  // line ends with '\n'; one write(2), retried on EINTR
 
  private:

@@ -34,16 +34,15 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, optim::Na
   return std::make_unique<optim::AdamW>(std::move(params), c.lr, std::pair{0.9, 0.999}, 1e-8, c.weight_decay);
 }
 
-json::Value routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
-  json::Value out = json::Value::array();
+json::Json routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
+  json::Json out = json::Json::array();
   for (const auto& s : layers) {
-    json::Value tokens = json::Value::array();
-    for (auto t : s.tokens_per_expert) tokens.push_back(t);
-    out.push_back(json::Value::object()
-                      .set("tokens_per_expert", tokens)
-                      .set("dropped_fraction", s.dropped_fraction)
-                      .set("dead_experts", s.dead_experts)
-                      .set("max_load_over_mean", s.max_load_over_mean));
+    json::Json layer;
+    layer["tokens_per_expert"] = s.tokens_per_expert;
+    layer["dropped_fraction"] = s.dropped_fraction;
+    layer["dead_experts"] = s.dead_experts;
+    layer["max_load_over_mean"] = s.max_load_over_mean;
+    out.push_back(std::move(layer));
   }
   return out;
 }
@@ -140,7 +139,7 @@ Checkpoint Trainer::checkpoint(std::int64_t step) const {
 void Trainer::restore(const std::string& path) {
   Checkpoint ck = load_checkpoint(path);
   auto it = ck.attributes.find("identity_json");
-  if (it != ck.attributes.end() && json::parse(it->second) != config_.identity())
+  if (it != ck.attributes.end() && json::parse(it->second, path, "train") != config_.identity())
     fail("train", "checkpoint '{}' was written by another model or task: {} vs this run's {}", path, it->second,
          json::dump(config_.identity()));
   try {
@@ -197,7 +196,7 @@ std::string Trainer::nonfinite_origin(const Batch& batch) {
   return "no op produced NaN/Inf when the step was re-run (the non-finite value came from the parameters)";
 }
 
-double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& record) {
+double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& record) {
   optimizer_->set_lr(schedule_->lr_at(step));
   double loss = 0, aux = 0, balance = 0, z = 0, acc = 0;
   std::int64_t tokens = 0;
@@ -240,7 +239,8 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
       report.loss = NAN;
       report.lr = optimizer_->lr();
       report.skipped = origin;
-      record.set("skipped_nonfinite", origin).set("lr", report.lr);
+      record["skipped_nonfinite"] = origin;
+      record["lr"] = report.lr;
       return NAN;
     }
     loss += l;
@@ -257,11 +257,15 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Value& r
   const double n = static_cast<double>(config_.grad_accum);
   report = {step + 1, config_.steps, loss / n, aux / n, balance / n, z / n, optimizer_->lr(), 0, 0, 0,
             config_.task == "sequence" ? acc / n : -1.0, ""};
-  record.set("loss", report.loss).set("aux_loss", report.aux_loss).set("balance_loss", report.balance_loss);
-  record.set("router_z_loss", report.router_z_loss).set("lr", report.lr).set("tokens", tokens);
-  if (grad_norm >= 0) record.set("grad_norm", grad_norm);
-  if (report.accuracy >= 0) record.set("accuracy", report.accuracy);
-  record.set("layers", routing_json(routing));
+  record["loss"] = report.loss;
+  record["aux_loss"] = report.aux_loss;
+  record["balance_loss"] = report.balance_loss;
+  record["router_z_loss"] = report.router_z_loss;
+  record["lr"] = report.lr;
+  record["tokens"] = tokens;
+  if (grad_norm >= 0) record["grad_norm"] = grad_norm;
+  if (report.accuracy >= 0) record["accuracy"] = report.accuracy;
+  record["layers"] = routing_json(routing);
   return report.loss;
 }
 
@@ -326,7 +330,7 @@ TrainResult Trainer::run() {
   // prints one line): checkpoints past the start, then the metrics file.
   const std::vector<std::string> replaced = checkpoints_to_replace(!from.empty());
   MetricsFile metrics = open_metrics(!from.empty());
-  fmt::print(log_, "moegrad train: {}\n", json::dump(config_.to_json()));
+  fmt::print(log_, "config: {}\n", json::dump(config_.to_json()));
   std::string model_line = fmt::format("model: {} parameters, {} active per token", model_->num_parameters(),
                                        model_->active_parameters());
   if (config_.model.kind == "dense")
@@ -369,7 +373,7 @@ TrainResult Trainer::run() {
   while (step_ < end) {
     const auto s0 = Clock::now();
     StepReport report;
-    json::Value record = json::Value::object().set("step", step_ + 1);
+    json::Json record = {{"step", step_ + 1}};
     const double loss = train_step(step_, report, record);
     if (report.skipped.empty()) {
       last_loss_ = loss;
@@ -391,12 +395,12 @@ TrainResult Trainer::run() {
       auto [el, ea] = evaluate();
       eval_loss_ = el;
       eval_accuracy_ = ea;
-      record.set("eval_loss", el);
-      if (ea >= 0) record.set("eval_accuracy", ea);
+      record["eval_loss"] = el;
+      if (ea >= 0) record["eval_accuracy"] = ea;
       progress.message(ea >= 0 ? fmt::format("eval at step {}: loss {:.5f}, accuracy {:.3f}", step_, el, ea)
                                : fmt::format("eval at step {}: loss {:.5f}", step_, el));
     }
-    record.set("ms_per_step", ms);
+    record["ms_per_step"] = ms;
     if (metrics.is_open() && (step_ % config_.log_every == 0 || step_ == config_.steps || eval_now)) metrics.write(record);
     if (step_ % config_.ckpt_every == 0 || step_ == end) save(step_);
   }

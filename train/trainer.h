@@ -77,7 +77,7 @@ class Trainer {
   std::pair<double, double> evaluate();
 
  private:
-  double train_step(std::int64_t step, StepReport& report, json::Value& record);
+  double train_step(std::int64_t step, StepReport& report, json::Json& record);
   std::string nonfinite_origin(const Batch& batch);
   Batch to_device(Batch batch) const;  // the batch's tensors on the run's device
   // The checkpoint files past the step the run starts from (every one for a fresh run), which

@@ -18,7 +18,7 @@
 #include "optim/optim.h"
 #include "tests/reference/fixture.h"
 #include "train/hdf5.h"
-#include "train/json.h"
+#include "train/json_read.h"
 
 namespace core = moegrad::core;
 namespace h5 = moegrad::h5;
@@ -39,24 +39,30 @@ const h5::File& fixture() {
   return f;
 }
 
-json::Value root_json(const char* attribute) {
-  const auto text = fixture().attribute_string(attribute);
-  REQUIRE_MESSAGE(text.has_value(), "optim fixture has no attribute ", attribute);
-  return json::parse(*text, attribute);
+// The attribute's JSON document (parsed once, kept for the nodes that view it), rooted at its name.
+json::Node root_json(const char* attribute) {
+  static std::map<std::string, json::Json> documents;
+  auto it = documents.find(attribute);
+  if (it == documents.end()) {
+    const auto text = fixture().attribute_string(attribute);
+    REQUIRE_MESSAGE(text.has_value(), "optim fixture has no attribute ", attribute);
+    it = documents.emplace(attribute, json::parse(*text, attribute)).first;
+  }
+  return json::Node(it->second, "optim fixture", "", attribute);
 }
 
-const json::Value& case_desc(const std::string& name) {
-  static const json::Value cases = root_json("cases_json");
-  for (const json::Value& c : cases.as_array())
+json::Node case_desc(const std::string& name) {
+  static const json::Node cases = root_json("cases_json");
+  for (const json::Node& c : cases.as_array())
     if (c.at("name").as_string() == name) return c;
   moegrad::fail("optim fixture", "no case '{}'", name);
 }
 
 // torch's param-group dict -> moegrad's hyperparameters (betas -> beta1, beta2).
-optim::Hyperparameters hyperparameters(const json::Value& desc) {
+optim::Hyperparameters hyperparameters(const json::Node& desc) {
   optim::Hyperparameters hp;
   hp.optimizer = desc.at("optimizer").as_string();
-  for (const auto& [k, v] : desc.at("hyperparameters").as_object()) {
+  for (const auto& [k, v] : desc.at("hyperparameters").members()) {
     if (k == "betas") {
       hp.values.emplace_back("beta1", v.at(0).as_double());
       hp.values.emplace_back("beta2", v.at(1).as_double());
@@ -70,14 +76,14 @@ optim::Hyperparameters hyperparameters(const json::Value& desc) {
 }
 
 struct Run {
-  const json::Value& desc;
+  json::Node desc;
   std::string name;
   std::vector<std::string> param_names;
   optim::NamedParameters params;
   std::unique_ptr<optim::Optimizer> opt;
 
   explicit Run(const std::string& case_name) : desc(case_desc(case_name)), name(case_name) {
-    for (const json::Value& p : desc.at("params").as_array()) {
+    for (const json::Node& p : desc.at("params").as_array()) {
       param_names.push_back(p.as_string());
       params.emplace_back(p.as_string(), ag::Variable(core::clone(read("init/" + p.as_string())), true));
     }
@@ -85,9 +91,9 @@ struct Run {
   }
   Tensor read(const std::string& rel) const { return fixture().read("/" + name + "/" + rel); }
   bool has_grad(const std::string& param, std::int64_t t) const {
-    const json::Value* skip = desc.at("no_grad").find(param);
+    const auto skip = desc.at("no_grad").find(param);
     if (!skip) return true;
-    for (const json::Value& s : skip->as_array())
+    for (const json::Node& s : skip->as_array())
       if (s.as_int() == t) return false;
     return true;
   }
@@ -113,7 +119,7 @@ void check_against_torch(Run& run, std::int64_t t) {
   for (const auto& [pname, var] : run.params) {
     const std::string at = fmt::format("{} step {} ", run.name, t);
     check_close(at + pname, var.value(), core::select(run.read("params/" + pname), 0, t), rtol, atol);
-    for (const json::Value& slot : run.desc.at("slots").as_array()) {
+    for (const json::Node& slot : run.desc.at("slots").as_array()) {
       const std::string key = pname + "/" + slot.as_string();
       // momentum_buffer and exp_avg have the gradients' scale (about 1) and may cancel to near 0,
       // where one rounding of a term of size 1 (torch uses FMA in places) is 6e-8: atol as for
@@ -192,8 +198,8 @@ const std::vector<std::string> kCases = {
 
 TEST_CASE("optim parity: the fixture's cases are exactly the tested ones") {
   std::set<std::string> in_file;
-  const json::Value cases = root_json("cases_json");
-  for (const json::Value& c : cases.as_array()) in_file.insert(c.at("name").as_string());
+  const json::Node cases = root_json("cases_json");
+  for (const json::Node& c : cases.as_array()) in_file.insert(c.at("name").as_string());
   const std::set<std::string> tested(kCases.begin(), kCases.end());
   CHECK_MESSAGE(in_file == tested, fmt::format("fixture: {}; tested: {}", fmt::join(in_file, ", "),
                                                fmt::join(tested, ", ")));
@@ -213,7 +219,7 @@ TEST_CASE("optim parity: AdamW defaults, a parameter skipped at step 2, lr chang
 TEST_CASE("optim parity: AdamW amsgrad, betas, eps, weight decay") { run_case("adamw_amsgrad"); }
 
 TEST_CASE("optim parity: clip_grad_norm and clip_grad_value against torch") {
-  const json::Value clip = root_json("clip_json");
+  const json::Node clip = root_json("clip_json");
   const std::vector<std::string> names = {"experts.w1", "gate.weight", "bias"};
   auto fresh = [&] {
     optim::NamedParameters ps;
@@ -224,9 +230,9 @@ TEST_CASE("optim parity: clip_grad_norm and clip_grad_value against torch") {
     }
     return ps;
   };
-  for (const json::Value& c : clip.at("norm").as_array()) {
+  for (const json::Node& c : clip.at("norm").as_array()) {
     const std::string cname = c.at("name").as_string();
-    const json::Value& nt = c.at("norm_type");
+    const json::Node nt = c.at("norm_type");
     const double norm_type = nt.is_string() ? INFINITY : nt.as_double();
     const optim::NamedParameters ps = fresh();
     const double total = optim::clip_grad_norm(ps, c.at("max_norm").as_double(), norm_type);
@@ -240,7 +246,7 @@ TEST_CASE("optim parity: clip_grad_norm and clip_grad_value against torch") {
 }
 
 TEST_CASE("optim parity: StepDecay and WarmupCosine against torch's StepLR and LambdaLR") {
-  const json::Value s = root_json("schedules_json");
+  const json::Node s = root_json("schedules_json");
   auto check_schedule = [&](const std::string& name, const optim::Schedule& sched) {
     const std::vector<double> want = fixture().read("/schedules/" + name + "/lr").to_vector<double>();
     REQUIRE(!want.empty());
@@ -250,11 +256,11 @@ TEST_CASE("optim parity: StepDecay and WarmupCosine against torch's StepLR and L
                     " vs torch ", want[i]);
     }
   };
-  const json::Value& st = s.at("step_lr");
+  const json::Node st = s.at("step_lr");
   check_schedule("step_lr", optim::StepDecay(st.at("base_lr").as_double(), st.at("step_size").as_int(),
                                              st.at("gamma").as_double()));
   for (const char* name : {"warmup_cosine", "warmup_cosine_min"}) {
-    const json::Value& w = s.at(name);
+    const json::Node w = s.at(name);
     check_schedule(name, optim::WarmupCosine(w.at("base_lr").as_double(), w.at("warmup_steps").as_int(),
                                              w.at("total_steps").as_int(), w.at("min_lr").as_double()));
   }

@@ -48,11 +48,8 @@ Fixture load_fixture(const std::string& name) {
     return *v;
   };
   auto json_attribute = [&](const char* key, const char* root) {
-    try {
-      return json::parse(attribute(key), root);
-    } catch (const Error& e) {
-      fail("fixture", "'{}': attribute {}: {}", name, key, e.what());
-    }
+    fx.documents.push_back(std::make_shared<const json::Json>(json::parse(attribute(key), name + " " + key, "fixture")));
+    return json::Node(*fx.documents.back(), "fixture", name, root);
   };
   fx.module = attribute("module");
   fx.mode = attribute("mode");

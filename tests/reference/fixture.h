@@ -2,13 +2,14 @@
 // tests/reference/README.md) and the comparisons the parity tests use.
 #pragma once
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
 #include "layers/state_dict.h"
-#include "train/json.h"
+#include "train/json_read.h"
 
 namespace moegrad::test {
 
@@ -16,10 +17,12 @@ struct Fixture {
   std::string name;    // file name without .h5
   std::string module;  // "lmoe.Experts", "st_moe.TopNGating", ...
   std::string mode;    // "train" or "eval"
-  json::Value args;    // constructor arguments (root path "args" in errors)
-  json::Value forward; // forward keyword arguments ({} if none)
-  json::Value loss;    // {"primary": ..., "grad_output": ..., "plus": [...]}
-  json::Value inputs, draws, outputs;  // inputs_json, draws_json, outputs_json
+  // The JSON attributes, as views into documents the fixture shares (copies stay valid).
+  json::Node args;     // constructor arguments (root path "args" in errors)
+  json::Node forward;  // forward keyword arguments ({} if none)
+  json::Node loss;     // {"primary": ..., "grad_output": ..., "plus": [...]}
+  json::Node inputs, draws, outputs;  // inputs_json, draws_json, outputs_json
+  std::vector<std::shared_ptr<const json::Json>> documents;  // what the nodes view
   nn::StateDict model;  // /model/<key>, including buffers such as gate.threshold_train
   // Every root dataset: x, importance, grad_output, the draws, output, losses, dispatch, combine.
   std::map<std::string, core::Tensor> data;

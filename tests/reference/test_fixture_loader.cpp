@@ -1,4 +1,4 @@
-// The fixture loader: every fixture loads through train/hdf5 and train/json, and its layout
+// The fixture loader: every fixture loads through train/hdf5 and train/json_read, and its layout
 // is what tests/reference/README.md documents. Also the comparison helpers' messages.
 #include <doctest/doctest.h>
 
@@ -32,7 +32,7 @@ bool is_buffer(const std::string& key) {
   return false;
 }
 
-Shape shape_of(const json::Value& v) {
+Shape shape_of(const json::Node& v) {
   Shape s;
   for (const auto& d : v.as_array()) s.push_back(d.as_int());
   return s;
@@ -105,7 +105,7 @@ TEST_CASE("reference: fixture errors name the fixture") {
   CHECK(fx.module == "st_moe.Expert");
   CHECK(fx.args.at("dim").as_int() == 16);
   CHECK_THROWS_WITH_AS(fx.at("combine"), "[fixture] 'st_expert' has no dataset 'combine'", Error);
-  CHECK_THROWS_WITH_AS(fx.args.at("dim").as_string(), "[json] 'args.dim': expected a string, got an integer", Error);
+  CHECK_THROWS_WITH_AS(fx.args.at("dim").as_string(), "[fixture] 'st_expert': 'args.dim': expected a string, got 16", Error);
   CHECK_THROWS_WITH_AS(fx.grads.at("nope"), Contains("nope"), Error);
 }
 

@@ -205,6 +205,42 @@ def check_errors(moegrad, fixture_dir, work, checks):
              args=lambda d: files(d) + ["--device", "cuda"])
     case("--device bogus", 2, ["tpu"], args=lambda d: files(d) + ["--device", "tpu"])
     case("--seed bogus", 2, ["--seed", "-3"], args=lambda d: files(d) + ["--seed", "-3"])
+    case("--mode=bogus", 2, ["--mode must be train or eval", "bogus"], args=lambda d: files(d) + ["--mode=bogus"])
+
+    # Numbers out of range in the spec: one line naming the file and the path in it.
+    def overflowing_spec(d):  # JSON cannot say inf; 1e400 is beyond a double
+        with open(f"{d}/S.json", "w") as f:
+            f.write(json.dumps(good_spec).replace('"capacity_factor_train": 1.25', '"capacity_factor_train": 1e400'))
+        return files(d)
+    case("capacity_factor_train 1e400", 1, ["S.json", "number overflow parsing '1e400'"], args=overflowing_spec)
+    for key, value, needle in (("capacity_factor_train", 1e300, "must be in (0, 1e+06]"),
+                               ("capacity_factor_eval", 0, "must be in (0, 1e+06]"),
+                               ("num_experts", 2.5, "expected an integer, got 2.5"),
+                               ("num_experts", 2 ** 40, "must be in [1, 16777216]"),
+                               ("dim", -1, "must be in [1, 16777216]"),
+                               ("balance_loss_coef", -1, "must be in [0, 1e+06]"),
+                               ("router_z_loss_coef", "big", "expected a number, got a string")):
+        case(f"args {key} = {value}", 1, ["S.json", f"'args.{key}'", needle], spec=respec(args_extra={key: value}))
+    case("noise_mult 1e300", 1, ["S.json", "'forward.noise_mult'", "must be in [0, 1e+06]"],
+         spec=respec(forward={"noise_gates": True, "noise_mult": 1e300}))
+    case("spec is an array", 1, ["S.json", "expected a JSON object"], spec=[])
+    case("spec is a directory", 1, ["is a directory"],
+         args=lambda d: ["--spec", d] + files(d)[2:])
+
+    # Injected tensors: draws in [0, 1), the rest finite; the message names the dataset and element.
+    def poke(name, index, value):
+        def f(i):
+            t = i[name][()]
+            t[index] = value
+            del i[name]
+            i[name] = t
+        return f
+    case("NaN draw", 1, ["I.h5", "'route_uniform'", "[0, 1)", "[1, 0, 3]", "nan"],
+         inputs=poke("route_uniform", (1, 0, 3), np.nan))
+    case("draw of 1", 1, ["'noise_uniform'", "[0, 1)", "[0, 2, 1]"], inputs=poke("noise_uniform", (0, 2, 1), 1.0))
+    case("negative draw", 1, ["'route_uniform'", "-0.5"], inputs=poke("route_uniform", (0, 0, 0), -0.5))
+    case("NaN grad_output", 1, ["'grad_output'", "finite", "[1, 2, 3]"], inputs=poke("grad_output", (1, 2, 3), np.nan))
+    case("infinite x", 1, ["'x'", "finite", "inf"], inputs=poke("x", (0, 0, 0), np.inf))
 
 
 # ---- behaviours -----------------------------------------------------------------------------

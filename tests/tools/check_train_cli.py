@@ -8,6 +8,7 @@ usage: check_train_cli.py MOEGRAD_BIN WORK_DIR
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,7 +63,8 @@ def digest(folder):
 # 1. An uninterrupted run: checkpoints, metrics, progress lines (not a terminal).
 a = fresh("full")
 p = run(["train"] + SMALL + ["--ckpt-dir", f"{a}/ckpt", "--metrics", f"{a}/m.jsonl"])
-check("moegrad train: {" in p.stderr, "start-up prints the resolved configuration")
+check(p.stderr.startswith("config: {") and "moegrad train:" not in p.stderr,
+      "start-up prints the resolved configuration on a line that does not read as an error")
 check("step 8/8" in p.stderr and "eval at step 8" in p.stderr, "plain progress lines and the final evaluation")
 check(sorted(os.listdir(f"{a}/ckpt")) == [f"step-00000000{s}.h5" for s in (2, 4, 6, 8)], "a checkpoint every 2 steps")
 records = [json.loads(line) for line in open(f"{a}/m.jsonl")]
@@ -88,6 +90,20 @@ with h5py.File(f"{a}/ckpt/step-000000008.h5", "r") as f:
 # 3. `moegrad inspect`.
 p = run(["inspect", f"{a}/ckpt/step-000000008.h5"])
 check("step 8" in p.stdout and "in_proj.weight" in p.stdout, "inspect prints step and parameters")
+# Natural order (experts.2 before experts.10) and aligned columns, on a model with 12 experts.
+g = fresh("inspect")
+run(["train", "--dim", "4", "--hidden", "4", "--experts", "12", "--input-dim", "4", "--clusters", "2", "--batch-size",
+     "2", "--seq-len", "2", "--steps", "1", "--eval-batches", "1", "--ckpt-dir", g, "--no-progress"])
+p = run(["inspect", f"{g}/step-000000001.h5"])
+table = p.stdout.split("\n\n", 1)[1].splitlines()[:-1]
+names = [row.split()[0] for row in table[1:]]
+experts = [n for n in names if ".experts.experts." in n and n.endswith(".net.0.weight")]
+check([int(n.split(".experts.experts.")[1].split(".")[0]) for n in experts] == list(range(12)),
+      f"inspect sorts experts naturally: {experts}")
+rows = [re.match(r"^  (\S+) +(\S+) +(\(.*\)|shape) +(\S+)$", row) for row in table]
+check(all(rows), f"inspect rows: {table[:3]}")
+if all(rows):  # dtype starts, shape and numel end at the same column on every row
+    check(len({(m.start(2), m.end(3), m.end(4)) for m in rows}) == 1, f"inspect columns aligned: {table[:3]}")
 
 # 4. --stop-at then --resume auto equals the uninterrupted run, bit for bit.
 b = fresh("stopped")
@@ -137,26 +153,106 @@ cfg = os.path.join(WORK, "config.json")
 with open(cfg, "w") as fh:
     json.dump({"steps": 2, "experts": 4, "hidden": 8, "dim": 8, "lr": 0.01, "warmup": 0}, fh)
 p = run(["train", "--config", cfg, "--lr", "0.02", "--no-progress", "--resume", "none"])
-resolved = json.loads(p.stderr.splitlines()[0].split("moegrad train: ", 1)[1])
+resolved = json.loads(p.stderr.splitlines()[0].split("config: ", 1)[1])
 check(resolved["steps"] == 2 and resolved["experts"] == 4 and resolved["lr"] == 0.02, f"config file + flags: {resolved}")
 with open(cfg, "w") as fh:
     json.dump({"stepz": 2}, fh)
-p = run(["train", "--config", cfg], expect=1)
-check("unknown key 'stepz'" in p.stderr, "unknown key in the config file")
+p = run(["train", "--config", cfg], expect=2)
+check("unknown key 'stepz'" in p.stderr and cfg in p.stderr, "unknown key in the config file, naming it")
 
-# 8. Flag errors.
-p = run(["train", "--lr", "-1"], expect=1)
-check("--lr must be > 0, got -1" in p.stderr, "bad value names the flag")
-p = run(["train", "--bogus"], expect=2)
-check("unknown option '--bogus'" in p.stderr, "unknown flag")
-p = run(["train", "--steps", "many"], expect=2)
-check("--steps needs an integer, got 'many'" in p.stderr, "non-numeric value")
-p = run(["train", "--model", "sparse"], expect=1)
-check("unknown model 'sparse'" in p.stderr, "unknown model")
+# 8. Flag errors: one line, exit 2 for every usage mistake (kind, range, unknown flag, bad
+# config file), before any work.
+def usage_error(args, needles, what):
+    p = run(["train"] + args, expect=2)
+    lines = p.stderr.strip().splitlines()
+    check(len(lines) == 1 and lines[0].startswith("moegrad train: ") and len(lines[0]) < 300,
+          f"{what}: one short line, got {p.stderr[:400]!r}")
+    for n in needles:
+        check(n in p.stderr, f"{what}: message names {n!r}: {p.stderr.strip()[:300]!r}")
+    return p
+
+
+usage_error(["--lr", "-1"], ["--lr must be > 0, got -1"], "negative --lr")
+usage_error(["--bogus"], ["unknown option '--bogus'"], "unknown flag")
+usage_error(["--steps", "many"], ["--steps needs an integer, got 'many'"], "non-numeric value")
+usage_error(["--steps", "0"], ["--steps must be >= 1, got 0"], "--steps 0 (same class as --steps abc)")
+usage_error(["--steps=0"], ["--steps must be >= 1, got 0"], "--steps=0")
+usage_error(["--steps", "1.5"], ["--steps needs an integer, got '1.5'"], "fractional integer")
+usage_error(["--model", "sparse"], ["--model must be one of", "'sparse'"], "unknown model")
+usage_error(["--keep-last", "4294967297"], ["--keep-last must be <= 1000000, got 4294967297"], "--keep-last 2^32+1")
+usage_error(["--keep-last", "2147483648"], ["--keep-last must be <= 1000000, got 2147483648"], "--keep-last 2^31")
+usage_error(["--capacity-factor", "inf"], ["--capacity-factor must be a finite number, got inf"], "infinite factor")
+usage_error(["--capacity-factor", "1e300"], ["--capacity-factor must be <= 1e+06"], "huge factor")
+usage_error(["--capacity-factor", "nan"], ["--capacity-factor must be a finite number"], "NaN factor")
+usage_error(["--min-lr", "0.1", "--lr", "0.01"], ["--min-lr must be <= --lr"], "--min-lr above --lr")
+usage_error(["--balance-loss-coef", "-1"], ["--balance-loss-coef must be >= 0, got -1"], "negative balance coef")
+usage_error(["--router-z-loss-coef=-0.5"], ["--router-z-loss-coef must be >= 0"], "negative z-loss coef")
+usage_error(["--noise-mult", "1e300"], ["--noise-mult must be <= 1e+06"], "huge noise multiplier")
+usage_error(["--batch-size", "9223372036854775807"], ["--batch-size must be <="], "int64-max batch")
+usage_error(["--seed", "-3"], ["--seed", "-3"], "negative seed")
+usage_error(["--noise-gates", "--model", "lucidrains"], ["--noise-gates needs --model st_moe"], "noise gates ignored")
+usage_error(["--warmup", "30", "--steps", "10"], ["--warmup must be <= --steps = 10, got 30"], "explicit warmup > steps")
+usage_error(["--lr"], ["--lr needs a value"], "missing value")
+usage_error(["--steps", "3", "--steps", "4"], ["--steps is given twice"], "repeated flag")
+usage_error(["stray"], ["unexpected argument 'stray'"], "positional argument")
+usage_error(["--progress=maybe"], ["--progress takes no value"], "a value given to a switch")
+usage_error(["--no-progress=1"], ["--no-progress takes no value"], "a value given to a negated switch")
+
+# --config files: a JSON object of at most 1 MiB; anything else stops at once naming the file
+# and never starts a default run (which would resume and rotate the folder's checkpoints).
+e = fresh("config-errors")
+for text, needle in (("[]", "got an array"), ("null", "got null"), ("3", "got an integer"),
+                     ('{"steps": 1.5}', "'steps': expected an integer, got 1.5"),
+                     ('{"steps": 0}', "'steps': must be >= 1, got 0"),
+                     ('{"capacity_factor": 1e400}', "number overflow"),
+                     ('{"steps": 2, "steps": 3}', "duplicate key 'steps'"),
+                     ('{"steps": ', "line 1, column 11")):
+    path = os.path.join(e, "c.json")
+    with open(path, "w") as fh:
+        fh.write(text)
+    usage_error(["--config", path, "--ckpt-dir", f"{e}/ckpt"], [path, needle], f"config {text!r}")
+    check(not os.path.exists(f"{e}/ckpt"), f"config {text!r} started no run")
+usage_error(["--config", "/dev/zero"], ["'/dev/zero': not a regular file"], "config /dev/zero")
+usage_error(["--config", e], [f"'{e}': is a directory"], "config directory")
+usage_error(["--config", f"{e}/missing.json"], ["missing.json", "No such file"], "config missing")
+big = os.path.join(e, "big.json")
+with open(big, "w") as fh:
+    fh.write('{"metrics": "' + "x" * 60_000_000 + '"}')
+usage_error(["--config", big], ["big.json", "larger than 1048576 bytes"], "60 MB config")
+with open(big, "w") as fh:  # a long value in an error message is elided
+    fh.write('{"model": "' + "y" * 500_000 + '"}')
+usage_error(["--config", big], ["'model': must be one of", "... (500000 bytes)"], "long value elided")
+os.remove(big)
+# A file value of 1e3 for an integer is 1000; a flag overrides the file.
+with open(cfg, "w") as fh:
+    json.dump({"steps": 1e3, "warmup": 0, "log_every": 5}, fh)
+p = run(["train", "--config", cfg, "--steps=2", "--no-progress", "--resume", "none"])
+resolved = json.loads(p.stderr.splitlines()[0].split("config: ", 1)[1])
+check(resolved["steps"] == 2 and resolved["log_every"] == 5, f"--steps=2 overrides the file: {resolved}")
+
+# `--steps 10` alone works: the default warmup is min(20, steps / 10).
+p = run(["train", "--steps", "10", "--dim", "8", "--hidden", "8", "--experts", "4", "--no-progress", "--resume", "none"])
+resolved = json.loads(p.stderr.splitlines()[0].split("config: ", 1)[1])
+check(resolved["warmup"] == 1, f"default warmup for --steps 10: {resolved['warmup']}")
+p = run(["train", "--steps", "1e3", "--stop-at", "1", "--ckpt-dir", f"{e}/ck1e3", "--dim", "8", "--hidden", "8",
+         "--experts", "4", "--no-progress"])
+resolved = json.loads(p.stderr.splitlines()[0].split("config: ", 1)[1])
+check(resolved["steps"] == 1000 and resolved["warmup"] == 20, f"--steps 1e3: {resolved['steps']}, {resolved['warmup']}")
+
+# info and inspect take no stray flags; --help is help.
+p = run(["info", "--bogus"], expect=2)
+check(p.stderr.strip() == "moegrad info: unknown option '--bogus' (see moegrad info --help)", f"info --bogus: {p.stderr!r}")
+p = run(["info", "--help"])
+check("Usage: moegrad info" in p.stdout and "cuda devices" not in p.stdout, "info --help prints help")
+p = run(["inspect"], expect=2)
+check("CKPT.h5" in p.stderr, "inspect without a file")
+p = run(["inspect", "--help"])
+check("Usage: moegrad inspect" in p.stdout, "inspect --help prints help")
+
 help_text = run(["train", "--help"]).stdout
 # Every configuration key is documented in --help (the start-up line prints them all).
 start = run(["train", "--steps", "1", "--warmup", "0", "--no-progress", "--resume", "none"]).stderr
-config = json.loads(start.splitlines()[0].split("moegrad train: ", 1)[1])
+config = json.loads(start.splitlines()[0].split("config: ", 1)[1])
 for key, value in config.items():
     flag = "--" + key.replace("_", "-")
     check(flag in help_text or (isinstance(value, bool) and "--no-" + flag[2:] in help_text), f"--help documents {flag}")
@@ -165,7 +261,7 @@ for key, value in config.items():
 # one, a GPU run stopped at step 4 resumes on the CPU (and the reverse), and its checkpoint
 # holds what the CPU run's holds, to rounding.
 gpus = int(next(l for l in run(["info"]).stdout.splitlines() if "cuda devices" in l).split(":")[1])
-p = run(["train", "--device", "tpu"], expect=1)
+p = run(["train", "--device", "tpu"], expect=2)
 check("--device must be cpu, cuda or cuda:N, got 'tpu'" in p.stderr, "bad --device value")
 d = fresh("device")
 if gpus == 0:

@@ -1,246 +1,164 @@
-// train/json: parsing, dumping, exact integers, escapes, builders, and every error with its
-// line and column.
+// train/json_read: the reading layer on nlohmann-json. Errors name the file and the path in it
+// and stay one short line; integers stay exact; a float is an integer only when integral and in
+// range; non-finite numbers, repeated keys, deep nesting, oversized files, non-regular files
+// and non-object roots are errors.
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <string>
 
 #include "core/error.h"
-#include "train/json.h"
+#include "tests/test_files.h"
+#include "train/json_read.h"
 
 namespace json = moegrad::json;
-using doctest::Contains;
-using json::Type;
-using json::Value;
+using json::Json;
+using json::Node;
 using moegrad::Error;
 
 namespace {
 
-// The error message parse gives for text.
-std::string parse_error(std::string_view text) {
+std::string error_of(const auto& f) {
   try {
-    json::parse(text);
+    f();
   } catch (const Error& e) {
     return e.what();
   }
   return "(no error)";
 }
 
+void write(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
 }  // namespace
 
-TEST_CASE("json: scalars parse with their kind; integers stay exact") {
-  CHECK(json::parse("null").is_null());
-  CHECK(json::parse("true").as_bool());
-  CHECK_FALSE(json::parse(" false ").as_bool());
-  CHECK(json::parse("0").as_int() == 0);
-  CHECK(json::parse("-0").type() == Type::integer);
-  CHECK(json::parse("42").as_int() == 42);
-  CHECK(json::parse("-7").as_int() == -7);
-  CHECK(json::parse("9007199254740993").as_int() == 9007199254740993LL);  // 2^53 + 1: not a double
-  CHECK(json::parse("9223372036854775807").as_int() == std::numeric_limits<std::int64_t>::max());
-  CHECK(json::parse("-9223372036854775808").as_int() == std::numeric_limits<std::int64_t>::min());
-  const Value big = json::parse("9223372036854775808");  // beyond int64: the nearest double
-  CHECK(big.type() == Type::number);
-  CHECK(big.as_double() == 9223372036854775808.0);
-  CHECK(json::parse("1.5").as_double() == 1.5);
-  CHECK(json::parse("1.0").type() == Type::number);
-  CHECK(json::parse("1E3").as_double() == 1000.0);
-  CHECK(json::parse("-2.5e-3").as_double() == -2.5e-3);
-  CHECK(json::parse("0.1").as_double() == 0.1);
-  CHECK(json::parse("1e+2").as_double() == 100.0);
-  CHECK(json::parse("5e-324").as_double() == std::numeric_limits<double>::denorm_min());
-  CHECK(json::parse("1e-400").as_double() == 0.0);  // underflow gives zero
-  CHECK(std::signbit(json::parse("-1e-400").as_double()));
-  CHECK(json::parse("0.000000000000000000001e-400").as_double() == 0.0);
-  CHECK(json::parse("1.7976931348623157e308").as_double() == std::numeric_limits<double>::max());
-  CHECK(json::parse("3").as_double() == 3.0);  // ints convert to double
+TEST_CASE("json_read: integers stay exact; floats are integers only when integral and in range") {
+  const Json doc = json::parse(R"({"big": 9007199254740993, "max": 9223372036854775807, "min": -9223372036854775808,
+                                   "u": 18446744073709551615, "e3": 1e3, "half": 1.5, "huge": 1e300, "neg": -4})");
+  const Node n(doc, "config", "c.json");
+  CHECK(n.at("big").as_int() == 9007199254740993LL);  // 2^53 + 1: not a double
+  CHECK(n.at("max").as_int() == std::numeric_limits<std::int64_t>::max());
+  CHECK(n.at("min").as_int() == std::numeric_limits<std::int64_t>::min());
+  CHECK(n.at("u").as_uint() == std::numeric_limits<std::uint64_t>::max());
+  CHECK(n.at("e3").as_int() == 1000);
+  CHECK(n.at("e3").as<std::int32_t>() == 1000);
+  CHECK(n.at("half").as_double() == 1.5);
+  CHECK(n.at("big").as_double() == 9007199254740992.0);
+  CHECK(error_of([&] { n.at("half").as_int(); }) == "[config] 'c.json': 'half': expected an integer, got 1.5");
+  CHECK(error_of([&] { n.at("huge").as_int(); }) == "[config] 'c.json': 'huge': expected an integer, got 1e+300");
+  CHECK(error_of([&] { n.at("u").as_int(); }) ==
+        "[config] 'c.json': 'u': integer 18446744073709551615 is out of range (at most 9223372036854775807)");
+  CHECK(error_of([&] { n.at("neg").as_uint(); }) == "[config] 'c.json': 'neg': must be >= 0, got -4");
+  CHECK(error_of([&] { n.at("max").as<std::int32_t>(); }) ==
+        "[config] 'c.json': 'max': must be in [-2147483648, 2147483647], got 9223372036854775807");
+  CHECK(error_of([&] { n.at("e3").as_int(1, 64); }) == "[config] 'c.json': 'e3': must be in [1, 64], got 1000");
+  CHECK(error_of([&] { n.at("half").as_double(0, 1); }) == "[config] 'c.json': 'half': must be in [0, 1], got 1.5");
 }
 
-TEST_CASE("json: strings, escapes and UTF-8") {
-  CHECK(json::parse(R"("")").as_string().empty());
-  CHECK(json::parse(R"("a\"b\\c\/d\be\ff\ng\rh\ti")").as_string() == "a\"b\\c/d\be\ff\ng\rh\ti");
-  CHECK(json::parse(R"("\u00e9\u00E9")").as_string() == "\xC3\xA9\xC3\xA9");
-  CHECK(json::parse(R"("\u20ac")").as_string() == "\xE2\x82\xAC");
-  CHECK(json::parse(R"("\ud83d\ude00")").as_string() == "\xF0\x9F\x98\x80");  // surrogate pair
-  CHECK(json::parse(R"("\u0000x")").as_string() == std::string("\0x", 2));
-  CHECK(json::parse("\"caf\xC3\xA9 \xF0\x9F\x98\x80\"").as_string() == "caf\xC3\xA9 \xF0\x9F\x98\x80");  // raw UTF-8
-  // dump escapes what must be escaped and keeps UTF-8 as it is.
-  CHECK(json::dump(Value("a\"b\\c\n\t\x01\x1f/")) == R"("a\"b\\c\n\t\u0001\u001f/")");
-  CHECK(json::dump(Value("\xC3\xA9\xF0\x9F\x98\x80")) == "\"\xC3\xA9\xF0\x9F\x98\x80\"");
-  CHECK(json::dump(Value(std::string("\0", 1))) == R"("\u0000")");
-  CHECK(json::dump(Value("bad \xFF byte")) == R"("bad \ufffd byte")");  // invalid UTF-8 is replaced
+TEST_CASE("json_read: errors name the source and the path; long values are elided") {
+  const Json doc = json::parse(R"({"model": {"dim": "16", "list": [1, {"x": null}]}, "flag": true})");
+  const Node root(doc, "config", "config.json");
+  const Node model = root.at("model");
+  CHECK(model.path() == "model");
+  CHECK(error_of([&] { model.at("dim").as_int(); }) ==
+        "[config] 'config.json': 'model.dim': expected an integer, got a string");
+  CHECK(error_of([&] { model.at("list").at(1).at("x").as_int(); }) ==
+        "[config] 'config.json': 'model.list[1].x': expected an integer, got null");
+  CHECK(error_of([&] { root.at("flag").as_string(); }) == "[config] 'config.json': 'flag': expected a string, got true");
+  CHECK(error_of([&] { model.at("nope"); }) == "[config] 'config.json': 'model': missing key 'nope'");
+  CHECK(error_of([&] { model.at("list").at(5); }) ==
+        "[config] 'config.json': 'model.list': index 5 out of range for 2 elements");
+  CHECK(error_of([&] { model.at("dim").at("k"); }) ==
+        "[config] 'config.json': 'model.dim': expected an object, got a string");
+  // A root path, as the fixtures use ("args.dim"), without a source.
+  const Node args(doc.at("model"), "fixture", "", "args");
+  CHECK(error_of([&] { args.at("dim").as_int(); }) == "[fixture] 'args.dim': expected an integer, got a string");
+  CHECK(!root.find("absent").has_value());
+  CHECK(root.members().size() == 2);
+  CHECK(model.at("list").as_array().size() == 2);
+  // Elision: a message quoting a long value stays short.
+  CHECK(json::elide("short") == "short");
+  const std::string long_text(10000, 'x');
+  CHECK(json::elide(long_text) == std::string(60, 'x') + "... (10000 bytes)");
+  const Json long_key = json::parse("{\"" + long_text + "\": 1}");
+  const std::string e = error_of([&] { Node(long_key, "config", "c.json").at("y" + long_text); });
+  CHECK(e.size() < 200);
 }
 
-TEST_CASE("json: dump and parse round trip; objects keep insertion order") {
-  const std::string text = R"({"z":1,"a":[1,2.5,"x",null,true,false,{}],"m":{"k":[]},"big":9007199254740993})";
-  const Value v = json::parse(text);
-  CHECK(json::dump(v) == text);
-  CHECK(json::parse(json::dump(v)) == v);
-  CHECK(v.as_object()[0].first == "z");
-  CHECK(json::dump(v, 2) == R"({
-  "z": 1,
-  "a": [
-    1,
-    2.5,
-    "x",
-    null,
-    true,
-    false,
-    {}
-  ],
-  "m": {
-    "k": []
-  },
-  "big": 9007199254740993
-})");
-  CHECK(json::parse(json::dump(v, 2)) == v);
-  CHECK(json::dump(json::parse(" [ ] ")) == "[]");
-  CHECK(json::dump(json::parse("{ }"), 4) == "{}");
-  CHECK(json::dump(Value()) == "null");
+TEST_CASE("json_read: parse errors give the source, line and column on one short line") {
+  CHECK(error_of([] { json::parse("{\n  \"a\": 1,\n  \"b\": x\n}", "c.json", "config"); }) ==
+        "[config] 'c.json': line 3, column 8: syntax error while parsing value - invalid literal; last read: '\"b\": x'");
+  CHECK(error_of([] { json::parse(""); }) == "[json] line 1, column 1: syntax error while parsing value - unexpected "
+                                             "end of input; expected '[', '{', or a literal");
+  CHECK(error_of([] { json::parse("[1, 2"); }) ==
+        "[json] line 1, column 6: syntax error while parsing array - unexpected end of input; expected ']'");
+  // An unterminated 1 MB string: the token is elided.
+  const std::string e = error_of([] { json::parse("{\"a\": \"" + std::string(1000000, 'z')); });
+  CHECK(e.rfind("[json] line 1, column ", 0) == 0);
+  CHECK(e.size() < 300);
+  CHECK(e.find('\n') == std::string::npos);
 }
 
-TEST_CASE("json: doubles print so that they round-trip, and stay doubles") {
-  for (double d : {0.1, 1.0 / 3.0, 2.5e-4, 1e300, -1e-300, 123456789.125, 5e-324, 1.7976931348623157e308, 1e16}) {
-    CAPTURE(d);
-    const Value back = json::parse(json::dump(Value(d)));
-    CHECK(back.type() == Type::number);
-    CHECK(back.as_double() == d);
+TEST_CASE("json_read: non-finite numbers, repeated keys and deep nesting are rejected") {
+  CHECK(error_of([] { json::parse(R"({"lr": 1e400})", "c.json", "config"); }) ==
+        "[config] 'c.json': number overflow parsing '1e400' (numbers must be finite doubles)");
+  CHECK(error_of([] { json::parse(R"([1, -1e999])"); }) ==
+        "[json] number overflow parsing '-1e999' (numbers must be finite doubles)");
+  CHECK(error_of([] { json::parse("NaN"); }) != "(no error)");
+  CHECK(error_of([] { json::parse("Infinity"); }) != "(no error)");
+  CHECK(json::parse("1e-400").get<double>() == 0.0);  // underflow is zero, not an error
+  CHECK(error_of([] { json::parse(R"({"a": 1, "b": {"a": 2}, "a": 3})", "c.json", "config"); }) ==
+        "[config] 'c.json': duplicate key 'a'");
+  CHECK(json::parse(R"({"a": {"a": 1}, "b": {"a": 2}})").size() == 2);  // the same key in two objects
+  CHECK(error_of([] { json::parse(std::string(100000, '[')); }) == "[json] nested deeper than 64 arrays/objects");
+  CHECK(json::parse(std::string(60, '[') + std::string(60, ']')).is_array());
+}
+
+TEST_CASE("json_read: dump keeps the order members were set in and the kinds of numbers") {
+  Json j;
+  j["z"] = 1;
+  j["a"] = 2.0;
+  j["m"] = {{"k", Json::array()}};
+  j["u"] = std::uint64_t{18446744073709551615ULL};
+  CHECK(json::dump(j) == R"({"z":1,"a":2.0,"m":{"k":[]},"u":18446744073709551615})");
+  CHECK(json::dump(json::parse(json::dump(j))) == json::dump(j));
+  CHECK(json::dump(Json(0.1)) == "0.1");
+  CHECK(json::dump(Json(std::nan(""))) == "null");
+  CHECK(json::dump(Json("bad \xFF byte")) == "\"bad \xEF\xBF\xBD byte\"");  // invalid UTF-8 is replaced, not thrown
+  CHECK(std::string(json::type_name(Json(1))) == "an integer");
+  CHECK(std::string(json::type_name(Json(1.0))) == "a floating-point number");
+}
+
+TEST_CASE("json_read: files are bounded, regular, and (for options) objects") {
+  moegrad::test::TempDir tmp;
+  const std::string good = tmp.file("good.json");
+  write(good, R"({"steps": 10})");
+  CHECK(json::read_object_file(good, "config").at("steps") == 10);
+  // The root must be an object: [], null and 3 name the file.
+  for (const auto& [text, kind] : {std::pair{"[]", "an array"}, {"null", "null"}, {"3", "an integer"}}) {
+    write(tmp.file("bad.json"), text);
+    CHECK(error_of([&] { json::read_object_file(tmp.file("bad.json"), "config"); }) ==
+          fmt::format("[config] '{}': expected a JSON object {{...}}, got {}", tmp.file("bad.json"), kind));
   }
-  CHECK(json::dump(Value(1.0)) == "1.0");
-  CHECK(json::dump(Value(-0.0)) == "-0.0");
-  CHECK(json::dump(Value(0.1)) == "0.1");
-  CHECK(json::dump(Value(1e300)) == "1e+300");
-  CHECK(json::dump(Value(2.5f)) == "2.5");
-  CHECK(json::dump(Value(std::nan(""))) == "null");  // JSON has no NaN or infinity
-  CHECK(json::dump(Value(INFINITY)) == "null");
-  CHECK(json::dump(Value(std::numeric_limits<std::int64_t>::min())) == "-9223372036854775808");
-  CHECK(json::dump(Value(std::numeric_limits<std::uint64_t>::max())) == "1.8446744073709552e+19");
-}
-
-TEST_CASE("json: builders, paths and equality") {
-  Value v = Value::object();
-  v.set("step", 10).set("loss", 0.25).set("tags", Value::array({"a", 1, nullptr}));
-  v.set("step", 11);  // replaced in place
-  CHECK(json::dump(v) == R"({"step":11,"loss":0.25,"tags":["a",1,null]})");
-  Value nested;
-  nested.set("inner", Value::object({{"k", true}}));
-  v.set("outer", nested);
-  CHECK(v.at("outer").at("inner").at("k").path() == "outer.inner.k");
-  CHECK(v.at("tags").at(2).path() == "tags[2]");
-  Value list;
-  list.push_back(1).push_back(Value::object().set("x", 2));
-  CHECK(list.size() == 2);
-  CHECK(list.at(1).at("x").path() == "[1].x");
-  CHECK(Value::object({{"a", 1}, {"a", 2}}) == Value::object({{"a", 2}}));  // a repeated key keeps the last
-  // Equality: deep; objects unordered; integers never equal doubles.
-  CHECK(json::parse(R"({"a":1,"b":[1,2]})") == json::parse(R"({"b":[1,2],"a":1})"));
-  CHECK_FALSE(json::parse(R"({"a":1})") == json::parse(R"({"a":1.0})"));
-  CHECK_FALSE(json::parse("[1,2]") == json::parse("[2,1]"));
-  CHECK_FALSE(json::parse(R"({"a":1})") == json::parse(R"({"a":1,"b":2})"));
-  CHECK(Value("x") == Value(std::string("x")));
-  CHECK(Value(std::int8_t{-3}).as_int() == -3);
-}
-
-TEST_CASE("json: typed accessors name the key path in their errors") {
-  const Value cfg = json::parse(R"({"args": {"dim": "16", "mult": 2.5, "n": 4, "flag": true, "list": [1, {"x": null}],
-                                    "hidden": null, "big": 300}})",
-                                "config");
-  const Value& args = cfg.at("args");
-  CHECK(args.path() == "config.args");
-  CHECK_THROWS_WITH_AS(args.at("dim").as_int(), "[json] 'config.args.dim': expected an integer, got a string", Error);
-  CHECK_THROWS_WITH_AS(args.at("mult").as_int(),
-                       "[json] 'config.args.mult': expected an integer, got a floating-point number", Error);
-  CHECK_THROWS_WITH_AS(args.at("n").as_string(), "[json] 'config.args.n': expected a string, got an integer", Error);
-  CHECK_THROWS_WITH_AS(args.at("flag").as_double(), "[json] 'config.args.flag': expected a number, got a boolean",
-                       Error);
-  CHECK_THROWS_WITH_AS(args.at("n").as_bool(), "[json] 'config.args.n': expected a boolean, got an integer", Error);
-  CHECK_THROWS_WITH_AS(args.at("n").as_array(), "[json] 'config.args.n': expected an array, got an integer", Error);
-  CHECK_THROWS_WITH_AS(args.at("list").as_object(), "[json] 'config.args.list': expected an object, got an array",
-                       Error);
-  CHECK_THROWS_WITH_AS(args.at("list").at(1).at("x").as_int(),
-                       "[json] 'config.args.list[1].x': expected an integer, got null", Error);
-  CHECK_THROWS_WITH_AS(args.at("nope"), "[json] 'config.args': missing key 'nope'", Error);
-  CHECK_THROWS_WITH_AS(args.at("list").at(5), "[json] 'config.args.list': index 5 out of range for 2 elements",
-                       Error);
-  CHECK_THROWS_WITH_AS(args.at("list").at(-1), "[json] 'config.args.list': index -1 out of range for 2 elements",
-                       Error);
-  CHECK_THROWS_WITH_AS(args.at("n").at("k"), "[json] 'config.args.n': expected an object, got an integer", Error);
-  CHECK_THROWS_WITH_AS(args.at("n").size(), "[json] 'config.args.n': expected an array or an object, got an integer",
-                       Error);
-  CHECK_THROWS_WITH_AS(args.at("big").as<std::int8_t>(),
-                       "[json] 'config.args.big': 300 does not fit in int8", Error);
-  CHECK_THROWS_WITH_AS(json::parse("[1]").as_object(), "[json] expected an object, got an array", Error);
-  CHECK_THROWS_WITH_AS(json::parse("{}").at("k"), "[json] missing key 'k'", Error);
-  // as<T>, contains, get_or (absent or null -> the fallback).
-  CHECK(args.at("n").as<int>() == 4);
-  CHECK(args.at("n").as<double>() == 4.0);
-  CHECK(args.at("big").as<std::uint16_t>() == 300);
-  CHECK(args.at("dim").as<std::string>() == "16");
-  CHECK(args.contains("mult"));
-  CHECK_FALSE(args.contains("absent"));
-  CHECK(args.get_or("n", 0) == 4);
-  CHECK(args.get_or("absent", 7) == 7);
-  CHECK(args.get_or<std::int64_t>("hidden", 0) == 0);
-  CHECK(args.get_or("mult", 1.0) == 2.5);
-  CHECK(args.get_or("flag", false));
-  CHECK(args.get_or("dim", "x") == "16");
-  CHECK(args.get_or("absent", "x") == "x");
-  CHECK_THROWS_WITH_AS(args.get_or("dim", 0), "[json] 'config.args.dim': expected an integer, got a string", Error);
-  CHECK(args.find("absent") == nullptr);
-  CHECK(args.size() == 7);
-}
-
-TEST_CASE("json: every parse error names the line and column") {
-  CHECK(parse_error("") == "[json] line 1, column 1: expected a value, got end of input");
-  CHECK(parse_error("  \n  ") == "[json] line 2, column 3: expected a value, got end of input");
-  CHECK(parse_error("{\n  \"a\": 1,\n  \"b\": [1, 2] \"c\"\n}") ==
-        "[json] line 3, column 15: expected ',' or '}', got '\"'");
-  CHECK(parse_error("{\"a\":1 \"b\":2}") == "[json] line 1, column 8: expected ',' or '}', got '\"'");
-  CHECK(parse_error("{\"a\":1") == "[json] line 1, column 7: expected ',' or '}', got end of input");
-  CHECK(parse_error("[1 2]") == "[json] line 1, column 4: expected ',' or ']', got '2'");
-  CHECK(parse_error("[1,]") == "[json] line 1, column 4: expected a value, got ']'");
-  CHECK(parse_error("[") == "[json] line 1, column 2: expected a value, got end of input");
-  CHECK(parse_error("{,}") == "[json] line 1, column 2: expected a string key, got ','");
-  CHECK(parse_error("{\"a\":1,}") == "[json] line 1, column 8: expected a string key, got '}'");
-  CHECK(parse_error("{a:1}") == "[json] line 1, column 2: expected a string key, got 'a'");
-  CHECK(parse_error("{\"a\" 1}") == "[json] line 1, column 6: expected ':', got '1'");
-  CHECK(parse_error("{\"a\":1,\"a\":2}") == "[json] line 1, column 8: duplicate key 'a'");
-  CHECK(parse_error("tru") == "[json] line 1, column 1: invalid literal (expected true, false or null)");
-  CHECK(parse_error("nul") == "[json] line 1, column 1: invalid literal (expected true, false or null)");
-  CHECK(parse_error("True") == "[json] line 1, column 1: expected a value, got 'T'");
-  CHECK(parse_error("\"abc") == "[json] line 1, column 1: unterminated string");
-  CHECK(parse_error("\"abc\\") == "[json] line 1, column 1: unterminated string");
-  CHECK(parse_error("\"a\nb\"") == "[json] line 1, column 3: control character U+000A in a string (escape it)");
-  CHECK(parse_error("\"\\x\"") == "[json] line 1, column 2: invalid escape '\\x'");
-  CHECK(parse_error("\"\\u12G4\"") == "[json] line 1, column 2: invalid \\u escape: expected 4 hex digits");
-  CHECK(parse_error("\"\\u12") == "[json] line 1, column 2: invalid \\u escape: expected 4 hex digits");
-  CHECK(parse_error("\"\\ud800\"") == "[json] line 1, column 2: unpaired surrogate \\uD800");
-  CHECK(parse_error("\"\\udc00\"") == "[json] line 1, column 2: unpaired surrogate \\uDC00");
-  CHECK(parse_error("\"\\ud800\\u0041\"") == "[json] line 1, column 2: unpaired surrogate \\uD800 (followed by \\u0041)");
-  CHECK(parse_error("\"\xFF\"") == "[json] line 1, column 2: invalid UTF-8 in a string");
-  CHECK(parse_error("\"\xC3\"") == "[json] line 1, column 2: invalid UTF-8 in a string");      // truncated
-  CHECK(parse_error("\"\xC0\xAF\"") == "[json] line 1, column 2: invalid UTF-8 in a string");  // overlong
-  CHECK(parse_error("\"\xED\xA0\x80\"") == "[json] line 1, column 2: invalid UTF-8 in a string");  // surrogate
-  CHECK(parse_error("01") == "[json] line 1, column 1: invalid number: leading zero");
-  CHECK(parse_error("-") == "[json] line 1, column 2: invalid number: expected a digit, got end of input");
-  CHECK(parse_error("-a") == "[json] line 1, column 2: invalid number: expected a digit, got 'a'");
-  CHECK(parse_error("1.") == "[json] line 1, column 3: invalid number: expected a digit after '.', got end of input");
-  CHECK(parse_error("1.e5") == "[json] line 1, column 3: invalid number: expected a digit after '.', got 'e'");
-  CHECK(parse_error("1e") == "[json] line 1, column 3: invalid number: expected a digit in the exponent, got end of input");
-  CHECK(parse_error("1e+") == "[json] line 1, column 4: invalid number: expected a digit in the exponent, got end of input");
-  CHECK(parse_error("1e400") == "[json] line 1, column 1: number 1e400 is out of range for a double");
-  CHECK_THROWS_WITH_AS(json::parse("-1" + std::string(400, '0')), Contains("is out of range for a double"), Error);
-  CHECK(json::parse("0." + std::string(400, '0') + "1").as_double() == 0.0);  // underflow without an exponent
-  CHECK(parse_error("+1") == "[json] line 1, column 1: expected a value, got '+'");
-  CHECK(parse_error(".5") == "[json] line 1, column 1: expected a value, got '.'");
-  CHECK(parse_error("[1] x") == "[json] line 1, column 5: unexpected 'x' after the value");
-  CHECK(parse_error("1 2") == "[json] line 1, column 3: unexpected '2' after the value");
-  CHECK(parse_error("truex") == "[json] line 1, column 5: unexpected 'x' after the value");
-  CHECK(parse_error("\"\xC3\xA9\" x") == "[json] line 1, column 5: unexpected 'x' after the value");  // code points
-  CHECK(parse_error("[1\x01]") == "[json] line 1, column 3: expected ',' or ']', got byte 0x01");
-  CHECK(parse_error(std::string(600, '[')) == "[json] line 1, column 513: nesting deeper than 512 levels");
-  CHECK(parse_error(std::string(512, '[') + std::string(512, ']')) == "(no error)");
-  CHECK(parse_error("\xEF\xBB\xBF{}") == "[json] line 1, column 1: expected a value, got byte 0xEF");  // no BOM
+  // A directory, a missing file, a device.
+  CHECK(error_of([&] { json::read_file(tmp.path.string(), "config"); }) ==
+        fmt::format("[config] '{}': is a directory, not a JSON file", tmp.path.string()));
+  CHECK(error_of([&] { json::read_file(tmp.file("missing.json"), "config"); }) ==
+        fmt::format("[config] '{}': cannot read: No such file or directory", tmp.file("missing.json")));
+  CHECK(error_of([] { json::read_file("/dev/zero", "config"); }) == "[config] '/dev/zero': not a regular file");
+  // Size: the limit itself is fine, one byte more is not (and is not read whole).
+  const std::string padded = tmp.file("padded.json");
+  write(padded, "{}" + std::string(98, ' '));
+  CHECK(json::read_file(padded, "config", 100).is_object());
+  write(padded, "{}" + std::string(99, ' '));
+  CHECK(error_of([&] { json::read_file(padded, "config", 100); }) ==
+        fmt::format("[config] '{}': larger than 100 bytes (a JSON file of options must be small)", padded));
+  // A parse error names the file.
+  write(tmp.file("broken.json"), "{\"a\": }");
+  const std::string broken = error_of([&] { json::read_file(tmp.file("broken.json"), "config"); });
+  CHECK(broken.rfind(fmt::format("[config] '{}': line 1, column 7: syntax error", tmp.file("broken.json")), 0) == 0);
 }

@@ -62,7 +62,7 @@ std::vector<std::string> lines_of(const std::string& path) {
 
 std::vector<std::int64_t> steps_of(const std::string& path) {
   std::vector<std::int64_t> out;
-  for (const auto& l : lines_of(path)) out.push_back(json::parse(l).at("step").as_int());
+  for (const auto& l : lines_of(path)) out.push_back(json::parse(l).at("step").get<std::int64_t>());
   return out;
 }
 
@@ -116,7 +116,7 @@ TEST_CASE("runs: two runs cannot share a metrics file") {
   n2.lock();
   CHECK(n2.size() == 0);
   CHECK(n2.keep_until(0) == 0);
-  n2.write(json::Value::object().set("step", 1));
+  n2.write(json::Json{{"step", 1}});
 }
 
 TEST_CASE("runs: metrics lines from concurrent writers stay whole") {
@@ -129,7 +129,7 @@ TEST_CASE("runs: metrics lines from concurrent writers stay whole") {
     train::MetricsFile m(path);
     const std::string pad(70000 + id * 1000, static_cast<char>('a' + id));
     for (int i = 0; i < kLines; ++i)
-      m.write(json::Value::object().set("writer", id).set("step", i).set("pad", pad));
+      m.write(json::Json{{"writer", id}, {"step", i}, {"pad", pad}});
   };
   std::thread t0(writer, 0), t1(writer, 1);
   t0.join();
@@ -138,9 +138,9 @@ TEST_CASE("runs: metrics lines from concurrent writers stay whole") {
   REQUIRE(lines.size() == 2 * kLines);
   std::vector<int> count(2, 0);
   for (const auto& l : lines) {
-    const json::Value v = json::parse(l);  // throws for a cut or merged line
-    const auto id = v.at("writer").as_int();
-    CHECK(v.at("pad").as_string().size() == static_cast<std::size_t>(70000 + id * 1000));
+    const json::Json v = json::parse(l);  // throws for a cut or merged line
+    const auto id = v.at("writer").get<std::int64_t>();
+    CHECK(v.at("pad").get<std::string>().size() == static_cast<std::size_t>(70000 + id * 1000));
     ++count[static_cast<std::size_t>(id)];
   }
   CHECK(count == std::vector<int>{kLines, kLines});
@@ -153,7 +153,7 @@ TEST_CASE("runs: keep_until drops the records past a step and an unfinished line
   train::MetricsFile m(path);
   m.lock();
   CHECK(m.keep_until(2) == 3);
-  m.write(json::Value::object().set("step", 3));
+  m.write(json::Json{{"step", 3}});
   CHECK(lines_of(path) == std::vector<std::string>{"{\"step\":1}", "{\"step\":2}", "{\"note\":\"kept\"}", "{\"step\":3}"});
   CHECK(tmp.entries() == std::vector<std::string>{"m.jsonl"});
   CHECK(m.keep_until(5) == 0);
@@ -222,7 +222,7 @@ TEST_CASE("runs: a fresh run refuses a non-empty metrics file unless --overwrite
   s.stop_at = 0;
   train::Trainer(s, nullptr).run();
   CHECK(steps_of(s.metrics) == std::vector<std::int64_t>{1, 2, 3, 4, 5, 6});
-  CHECK(json::parse(lines_of(s.metrics).back()).find("loss") != nullptr);
+  CHECK(json::parse(lines_of(s.metrics).back()).contains("loss"));
 }
 
 TEST_CASE("runs: re-running a finished run says so and reports the stored losses") {
@@ -258,12 +258,12 @@ TEST_CASE("runs: --skip-nonfinite logs the real step and lr, and a run that trai
   REQUIRE(lines.size() == 6);
   const moegrad::optim::WarmupCosine schedule(c.lr, c.warmup, c.steps, c.min_lr);
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    const json::Value v = json::parse(lines[i]);
-    CHECK(v.at("step").as_int() == static_cast<std::int64_t>(i) + 1);
-    CHECK(v.find("skipped_nonfinite") != nullptr);
-    CHECK(v.at("lr").as_double() == schedule.lr_at(static_cast<std::int64_t>(i)));
+    const json::Json v = json::parse(lines[i]);
+    CHECK(v.at("step").get<std::int64_t>() == static_cast<std::int64_t>(i) + 1);
+    CHECK(v.contains("skipped_nonfinite"));
+    CHECK(v.at("lr").get<double>() == schedule.lr_at(static_cast<std::int64_t>(i)));
   }
-  CHECK(json::parse(lines[3]).at("lr").as_double() > 0);
+  CHECK(json::parse(lines[3]).at("lr").get<double>() > 0);
 }
 
 TEST_CASE("runs: a skipped step's progress line shows its step and lr") {

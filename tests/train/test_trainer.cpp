@@ -142,7 +142,7 @@ TEST_CASE("trainer: bad configuration values name the flag") {
   c.stop_at = 5;
   CHECK_THROWS_WITH_AS(c.validate(), Contains("--stop-at needs --ckpt-dir"), Error);
   auto j = train::TrainConfig{}.to_json();
-  j.set("bogus", 1);
+  j["bogus"] = 1;
   CHECK_THROWS_WITH_AS(train::TrainConfig::from_json(j), Contains("unknown key 'bogus'"), Error);
   // The JSON form round-trips.
   train::TrainConfig d;

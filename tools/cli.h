@@ -71,7 +71,16 @@ inline int run(CLI::App& app, int argc, char** argv, const std::function<int()>&
     fmt::print("{}", help ? help() : app.help());
     return 0;
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "{}: {} (see {} --help)\n", name, parse_message(e), name);
+    std::string message = parse_message(e);
+    // CLI11 checks requirements before extras; an unknown option explains the mistake better
+    // ("inspect --bogus" is about --bogus, not the missing CKPT.h5).
+    if (dynamic_cast<const CLI::RequiredError*>(&e))
+      for (const std::string& arg : app.remaining())
+        if (arg.rfind('-', 0) == 0) {
+          message = fmt::format("unknown option '{}'", arg);
+          break;
+        }
+    fmt::print(stderr, "{}: {} (see {} --help)\n", name, message, name);
     return 2;
   } catch (const std::exception& e) {  // a conversion inside CLI11 or an option's callback
     fmt::print(stderr, "{}: {} (see {} --help)\n", name, without_op(one_line(e.what())), name);

@@ -19,7 +19,10 @@ namespace {
 constexpr const char* kOp = "config";
 constexpr double kBig = 1e6;            // bound of factors, coefficients and learning rates
 constexpr std::int64_t kSteps = 999999999;  // checkpoint names hold 9 digits
-constexpr std::int64_t kWidth = 1 << 20;    // model widths, counts and batch sizes
+constexpr std::int64_t kWidth = 1 << 20;    // counts of work: outer experts, top-n, micro-batches
+// Sizes (widths, experts, vocabulary, batch): far past any machine, so that what does not fit is
+// told by the allocation check ("cannot allocate N bytes ... more than the memory limit").
+constexpr std::int64_t kSize = std::int64_t{1} << 40;
 
 // The values an option accepts: numbers within [lo, hi] (an end excluded when open), text
 // among choices (any text when there are none; device: core::Device::parse's spellings).
@@ -50,9 +53,9 @@ void fields(TrainConfig& c, Visit&& v) {
           {.choices = {"clustered-regression", "sequence"}}}, c.task);
   v(Field{"model", kModel, "st_moe, lucidrains, hierarchical, or dense (the baseline: GEGLU feed-forwards whose width gives the active parameters per token closest to the st_moe model's)",
           {.choices = {"st_moe", "lucidrains", "hierarchical", "dense"}}}, c.model.kind);
-  v(Field{"dim", kModel, "model width", {1, kWidth}}, c.model.dim);
-  v(Field{"hidden", kModel, "each expert's hidden width", {1, kWidth}}, c.model.hidden);
-  v(Field{"experts", kModel, "experts per MoE layer (hierarchical: outer x inner)", {2, kWidth}}, c.model.experts);
+  v(Field{"dim", kModel, "model width", {1, kSize}}, c.model.dim);
+  v(Field{"hidden", kModel, "each expert's hidden width", {1, kSize}}, c.model.hidden);
+  v(Field{"experts", kModel, "experts per MoE layer (hierarchical: outer x inner)", {2, kSize}}, c.model.experts);
   v(Field{"experts_outer", kModel, "hierarchical: outer experts", {2, kWidth}}, c.model.experts_outer);
   v(Field{"top_n", kModel, "experts per token (st_moe; lucidrains/hierarchical are top-2)", {1, kWidth}},
     c.model.top_n);
@@ -64,11 +67,11 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"noise_mult", kModel, "gate noise multiplier", {0, kBig}}, c.model.noise_mult);
   v(Field{"balance_loss_coef", kModel, "weight of the load-balancing loss", {0, kBig}}, c.model.balance_loss_coef);
   v(Field{"router_z_loss_coef", kModel, "weight of the router z-loss", {0, kBig}}, c.model.router_z_loss_coef);
-  v(Field{"input_dim", kModel, "clustered-regression input/output width", {1, kWidth}}, c.input_dim);
-  v(Field{"clusters", kModel, "clustered-regression clusters", {1, kWidth}}, c.clusters);
-  v(Field{"vocab", kModel, "sequence vocabulary", {2, kWidth}}, c.vocab);
-  v(Field{"seq_len", kModel, "tokens per sequence", {1, kWidth}}, c.seq_len);
-  v(Field{"batch_size", kModel, "sequences per batch", {1, kWidth}}, c.batch_size);
+  v(Field{"input_dim", kModel, "clustered-regression input/output width", {1, kSize}}, c.input_dim);
+  v(Field{"clusters", kModel, "clustered-regression clusters", {1, kSize}}, c.clusters);
+  v(Field{"vocab", kModel, "sequence vocabulary", {2, kSize}}, c.vocab);
+  v(Field{"seq_len", kModel, "tokens per sequence", {1, kSize}}, c.seq_len);
+  v(Field{"batch_size", kModel, "sequences per batch", {1, kSize}}, c.batch_size);
   v(Field{"steps", kOptim, "optimizer steps", {1, kSteps}}, c.steps);
   v(Field{"optimizer", kOptim, "adamw, adam or sgd", {.choices = {"adamw", "adam", "sgd"}}}, c.optimizer);
   v(Field{"lr", kOptim, "peak learning rate", {0, kBig, true}}, c.lr);

@@ -182,7 +182,9 @@ std::string create_temporary(const std::filesystem::path& dir, const std::string
       ::close(fd);
       return tmp;
     }
-    if (errno != EEXIST) fail("hdf5", "cannot create a temporary file '{}': {}", tmp, errno_text(errno));
+    if (errno != EEXIST)
+      fail("hdf5", "cannot write '{}': cannot create its temporary file in '{}': {}", (dir / name).string(),
+           dir.string(), errno_text(errno));
   }
   fail("hdf5", "cannot create a temporary file for '{}' in '{}'", name, dir.string());
 }

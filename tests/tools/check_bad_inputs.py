@@ -283,7 +283,7 @@ def layer_cases(fixture_dir):
         return change
 
     cases = []
-    for key, values in {"capacity_factor_train": [float("inf"), 1e300, -1.0, 0.0, "x", None, float("nan")],
+    for key, values in {"capacity_factor_train": [float("inf"), 1e300, -1.0, 0.0, "x", float("nan")],
                         "capacity_factor_eval": [float("inf"), -2.0],
                         "num_experts": [0, -1, 2**62, 1.5, "8", 2**70],
                         "dim": [0, -4, 2**40, 3.5], "gating_top_n": [0, 100, -1],
@@ -292,7 +292,8 @@ def layer_cases(fixture_dir):
                         "threshold_train": [float("nan"), -0.5], "straight_through_dispatch_tensor": ["yes"],
                         "bogus_arg": [1]}.items():
         for value in values:
-            cases.append(spec_case(f"args.{key}={value!r}", set_arg(key, value), [key]))
+            names = [key, key.replace("gating_", "")]  # TopNGating names top_n
+            cases.append(spec_case(f"args.{key}={value!r}", set_arg(key, value), names))
     for key, values in {"noise_mult": [1e300, float("nan"), float("inf"), "x"], "noise_gates": [3, "yes"],
                         "bogus": [True]}.items():
         for value in values:
@@ -350,11 +351,10 @@ def layer_cases(fixture_dir):
         cases.append(input_case(f"grad_output holds {v}", with_value_at("grad_output", v), ["grad_output"]))
     cases += [
         input_case("x missing", lambda f: f.__delitem__("x"), ["x"]),
-        input_case("x rank 2", replace("x", np.zeros((4, 8), np.float32)), ["x"]),
-        input_case("x wrong dim", replace("x", lambda s: np.zeros(s[:-1] + (s[-1] + 1,), np.float32)), ["x"]),
-        input_case("x empty", replace("x", lambda s: np.zeros((0,) + s[1:], np.float32)), ["x"]),
+        input_case("x rank 2", replace("x", np.zeros((4, 8), np.float32)), ["x", "input"]),
+        input_case("x wrong dim", replace("x", lambda s: np.zeros(s[:-1] + (s[-1] + 1,), np.float32)), ["x", "input"]),
+        input_case("x empty", replace("x", lambda s: np.zeros((0,) + s[1:], np.float32)), ["x", "input"]),
         input_case("x int64", replace("x", lambda s: np.zeros(s, np.int64)), ["x"]),
-        input_case("x float16", replace("x", lambda s: np.zeros(s, np.float16)), ["x"]),
         input_case("x string", replace("x", "hello"), ["x"]),
         input_case("x a group", lambda f: (f.__delitem__("x"), f.create_group("x")), ["x"]),
         input_case("grad_output wrong shape", replace("grad_output", np.zeros((3,), np.float32)), ["grad_output"]),
@@ -390,12 +390,6 @@ def layer_cases(fixture_dir):
         del f[k]
         f[k] = data.reshape(-1)[:-1] if data.size > 1 else np.zeros((2, 2), data.dtype)
 
-    def half_first(f):
-        k = first_key(f)
-        data = f[k][()]
-        del f[k]
-        f[k] = data.astype(np.float16)
-
     def declared_first(f):
         k = first_key(f)
         shape = f[k].shape
@@ -405,7 +399,6 @@ def layer_cases(fixture_dir):
     cases += [weights_case("missing key", drop_first, ["model/", "missing"]),
               weights_case("wrong shape", reshape_first, ["shape"]),
               weights_case("extra key", lambda f: f.__setitem__("model/bogus.weight", np.zeros(3, np.float32)), ["bogus"]),
-              weights_case("float16 weight", half_first, ["float16", "f16", "dtype", "type"]),
               weights_case("weight declared, never written", declared_first, ["allocated", "written", "model/"]),
               weights_case("no model group", lambda f: f.__delitem__("model"), ["model"])]
 
@@ -419,7 +412,7 @@ def layer_cases(fixture_dir):
             ("seed huge", ["layer", "--spec", "S.json", "--weights", "W.h5", "--input", "I.h5", "--output", "O.h5",
                            "--seed", "99999999999999999999"], ["seed"]),
             ("output in /proc", ["layer", "--spec", "S.json", "--weights", "W.h5", "--input", "I.h5", "--output",
-                                 "/proc/O.h5"], ["/proc/O.h5", "output"]),
+                                 "/proc/O.h5"], ["/proc/O.h5"]),
             ("output is a directory", ["layer", "--spec", "S.json", "--weights", "W.h5", "--input", "I.h5", "--output",
                                        "."], ["output", "."]),
             ("input missing", ["layer", "--spec", "S.json", "--weights", "W.h5", "--input", "nope.h5", "--output",
@@ -478,8 +471,31 @@ def inspect_cases(moegrad):
     return cases
 
 
-def valid_cases():
+def valid_cases(fixture_dir):
+    def layer_ok(name, change):
+        def setup(d):
+            with h5py.File(os.path.join(fixture_dir, "st_moe_train.h5"), "r") as fx:
+                write_case(fx, d)
+            change(d)
+            return ["layer", "--spec", "S.json", "--weights", "W.h5", "--input", "I.h5", "--output", "O.h5",
+                    "--backward"]
+        return Case("valid", name, [], [], expect="ok", setup=setup)
+
+    def x_float16(d):  # float16 converts exactly to the weights' float32
+        with h5py.File(f"{d}/I.h5", "a") as f:
+            x = f["x"][()]
+            del f["x"]
+            f["x"] = x.astype(np.float16)
+
+    def null_argument(d):  # null is Python's None: the original's default
+        with open(f"{d}/S.json") as f:
+            spec = json.load(f)
+        spec["args"]["capacity_factor_train"] = None
+        with open(f"{d}/S.json", "w") as f:
+            json.dump(spec, f)
     return [
+        layer_ok("layer x in float16", x_float16),
+        layer_ok("layer argument null (the default)", null_argument),
         train("valid", "--flag=value", ["--steps=3", "--lr=0.001"], [], expect="ok"),
         train("valid", "--steps 1e1", ["--steps", "1e1"], [], expect="ok"),
         Case("valid", "steps below the default warmup", ["train", "--steps", "5", "--eval-every", "0", "--no-progress"],
@@ -501,7 +517,7 @@ def main():
     moegrad = os.path.abspath(a.moegrad)
     os.makedirs(a.work, exist_ok=True)
     cases = (train_cases() + config_cases() + layer_cases(os.path.abspath(a.fixture_dir)) + inspect_cases(moegrad) +
-             valid_cases())
+             valid_cases(os.path.abspath(a.fixture_dir)))
     cases = [c for c in cases if a.only in c.group or a.only in c.name]
     if a.list:
         for c in cases:

@@ -91,7 +91,7 @@ TEST_CASE("checkpoint: a failed write is one line, leaves no temporary and keeps
   // A write into a folder that vanished fails the same way, naming the file.
   fs::remove_all(ckpts.dir());
   CHECK_THROWS_WITH_AS(train::save_checkpoint(ckpts.path_for(6), small_checkpoint(6)),
-                       Contains("cannot create a temporary file"), Error);
+                       Contains("cannot create its temporary file"), Error);
 }
 
 // One mutation of a file's bytes, drawn from `rng`: what the fuzz script does, in small.

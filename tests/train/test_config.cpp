@@ -49,7 +49,7 @@ TEST_CASE("config: flag texts are read exactly and checked against the option's 
   CHECK(flag_error("steps", " 5") == "[config] --steps needs an integer, got ' 5'");
   CHECK(flag_error("keep_last", "4294967297") == "[config] --keep-last must be <= 1000000, got 4294967297");
   CHECK(flag_error("keep_last", "2147483648") == "[config] --keep-last must be <= 1000000, got 2147483648");
-  CHECK(flag_error("batch_size", "9223372036854775807") == "[config] --batch-size must be <= 1048576, got 9223372036854775807");
+  CHECK(flag_error("batch_size", "9223372036854775807") == "[config] --batch-size must be <= 1099511627776, got 9223372036854775807");
   CHECK(flag_error("batch_size", "9223372036854775808") ==
         "[config] --batch-size must be in [-9223372036854775808, 9223372036854775807], got 9223372036854775808");
   CHECK(flag_error("capacity_factor", "inf") == "[config] --capacity-factor must be a finite number, got inf");

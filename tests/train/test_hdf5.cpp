@@ -263,7 +263,7 @@ TEST_CASE("hdf5: write_atomically replaces the file or leaves it untouched") {
   CHECK(h5::File::open(path).read("step").item<std::int64_t>() == 3);
   CHECK(dir.entries() == std::vector<std::string>{"ckpt.h5"});
   CHECK_THROWS_WITH_AS(h5::write_atomically(dir.file("missing_dir/x.h5"), [](h5::File&) {}),
-                       Contains("cannot create a temporary file"), Error);
+                       Contains("cannot create its temporary file"), Error);
 }
 
 TEST_CASE("hdf5: the same content gives byte-identical files (no timestamps)") {

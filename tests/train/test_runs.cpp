@@ -2,6 +2,7 @@
 // refusing to destroy earlier work, re-running a finished run, runs that trained nothing, the
 // dense baseline's size and the capacity-factor note.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -288,17 +289,19 @@ TEST_CASE("runs: a run with some skipped steps counts them and succeeds") {
   auto c = tiny(tmp);
   c.ckpt_dir.clear();
   c.skip_nonfinite = true;
-  c.steps = 3;
-  c.lr = 1e38;  // the first update overflows the weights: every later step is non-finite
+  c.steps = 8;
+  c.lr = 1e6;  // the largest --lr on the largest z-loss: the first update makes later steps non-finite
+  c.model.router_z_loss_coef = 1e6;
   c.clip = 0;
   c.warmup = 0;
   c.optimizer = "sgd";
   c.momentum = 0;
   train::Trainer t(c, nullptr);
   const auto r = t.run();
-  CHECK(r.skipped_steps == 2);
+  CHECK(r.skipped_steps >= 1);
+  CHECK(r.skipped_steps < c.steps);  // some steps trained: the run succeeds
   CHECK(std::isfinite(r.last_loss));
-  CHECK(r.summary().find(", 2 step(s) skipped as non-finite") != std::string::npos);
+  CHECK(r.summary().find(fmt::format(", {} step(s) skipped as non-finite", r.skipped_steps)) != std::string::npos);
 }
 
 TEST_CASE("runs: the dense baseline's active parameters per token match the st_moe model's") {

@@ -1,5 +1,5 @@
-// Files for tests: a fresh temporary folder per test, damaging a file on purpose, and whether
-// Debian's h5py is there for the layout checks.
+// Files for tests: a fresh temporary folder per test, reading and damaging a file on purpose,
+// whether Debian's h5py is there for the layout checks, and the message an error carries.
 #pragma once
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -10,9 +10,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include "core/error.h"
 
 namespace moegrad::test {
 
@@ -52,6 +55,24 @@ inline void flip_byte(const std::string& path, std::uint64_t offset) {
   c = static_cast<char>(c ^ 0x5A);
   io.seekp(static_cast<std::streamoff>(offset));
   io.write(&c, 1);
+}
+
+// A file's bytes ("" when it cannot be read).
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The message of the moegrad::Error that f throws, or "(no error)".
+inline std::string error_of(const auto& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 inline bool have_h5py() { return std::system("/usr/bin/python3 -c 'import h5py' > /dev/null 2>&1") == 0; }

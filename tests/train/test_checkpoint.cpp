@@ -33,16 +33,11 @@ using moegrad::Error;
 
 namespace {
 
+using moegrad::test::read_bytes;
+
 using moegrad::test::TempDir;
 using moegrad::test::flip_byte;
 using moegrad::test::have_h5py;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 
 

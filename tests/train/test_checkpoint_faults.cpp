@@ -28,14 +28,9 @@ using moegrad::Error;
 
 namespace {
 
-using moegrad::test::TempDir;
+using moegrad::test::read_bytes;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using moegrad::test::TempDir;
 
 train::Checkpoint small_checkpoint(std::int64_t step) {
   core::Generator g(static_cast<std::uint64_t>(step) + 1);

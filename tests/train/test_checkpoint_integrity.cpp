@@ -29,15 +29,10 @@ using moegrad::Error;
 
 namespace {
 
+using moegrad::test::read_bytes;
+
 using moegrad::test::TempDir;
 using moegrad::test::have_h5py;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "train/config.h"
+#include "tests/test_files.h"
 
 namespace json = moegrad::json;
 namespace train = moegrad::train;
@@ -17,14 +18,7 @@ using train::TrainConfig;
 
 namespace {
 
-std::string error_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using moegrad::test::error_of;
 
 std::string flag_error(const std::string& key, const std::string& text) {
   return error_of([&] { TrainConfig::option_value(key, text); });

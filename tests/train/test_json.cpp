@@ -20,14 +20,7 @@ using moegrad::Error;
 
 namespace {
 
-std::string error_of(const auto& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using moegrad::test::error_of;
 
 void write(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);

@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "train/crc64.h"
+#include "train/fd_io.h"
 #include "train/hdf5.h"
 
 namespace moegrad::h5 {
@@ -226,7 +227,7 @@ WriteFault& write_fault() {
 }
 
 // write(2) with the fault injection above.
-ssize_t write_some(int fd, const unsigned char* p, std::size_t n) {
+ssize_t write_some(int fd, const void* p, std::size_t n) {
   const std::int64_t budget = write_fault().budget();
   if (budget == 0) {
     errno = ENOSPC;
@@ -242,15 +243,7 @@ ssize_t write_some(int fd, const unsigned char* p, std::size_t n) {
 void write_file(const std::string& tmp, const std::string& path, const std::vector<unsigned char>& bytes) {
   Fd fd{::open(tmp.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC)};
   if (fd.fd < 0) fail("hdf5", "cannot write '{}': {}", path, errno_text(errno));
-  const unsigned char* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t got = write_some(fd.fd, p, left);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) fail("hdf5", "cannot write '{}': {}", path, got < 0 ? errno_text(errno) : "write returned 0");
-    p += got;
-    left -= static_cast<std::size_t>(got);
-  }
+  train::write_fully(fd.fd, bytes.data(), bytes.size(), "hdf5", path, write_some);
   if (::fsync(fd.fd) != 0) fail("hdf5", "cannot write '{}': fsync failed: {}", path, errno_text(errno));
   const int raw = std::exchange(fd.fd, -1);
   if (::close(raw) != 0) fail("hdf5", "cannot write '{}': close failed: {}", path, errno_text(errno));

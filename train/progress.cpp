@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "train/fd_io.h"
 #include "train/run_lock.h"
 
 namespace moegrad::train {
@@ -77,16 +78,6 @@ std::optional<std::int64_t> record_step(const std::string& line) {
   const auto step = v.find("step");
   if (step == v.end() || !step->is_number_integer()) return std::nullopt;
   return step->get<std::int64_t>();
-}
-
-void write_all(int fd, const std::string& text, const std::string& path) {
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("metrics", "cannot write to '{}': {}", path, n < 0 ? std::strerror(errno) : "nothing written");
-    done += static_cast<std::size_t>(n);
-  }
 }
 
 std::string read_all(const std::string& path) {
@@ -191,7 +182,7 @@ std::int64_t MetricsFile::keep_until(std::int64_t step) {
   const int fd = open_append(tmp, O_TRUNC);
   try {
     if (locked_) lock_or_fail(fd, tmp, "the metrics file");
-    write_all(fd, kept, tmp);
+    write_fully(fd, kept.data(), kept.size(), "metrics", tmp);
     if (::fsync(fd) != 0) fail("metrics", "cannot write '{}': {}", tmp, std::strerror(errno));
     if (::rename(tmp.c_str(), path_.c_str()) != 0)
       fail("metrics", "cannot replace '{}': {}", path_, std::strerror(errno));
@@ -207,6 +198,8 @@ std::int64_t MetricsFile::keep_until(std::int64_t step) {
 
 void MetricsFile::write(const json::Json& record) { write_line(json::dump(record) + "\n"); }
 
-void MetricsFile::write_line(const std::string& line) { write_all(fd_, line, path_); }
+void MetricsFile::write_line(const std::string& line) {
+  write_fully(fd_, line.data(), line.size(), "metrics", path_);
+}
 
 }  // namespace moegrad::train

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/build_info.h"
+#include "dist/world.h"
 #include "tools/cli.h"
 #include "tools/layer_command.h"
 #include "tools/train_command.h"
@@ -37,6 +38,9 @@ int run_info(int argc, char** argv) {
     fmt::print("  cuda devices : {}\n", info.cuda_devices);
     fmt::print("  cpu blas     : {}\n", info.blas);
     fmt::print("  omp threads  : {}\n", info.omp_threads);
+    // Without joining an MPI job: the launcher's environment tells the world size.
+    fmt::print("  distributed  : MPI {}, NCCL {}, launched as {} rank(s)\n", moegrad::dist::built_with_mpi() ? "yes" : "no",
+               moegrad::dist::built_with_nccl() ? "yes" : "no", moegrad::dist::launched_size());
     return 0;
   });
 }

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "tools/cli.h"
 #include "train/checkpoint.h"
+#include "dist/world.h"
 #include "train/trainer.h"
 
 namespace moegrad::tools {
@@ -95,8 +96,20 @@ int run_train_command(int argc, char** argv) {
     } catch (const Error& e) {
       throw cli::UsageError(e.what());
     }
-    train::Trainer trainer(config);
-    fmt::print(stderr, "{}\n", trainer.run().summary());
+    // Several ranks: an error all of them raised together is told once, by rank 0; one raised
+    // by some ranks only would leave the others waiting in a collective, so it ends the job.
+    try {
+      train::Trainer trainer(config);
+      const train::TrainResult result = trainer.run();
+      if (trainer.parallel().writer()) fmt::print(stderr, "{}\n", result.summary());
+    } catch (const train::JobError& e) {
+      if (dist::launched_size() > 1 && dist::world().rank() != 0) return 1;
+      throw;
+    } catch (const Error& e) {
+      if (dist::launched_size() > 1)
+        dist::abort_job(fmt::format("moegrad train: [rank {}] {}", dist::world().rank(), cli::one_line(e.what())));
+      throw;
+    }
     return 0;
   });
 }

@@ -45,6 +45,7 @@ struct Field {
 constexpr const char* kModel = "task and model";
 constexpr const char* kOptim = "optimisation";
 constexpr const char* kLog = "evaluation, logging and checkpoints";
+constexpr const char* kDist = "distributed (mpirun -np W moegrad train ...)";
 
 // Every option once: the command line, the JSON keys, the ranges and to_json's order.
 template <class Visit>
@@ -104,6 +105,14 @@ void fields(TrainConfig& c, Visit&& v) {
           "remove checkpoints past the run's start (every one, for a fresh run) and empty a fresh run's "
           "--metrics; without it such a run is refused"},
     c.overwrite);
+  v(Field{"expert_parallel", kDist,
+          "P: spread each MoE layer's experts over groups of P ranks (P divides the world size and the experts); "
+          "the other W / P ways are data-parallel",
+          {1, kWidth}}, c.expert_parallel);
+  v(Field{"collective_timeout", kDist,
+          "seconds a collective may wait for the other ranks before the job is aborted, naming the ranks that did "
+          "not arrive",
+          {0, kBig, true}}, c.collective_timeout);
 }
 
 template <class T> constexpr bool is_int = std::is_integral_v<T> && !std::is_same_v<T, bool>;

@@ -53,6 +53,11 @@ struct TrainConfig {
   std::string resume = "auto";      // auto, none, or a checkpoint path
   std::int64_t stop_at = 0;         // > 0: end after this step with a checkpoint
   bool overwrite = false;           // may remove checkpoints past the start and empty a fresh run's metrics
+  // distributed: the world size W is the MPI job's; --batch-size is one rank's micro-batch, so a
+  // step takes W x grad_accum micro-batches. Neither is part of identity(): a run may resume at
+  // another world size.
+  std::int64_t expert_parallel = 1;  // P
+  double collective_timeout = 300;   // seconds
 
   json::Json to_json() const;  // every key, in the table's order
   // Keys not given keep their defaults (warmup: min(20, steps / 10)); unknown keys, wrong

@@ -3,12 +3,18 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "dist/world.h"
+#include "layers/moe/moe_layer.h"
 
 namespace moegrad::train {
 
@@ -74,11 +80,44 @@ std::string losses(double last, double eval, double accuracy) {
   return s;
 }
 
-// A state dict's tensors on the host (the same tensors when they are there already).
-nn::StateDict on_host(const nn::StateDict& sd) {
-  nn::StateDict out;
-  for (const auto& [key, t] : sd) out.insert(key, t.defined() ? core::to_device(t, core::Device::cpu()) : t);
-  return out;
+// The seed of the generator that draws micro-batch `index`'s gate noise and routing uniforms
+// (splitmix64 of the run's seed, the stream and the index): a function of the data, not of the
+// rank that happens to process it. stream 0: training, 1: evaluation.
+std::uint64_t draw_seed(std::uint64_t seed, std::uint64_t stream, std::int64_t index) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ stream) ^ static_cast<std::uint64_t>(index));
+}
+// Fault injection for the tests of a job that loses a rank: MOEGRAD_FAULT_SIGNAL=KILL:R:S (or
+// STOP:R:S) makes world rank R send itself SIGKILL (SIGSTOP) as step S begins.
+void inject_fault(int rank, std::int64_t step) {
+  const char* spec = std::getenv("MOEGRAD_FAULT_SIGNAL");
+  if (!spec) return;
+  char kind[8] = {};
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(spec, "%7[A-Z]:%d:%lld", kind, &r, &s) != 3 || r != rank || s != step) return;
+  const std::string k = kind;
+  if (k == "KILL" || k == "STOP") ::kill(::getpid(), k == "KILL" ? SIGKILL : SIGSTOP);
+}
+
+// RoutingStats of the job from its summed counts per expert.
+nn::moe::RoutingStats stats_from_counts(std::vector<std::int64_t> kept, std::vector<std::int64_t> routed) {
+  nn::moe::RoutingStats s;
+  s.tokens_per_expert = std::move(kept);
+  s.routed_per_expert = std::move(routed);
+  for (const auto v : s.tokens_per_expert) s.kept += v;
+  for (const auto v : s.routed_per_expert) s.routed += v;
+  s.dropped_fraction = s.routed > 0 ? static_cast<double>(s.routed - s.kept) / static_cast<double>(s.routed) : 0.0;
+  s.dead_experts = std::count(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), 0);
+  const double mean = static_cast<double>(s.kept) / static_cast<double>(std::max<std::size_t>(1, s.tokens_per_expert.size()));
+  const auto mx = s.tokens_per_expert.empty() ? 0 : *std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end());
+  s.max_load_over_mean = mean > 0.0 ? static_cast<double>(mx) / mean : 0.0;
+  return s;
 }
 }  // namespace
 
@@ -89,8 +128,17 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     log_ = null_log_.get();
   }
   config_.validate();
+  dist::set_collective_timeout(config_.collective_timeout);
+  par_ = std::make_unique<Parallel>(config_.expert_parallel);
+  if (!par_->writer()) {  // rank 0 speaks for the job
+    null_log_.reset(std::fopen("/dev/null", "w"));
+    MOEGRAD_CHECK(null_log_ != nullptr, "train", "cannot open /dev/null");
+    log_ = null_log_.get();
+  }
+  // Ranks that disagree on the run would compute different things: refuse at start.
+  par_->agree([&] { dist::check_same(par_->world(), "the configuration", json::dump(config_.to_json())); });
   device_ = resolve_device(config_.device);
-  if (!config_.ckpt_dir.empty()) {
+  if (!config_.ckpt_dir.empty() && par_->writer()) {
     // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
     ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
     ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
@@ -98,12 +146,11 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
   // The model before the data: a model too large for the machine fails at its first
   // allocation, before the data sources build their tables (a sequence task's permutation of
   // the vocabulary, say).
-  if (config_.task == "sequence")
-    model_ = make_sequence_model(config_.model, config_.vocab, &gen_);
-  else
-    model_ = make_regression_model(config_.model, config_.input_dim, config_.input_dim, &gen_);
-  // Initialised on the CPU (the same weights on every device), then moved; the optimizer's
-  // state is allocated where the parameters are.
+  model_ = build_model(&gen_);
+  // Initialised whole on the CPU (the same weights on every device and every rank), then each
+  // rank keeps its experts and moves to the device; the optimizer's state is allocated where
+  // the parameters are.
+  par_->place_experts(*model_);
   model_->to(device_);
   optimizer_ = make_optimizer(config_, model_->named_parameters());
   schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
@@ -113,18 +160,31 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
 
 Trainer::~Trainer() = default;
 
+std::shared_ptr<TaskModel> Trainer::build_model(core::Generator* gen) const {
+  if (config_.task == "sequence") return make_sequence_model(config_.model, config_.vocab, gen);
+  return make_regression_model(config_.model, config_.input_dim, config_.input_dim, gen);
+}
+
+Batch Trainer::micro_batch(std::int64_t index) {
+  data_->seek(index);
+  gen_.manual_seed(draw_seed(config_.seed, 0, index));
+  return to_device(data_->next());
+}
+
 Batch Trainer::to_device(Batch batch) const {
   for (core::Tensor* t : {&batch.x, &batch.y, &batch.group})
     if (t->defined()) *t = core::to_device(*t, device_);
   return batch;
 }
 
-Checkpoint Trainer::checkpoint(std::int64_t step) const {
+Checkpoint Trainer::checkpoint(std::int64_t step) {
   Checkpoint ck;
-  ck.model = on_host(model_->state_dict());
-  ck.optimizer = on_host(optimizer_->state_dict());
+  std::tie(ck.model, ck.optimizer) = par_->full_state(*model_, *optimizer_, [this] {
+    core::Generator scratch(config_.seed);
+    return std::shared_ptr<nn::Module>(build_model(&scratch));
+  });
   ck.step = step;
-  ck.cursor["train"] = data_->cursor();
+  ck.cursor["train"] = cursor_;
   ck.rng["model"] = RngState::of(gen_);
   ck.config_json = json::dump(config_.to_json());
   ck.attributes["identity_json"] = json::dump(config_.identity());
@@ -143,14 +203,17 @@ void Trainer::restore(const std::string& path) {
     fail("train", "checkpoint '{}' was written by another model or task: {} vs this run's {}", path, it->second,
          json::dump(config_.identity()));
   try {
-    model_->load_state_dict(ck.model);
-    optimizer_->load_state_dict(ck.optimizer);
+    par_->load_full_state(*model_, *optimizer_, ck.model, ck.optimizer, [this] {
+      core::Generator scratch(config_.seed);
+      return std::shared_ptr<nn::Module>(build_model(&scratch));
+    });
   } catch (const Error& e) {
     fail("train", "checkpoint '{}' does not fit this model: {}", path, e.what());
   }
   MOEGRAD_CHECK(ck.cursor.count("train") && ck.rng.count("model"), "train", "checkpoint '{}' has no data cursor or generator state",
                 path);
-  data_->seek(ck.cursor.at("train"));
+  cursor_ = ck.cursor.at("train");
+  MOEGRAD_CHECK(cursor_ >= 0, "train", "checkpoint '{}' has a negative data cursor {}", path, cursor_);
   ck.rng.at("model").restore(gen_);
   step_ = ck.step;
   last_loss_ = stored(ck.attributes, "last_loss", NAN);
@@ -161,27 +224,42 @@ void Trainer::restore(const std::string& path) {
 std::pair<double, double> Trainer::evaluate() {
   ag::NoGradGuard no_grad;
   model_->eval();
-  // Evaluation must not disturb training: its draws come from a copy of the generator.
+  // Evaluation must not disturb training: its draws come from their own stream (batch i's
+  // from (seed, 1, i)), and the generator is put back.
   const RngState saved = RngState::of(gen_);
-  double loss = 0, acc = 0;
-  eval_data_->seek(0);
+  // The ranks share the batches: in round j rank r takes batch j W + r. Every rank runs every
+  // round (expert parallelism needs all of them in each forward); past the last batch a rank
+  // runs the last one again and does not count it.
+  const std::int64_t w = par_->world_size(), batches = config_.eval_batches;
+  double sums[2] = {0, 0};  // loss, accuracy
   try {
-    for (std::int64_t i = 0; i < config_.eval_batches; ++i) {
+    for (std::int64_t round = 0; round * w < batches; ++round) {
+      const std::int64_t index = round * w + par_->rank();
+      eval_data_->seek(std::min(index, batches - 1));
+      gen_.manual_seed(draw_seed(config_.seed, 1, std::min(index, batches - 1)));
       ModelOutput out = model_->forward(to_device(eval_data_->next()));
-      loss += value_of(out.loss);
-      acc += out.accuracy;
+      if (index >= batches) continue;
+      sums[0] += value_of(out.loss);
+      sums[1] += out.accuracy;
     }
   } catch (const Error&) {
     // With --skip-nonfinite a model with NaN parameters evaluates to NaN instead of stopping.
     saved.restore(gen_);
     model_->train();
-    if (!config_.skip_nonfinite) throw;
+    if (!config_.skip_nonfinite || par_->distributed()) throw;
     return {NAN, NAN};
   }
   saved.restore(gen_);
   model_->train();
-  const double n = static_cast<double>(config_.eval_batches);
-  return {loss / n, config_.task == "sequence" ? acc / n : -1.0};
+  if (par_->distributed()) {
+    core::Tensor t = core::from_vector(std::vector<double>{sums[0], sums[1]}, {2});
+    par_->world().all_reduce(t);
+    const std::vector<double> v = t.to_vector<double>();
+    sums[0] = v[0];
+    sums[1] = v[1];
+  }
+  const double n = static_cast<double>(batches);
+  return {sums[0] / n, config_.task == "sequence" ? sums[1] / n : -1.0};
 }
 
 std::string Trainer::nonfinite_origin(const Batch& batch) {
@@ -196,15 +274,35 @@ std::string Trainer::nonfinite_origin(const Batch& batch) {
   return "no op produced NaN/Inf when the step was re-run (the non-finite value came from the parameters)";
 }
 
+void Trainer::reduce_report(double* sums, std::size_t n, std::vector<nn::moe::RoutingStats>& routing) {
+  if (!par_->distributed()) return;
+  // One all-reduce: the figures, then each layer's kept and routed counts per expert.
+  std::vector<double> all(sums, sums + n);
+  for (const auto& s : routing) {
+    all.insert(all.end(), s.tokens_per_expert.begin(), s.tokens_per_expert.end());
+    all.insert(all.end(), s.routed_per_expert.begin(), s.routed_per_expert.end());
+  }
+  core::Tensor t = core::from_vector(all);
+  par_->world().all_reduce(t);
+  all = t.to_vector<double>();
+  std::copy(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), sums);
+  std::size_t at = n;
+  for (auto& s : routing) {
+    for (auto& v : s.tokens_per_expert) v = static_cast<std::int64_t>(all[at++]);
+    for (auto& v : s.routed_per_expert) v = static_cast<std::int64_t>(all[at++]);
+    s = stats_from_counts(std::move(s.tokens_per_expert), std::move(s.routed_per_expert));
+  }
+}
+
 double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& record) {
   optimizer_->set_lr(schedule_->lr_at(step));
-  double loss = 0, aux = 0, balance = 0, z = 0, acc = 0;
-  std::int64_t tokens = 0;
+  // This rank's micro-batches of the step: global indices cursor_ + rank * A + a.
+  const std::int64_t accum = config_.grad_accum, per_step = par_->world_size() * accum;
+  double loss = 0, aux = 0, balance = 0, z = 0, acc = 0, tokens = 0;
   std::vector<nn::moe::RoutingStats> routing;
-  const RngState before = RngState::of(gen_);
-  for (std::int64_t micro = 0; micro < config_.grad_accum; ++micro) {
-    const std::int64_t cursor = data_->cursor();
-    Batch batch = to_device(data_->next());
+  for (std::int64_t micro = 0; micro < accum; ++micro) {
+    const std::int64_t index = cursor_ + par_->rank() * accum + micro;
+    Batch batch = micro_batch(index);
     ModelOutput out;
     double l = NAN;
     bool finite = false;
@@ -212,7 +310,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& re
     try {
       out = model_->forward(batch);
       ag::Variable total = ag::add(out.loss, out.aux_loss);
-      if (config_.grad_accum > 1) total = ag::div(total, static_cast<double>(config_.grad_accum));
+      if (per_step > 1) total = ag::div(total, static_cast<double>(per_step));
       l = value_of(out.loss);
       finite = std::isfinite(l);
       if (finite) total.backward();
@@ -220,19 +318,35 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& re
     } catch (const Error& e) {
       failure = e.what();
     }
+    // With several ranks a forward that fails half-way leaves the others in a collective: only
+    // the whole job can stop.
+    if (!failure.empty() && par_->distributed())
+      dist::abort_job(fmt::format("moegrad train: [rank {}] step {}: {}", par_->rank(), step + 1, failure));
+    // Every rank takes the same branch: the step is skipped (or stopped) everywhere or nowhere.
+    if (par_->distributed())
+      finite = dist::all_reduce_value(par_->world(), std::int64_t{finite}, dist::Reduction::min) != 0;
     if (!finite) {
-      // Re-run the micro-batch from the same generator state with every op checked.
+      // Re-run the micro-batch from the same generator state with every op checked (one
+      // process, or data parallelism only: a rank stopped by the check half-way through an
+      // expert-parallel forward would leave the others in its exchange).
       optimizer_->zero_grad();
-      const RngState now = RngState::of(gen_);
-      before.restore(gen_);
-      data_->seek(cursor);
-      const std::string origin = nonfinite_origin(to_device(data_->next()));
-      now.restore(gen_);
+      std::string origin = "not searched (expert parallelism: re-run the step in one process to find the op)";
+      if (!par_->sharded()) origin = nonfinite_origin(micro_batch(index));
       optimizer_->zero_grad();
       if (!failure.empty() && origin.rfind("[anomaly]", 0) != 0) throw Error(failure);  // not a NaN problem
+      if (par_->distributed()) {
+        // The lowest rank that found the op names it for the job.
+        const bool found = origin.rfind("[anomaly]", 0) == 0;
+        const std::int64_t who = dist::all_reduce_value(par_->world(), found ? std::int64_t{par_->rank()}
+                                                                              : std::int64_t{par_->world_size()},
+                                                        dist::Reduction::min);
+        if (who < par_->world_size())
+          origin = fmt::format("rank {}: {}", who, dist::broadcast_string(par_->world(), origin, static_cast<int>(who)));
+      }
       if (!config_.skip_nonfinite)
-        fail("train", "step {}: the loss or a gradient is NaN/Inf; first op: {} (--skip-nonfinite skips such steps)",
-             step + 1, origin);
+        throw JobError(fmt::format("[train] step {}: the loss or a gradient is NaN/Inf; first op: {} (--skip-nonfinite "
+                                   "skips such steps)", step + 1, origin));
+      cursor_ += per_step;
       report = StepReport{};
       report.step = step + 1;
       report.total = config_.steps;
@@ -248,21 +362,25 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& re
     balance += out.balance_loss;
     z += out.router_z_loss;
     acc += out.accuracy;
-    tokens += out.tokens;
+    tokens += static_cast<double>(out.tokens);
     routing = out.routing;
   }
-  double grad_norm = config_.clip > 0 ? optim::clip_grad_norm(optimizer_->named_parameters(), config_.clip) : -1.0;
+  cursor_ += per_step;
+  par_->reduce_gradients(optimizer_->named_parameters());
+  double grad_norm = config_.clip > 0 ? par_->clip_grad_norm(optimizer_->named_parameters(), config_.clip) : -1.0;
   optimizer_->step();
   optimizer_->zero_grad();
-  const double n = static_cast<double>(config_.grad_accum);
-  report = {step + 1, config_.steps, loss / n, aux / n, balance / n, z / n, optimizer_->lr(), 0, 0, 0,
-            config_.task == "sequence" ? acc / n : -1.0, ""};
+  double sums[6] = {loss, aux, balance, z, acc, tokens};
+  reduce_report(sums, 6, routing);
+  const double n = static_cast<double>(per_step);
+  report = {step + 1, config_.steps, sums[0] / n, sums[1] / n, sums[2] / n, sums[3] / n, optimizer_->lr(), 0, 0, 0,
+            config_.task == "sequence" ? sums[4] / n : -1.0, ""};
   record["loss"] = report.loss;
   record["aux_loss"] = report.aux_loss;
   record["balance_loss"] = report.balance_loss;
   record["router_z_loss"] = report.router_z_loss;
   record["lr"] = report.lr;
-  record["tokens"] = tokens;
+  record["tokens"] = static_cast<std::int64_t>(sums[5]);
   if (grad_norm >= 0) record["grad_norm"] = grad_norm;
   if (report.accuracy >= 0) record["accuracy"] = report.accuracy;
   record["layers"] = routing_json(routing);
@@ -310,16 +428,19 @@ TrainResult Trainer::run() {
     Trainer& t;
     ~Release() { t.ckpt_lock_.reset(); }
   } release{*this};
-  if (!config_.ckpt_dir.empty() && !ckpt_lock_) ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
-  // Resume.
+  par_->agree([&] {
+    if (!config_.ckpt_dir.empty() && !ckpt_lock_ && par_->writer()) ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
+  });
+  // Resume: rank 0 picks the checkpoint, every rank reads it and takes its experts.
   std::string from;
   if (config_.resume == "auto") {
     if (ckpt_dir_) from = ckpt_dir_->latest().value_or("");
   } else if (config_.resume != "none") {
     from = config_.resume;
   }
+  if (par_->distributed()) from = dist::broadcast_string(par_->world(), from, 0);
   if (!from.empty()) {
-    restore(from);
+    par_->agree([&] { restore(from); });
     result.resumed_from = from;
   }
   result.start_step = step_;
@@ -328,8 +449,13 @@ TrainResult Trainer::run() {
   result.last_step = end;
   // Every refusal comes before any change (and before the start-up lines, so that a refused run
   // prints one line): checkpoints past the start, then the metrics file.
-  const std::vector<std::string> replaced = checkpoints_to_replace(!from.empty());
-  MetricsFile metrics = open_metrics(!from.empty());
+  std::vector<std::string> replaced;
+  MetricsFile metrics;
+  par_->agree([&] {
+    if (!par_->writer()) return;
+    replaced = checkpoints_to_replace(!from.empty());
+    metrics = open_metrics(!from.empty());
+  });
   fmt::print(log_, "config: {}\n", json::dump(config_.to_json()));
   std::string model_line = fmt::format("model: {} parameters, {} active per token", model_->num_parameters(),
                                        model_->active_parameters());
@@ -363,10 +489,15 @@ TrainResult Trainer::run() {
   }
   const bool interactive = config_.progress && isatty(fileno(log_));
   Progress progress(log_, interactive, config_.log_every);
+  // Every rank takes part (the experts are gathered to rank 0), and none goes on before the file
+  // is in place (or every rank stops with the writer's error).
   auto save = [&](std::int64_t step) {
-    if (!ckpt_dir_) return;
-    result.last_checkpoint = ckpt_dir_->save(checkpoint(step));
-    progress.message(fmt::format("checkpoint {}", result.last_checkpoint));
+    if (config_.ckpt_dir.empty()) return;
+    Checkpoint ck = checkpoint(step);
+    par_->agree([&] {
+      if (ckpt_dir_) result.last_checkpoint = ckpt_dir_->save(ck);
+    });
+    if (!result.last_checkpoint.empty()) progress.message(fmt::format("checkpoint {}", result.last_checkpoint));
   };
 
   double ms_avg = 0;
@@ -374,6 +505,8 @@ TrainResult Trainer::run() {
     const auto s0 = Clock::now();
     StepReport report;
     json::Json record = {{"step", step_ + 1}};
+    dist::set_step(step_ + 1);
+    inject_fault(par_->rank(), step_ + 1);
     const double loss = train_step(step_, report, record);
     if (report.skipped.empty()) {
       last_loss_ = loss;
@@ -383,7 +516,8 @@ TrainResult Trainer::run() {
     ++step_;
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - s0).count();
     ms_avg = ms_avg == 0 ? ms : 0.9 * ms_avg + 0.1 * ms;
-    const double tokens = static_cast<double>(config_.batch_size * config_.seq_len * config_.grad_accum);
+    const double tokens =
+        static_cast<double>(config_.batch_size * config_.seq_len * config_.grad_accum * par_->world_size());
     report.ms_per_step = ms_avg;
     report.tokens_per_s = tokens / (ms_avg / 1000.0);
     report.eta_s = static_cast<double>(end - step_) * ms_avg / 1000.0;

@@ -17,6 +17,16 @@
 // the step it starts from, or a fresh run whose --metrics file is not empty, is refused unless
 // config.overwrite (then those checkpoints are removed at start and the metrics file emptied);
 // a resumed run appends to --metrics after dropping the records past the step it resumes from.
+//
+// Many processes (`mpirun -np W moegrad train --expert-parallel P ...`, train/parallel.h): every
+// rank takes its own micro-batches, so a step takes W x grad_accum micro-batches of --batch-size;
+// rank r's a-th micro-batch of a step is global micro-batch cursor + r * grad_accum + a, and its
+// random draws (gate noise, routing uniforms) come from a generator seeded by (seed, that
+// index), never by the rank. A step is therefore the same computation whatever W and
+// grad_accum, as long as W x grad_accum is: runs at (W, P, A) = (1, 1, 4), (2, 2, 2), (4, 2, 1)
+// end with the same parameters up to the order of floating-point sums, and a checkpoint written
+// at one W resumes at another. Rank 0 writes the log, the metrics and the checkpoints (one HDF5
+// file with the whole model); an error on any rank stops every rank.
 #pragma once
 #include <cmath>
 #include <cstdio>
@@ -27,6 +37,7 @@
 #include "optim/optim.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/parallel.h"
 #include "train/progress.h"
 #include "train/run_lock.h"
 
@@ -70,15 +81,24 @@ class Trainer {
   core::Device device() const { return device_; }
   // A checkpoint of the current state (what run() writes), its tensors on the host; the last
   // loss and evaluation go in its attributes (last_loss, eval_loss, eval_accuracy).
-  Checkpoint checkpoint(std::int64_t step) const;
+  // Collective when distributed (the experts are gathered to rank 0; other ranks get an empty
+  // model and optimizer state).
+  Checkpoint checkpoint(std::int64_t step);
   // Restores a checkpoint; throws (naming the file) if it does not fit this run.
   void restore(const std::string& path);
   // The task loss (and accuracy) over the fixed evaluation batches, in eval mode.
   std::pair<double, double> evaluate();
+  const Parallel& parallel() const { return *par_; }
 
  private:
   double train_step(std::int64_t step, StepReport& report, json::Json& record);
   std::string nonfinite_origin(const Batch& batch);
+  // The model of this run's options, initialised from gen (the whole model: no expert placement).
+  std::shared_ptr<TaskModel> build_model(core::Generator* gen) const;
+  // Batch `index` of the training stream, with the generator seeded for it (see above).
+  Batch micro_batch(std::int64_t index);
+  // Sums of the step's figures over the ranks (losses, tokens, routing counts).
+  void reduce_report(double* sums, std::size_t n, std::vector<nn::moe::RoutingStats>& routing);
   Batch to_device(Batch batch) const;  // the batch's tensors on the run's device
   // The checkpoint files past the step the run starts from (every one for a fresh run), which
   // it would replace or mix with; throws unless --overwrite when there are any.
@@ -97,7 +117,9 @@ class Trainer {
   std::unique_ptr<DataSource> data_, eval_data_;
   std::unique_ptr<FolderLock> ckpt_lock_;  // held from the constructor to the end of run()
   std::unique_ptr<CheckpointDir> ckpt_dir_;
+  std::unique_ptr<Parallel> par_;
   std::int64_t step_ = 0;
+  std::int64_t cursor_ = 0;  // the global index of the step's first micro-batch
   // The last step's loss and the last evaluation (stored in checkpoints); NaN / -1: none yet.
   double last_loss_ = NAN, eval_loss_ = NAN, eval_accuracy_ = -1;
 };

@@ -1,0 +1,226 @@
+#include "train/parallel.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/ops/fused_update.h"
+#include "dist/world.h"
+#include "layers/moe/moe_layer.h"
+#include "optim/clip.h"
+
+namespace moegrad::train {
+
+namespace {
+using core::Tensor;
+constexpr const char* kOp = "train";
+// Elements per gradient bucket: large enough that the per-call latency does not matter, small
+// enough that the flat copy stays a small share of memory.
+constexpr std::int64_t kBucketElements = std::int64_t{1} << 22;
+
+Tensor host(const Tensor& t) { return core::contiguous(core::to_device(t, core::Device::cpu())); }
+
+// "a.b/exp_avg" -> "a.b"; "" when the key has no slot.
+std::string parameter_of(const std::string& key) {
+  const auto slash = key.rfind('/');
+  return slash == std::string::npos ? "" : key.substr(0, slash);
+}
+}  // namespace
+
+Parallel::Parallel(std::int64_t expert_parallel) : world_(dist::world_ptr()), p_(expert_parallel) {
+  const int w = world_->size();
+  if (w % p_ != 0)
+    fail(kOp, "--expert-parallel {} must divide the world size {} (mpirun -np {})", p_, w, w);
+  if (p_ > 1) {
+    expert_group_ = world_->split(static_cast<int>(rank() / p_), rank(), fmt::format("expert-parallel group {}", rank() / p_));
+    replica_group_ = world_->split(static_cast<int>(rank() % p_), rank(), fmt::format("expert replica group {}", rank() % p_));
+  }
+}
+
+void Parallel::place_experts(nn::Module& model) {
+  if (p_ == 1) return;
+  for (const auto& [path, module] : model.named_modules()) {
+    auto* layer = dynamic_cast<nn::moe::MoELayer*>(module.get());
+    if (!layer) continue;
+    layer->place_experts(expert_group_);
+    const nn::moe::ExpertPlacement& at = layer->placement();
+    for (const std::string& name : layer->expert_parameter_names())
+      shards_[path.empty() ? name : path + "." + name] = Shard{expert_group_, at.first, at.count};
+  }
+}
+
+void Parallel::reduce_gradients(const optim::NamedParameters& params) const {
+  if (!distributed()) return;
+  // Two streams of buckets, each in parameter order: replicated over the world, experts over
+  // their replica group (absent when P = W: each expert lives on one rank).
+  struct Bucket {
+    std::vector<const ag::Variable*> params;
+    std::int64_t elements = 0;
+  };
+  auto flush = [](Bucket& b, dist::ProcessGroup* group) {
+    if (b.params.empty()) return;
+    if (group && group->size() > 1) {
+      std::vector<Tensor> flat;
+      for (const ag::Variable* v : b.params) flat.push_back(core::reshape(v->grad(), {-1}));
+      Tensor sum = core::cat(flat, 0);
+      group->all_reduce(sum);
+      std::int64_t at = 0;
+      for (const ag::Variable* v : b.params) {
+        const std::int64_t n = v->grad().numel();
+        core::copy_(v->grad(), core::reshape(core::narrow(sum, 0, at, n), v->grad().shape()));
+        at += n;
+      }
+    }
+    b = Bucket{};
+  };
+  Bucket replicated, experts;
+  for (const auto& [name, v] : params) {
+    if (!v.grad().defined()) v.set_grad(core::zeros(v.shape(), {v.dtype(), v.value().device()}));
+    if (!v.grad().is_contiguous()) v.set_grad(core::clone(v.grad()));
+    const bool sharded = shards_.count(name) != 0;
+    Bucket& b = sharded ? experts : replicated;
+    dist::ProcessGroup* group = sharded ? replica_group_.get() : world_.get();
+    if (!b.params.empty() && (b.elements + v.numel() > kBucketElements || b.params.front()->dtype() != v.dtype()))
+      flush(b, group);
+    b.params.push_back(&v);
+    b.elements += v.numel();
+  }
+  flush(replicated, world_.get());
+  flush(experts, replica_group_.get());
+}
+
+double Parallel::clip_grad_norm(const optim::NamedParameters& params, double max_norm) const {
+  // Unsharded, every rank holds the whole (summed) gradient: the one-process rule applies as is.
+  if (!sharded()) return optim::clip_grad_norm(params, max_norm);
+  double replicated = 0, experts = 0;  // squared norms
+  for (const auto& [name, v] : params) {
+    if (!v.grad().defined()) continue;
+    const double n = core::to_dtype(core::norm(v.grad(), 2.0), core::DType::f64).item<double>();
+    (shards_.count(name) ? experts : replicated) += n * n;
+  }
+  // The expert-parallel group together holds every expert once.
+  experts = dist::all_reduce_value(*expert_group_, experts);
+  const double total = std::sqrt(replicated + experts);
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0)
+    for (const auto& [name, v] : params)
+      if (v.grad().defined()) core::grad_scale_(v.grad(), coef);
+  return total;
+}
+
+Tensor Parallel::gather_full(const Shard& s, const Tensor& local, const core::Shape& full_shape) const {
+  return core::reshape(host(s.group->all_gather(core::contiguous(local))), full_shape);
+}
+
+std::shared_ptr<nn::Module>& Parallel::twin(const TwinFactory& make_twin) {
+  if (!twin_) twin_ = make_twin();
+  return twin_;
+}
+
+std::pair<nn::StateDict, nn::StateDict> Parallel::full_state(const nn::Module& model, const optim::Optimizer& opt,
+                                                             const TwinFactory& make_twin) {
+  auto on_host = [](const nn::StateDict& sd) {
+    nn::StateDict out;
+    for (const auto& [key, t] : sd) out.insert(key, t.defined() ? host(t) : t);
+    return out;
+  };
+  if (!sharded()) {
+    if (!writer()) return {};
+    return {on_host(model.state_dict()), on_host(opt.state_dict())};
+  }
+  // Every rank takes part in the gathers, in the same order (named_parameters, state_dict order).
+  std::map<std::string, core::Shape> full_shapes;
+  std::shared_ptr<nn::Module> full = writer() ? twin(make_twin) : nullptr;
+  std::map<std::string, ag::Variable> twin_params;
+  if (full)
+    for (const auto& [name, v] : full->named_parameters()) twin_params.emplace(name, v);
+  for (const auto& [name, v] : model.named_parameters()) {
+    const auto shard = shards_.find(name);
+    if (shard == shards_.end()) {
+      if (full) core::copy_(twin_params.at(name).value(), host(v.value()));
+      continue;
+    }
+    // The full shape: the local slice's trailing dims under X = P * count experts, reshaped to
+    // the twin's (lucidrains' hierarchical experts keep [eo, ei, ...]).
+    const Tensor all = host(shard->second.group->all_gather(core::contiguous(v.value())));
+    if (full) core::copy_(twin_params.at(name).value(), core::reshape(all, twin_params.at(name).shape()));
+    full_shapes.emplace(name, full ? twin_params.at(name).shape() : all.shape());
+  }
+  nn::StateDict model_state, optimizer_state;
+  if (full) {
+    for (const auto& [name, b] : model.named_buffers())
+      for (const auto& [tname, tb] : full->named_buffers())
+        if (tname == name && tb.shape() == b.shape()) core::copy_(tb, host(b));
+    model_state = on_host(full->state_dict());
+  }
+  for (const auto& [key, t] : opt.state_dict()) {
+    const std::string pname = parameter_of(key);
+    const auto shard = shards_.find(pname);
+    if (shard != shards_.end() && t.defined() && t.dim() > 0) {
+      const Tensor all = host(shard->second.group->all_gather(core::contiguous(t)));
+      if (full) optimizer_state.insert(key, core::reshape(all, full_shapes.at(pname)));
+    } else if (full) {
+      optimizer_state.insert(key, t.defined() ? host(t) : t);
+    }
+  }
+  return {std::move(model_state), std::move(optimizer_state)};
+}
+
+void Parallel::load_full_state(nn::Module& model, optim::Optimizer& opt, const nn::StateDict& model_state,
+                               const nn::StateDict& optimizer_state, const TwinFactory& make_twin) {
+  if (!sharded()) {
+    model.load_state_dict(model_state);
+    opt.load_state_dict(optimizer_state);
+    return;
+  }
+  std::shared_ptr<nn::Module>& full = twin(make_twin);
+  full->load_state_dict(model_state);
+  std::map<std::string, ag::Variable> twin_params;
+  for (const auto& [name, v] : full->named_parameters()) twin_params.emplace(name, v);
+  // Each rank's slice of a full [X, ...] tensor whose expert dims lead: local [count, rest...].
+  auto slice = [](const Tensor& all, const Shard& s, const core::Shape& local) {
+    core::Shape flat = local;
+    flat[0] = -1;
+    return core::narrow(core::reshape(all, flat), 0, s.first, s.count);
+  };
+  for (const auto& [name, v] : model.named_parameters()) {
+    const Tensor& src = twin_params.at(name).value();
+    const auto shard = shards_.find(name);
+    const Tensor part = shard == shards_.end() ? src : slice(src, shard->second, v.shape());
+    core::copy_(v.value(), core::to_device(core::contiguous(part), v.value().device()));
+  }
+  for (const auto& [name, b] : model.named_buffers())
+    for (const auto& [tname, tb] : full->named_buffers())
+      if (tname == name && tb.shape() == b.shape()) core::copy_(b, core::to_device(tb, b.device()));
+  // The optimizer's state: this rank's slices of the expert parameters' slots.
+  std::map<std::string, core::Shape> local_shapes;
+  for (const auto& [name, v] : model.named_parameters()) local_shapes.emplace(name, v.shape());
+  nn::StateDict mine;
+  for (const auto& [key, t] : optimizer_state) {
+    const std::string pname = parameter_of(key);
+    const auto shard = shards_.find(pname);
+    if (shard != shards_.end() && t.defined() && t.dim() > 0)
+      mine.insert(key, core::contiguous(slice(t, shard->second, local_shapes.at(pname))));
+    else
+      mine.insert(key, t);
+  }
+  opt.load_state_dict(mine);
+}
+
+void Parallel::agree(const std::function<void()>& fn) {
+  if (!distributed()) return fn();
+  std::string message;
+  try {
+    fn();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  const std::int64_t first = dist::all_reduce_value(*world_, message.empty() ? std::int64_t{world_size()} : rank(),
+                                                     dist::Reduction::min);
+  if (first == world_size()) return;
+  throw JobError(dist::broadcast_string(*world_, message, static_cast<int>(first)));
+}
+
+}  // namespace moegrad::train

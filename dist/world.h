@@ -14,6 +14,8 @@ namespace moegrad::dist {
 // Whether this build has MPI (and NCCL, with the CUDA backend).
 bool built_with_mpi();
 bool built_with_nccl();
+// Whether a launcher started this process (mpirun, mpiexec, srun: their environment says so).
+bool launched_by_mpirun();
 // The launcher's world size from the environment (1 when started alone), without joining.
 int launched_size();
 // The world group; joins the MPI job on first call when launched by mpirun. A program launched

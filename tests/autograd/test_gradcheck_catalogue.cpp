@@ -2,6 +2,8 @@
 // The last case fails if an op registered in autograd has no entry here.
 #include <set>
 
+#include "dist/autograd_collectives.h"
+#include "dist/local_group.h"
 #include "tests/autograd/gradcheck.h"
 
 namespace ag = moegrad::ag;
@@ -291,6 +293,14 @@ GRADCHECK("grouped_matmul") {
   const auto equal = gradcheck::index({0, 2, 4, 6}, {4});
   check("bias, equal groups, transpose_w", [equal](const V& v) { return ag::grouped_matmul(v[0], v[1], equal, true, v[2]); },
         {I({6, 3}), I({3, 2, 3}), S({3, 2})});
+}
+
+// ---- distributed (a group of one process: the exchange is the identity; tests/dist/ checks the
+// reverse exchange across ranks) ------------------------------------------------------------------
+GRADCHECK("dist.all_to_all_v") {
+  auto g = std::make_shared<moegrad::dist::LocalGroup>("test group");
+  check("one member", [g](const V& v) { return moegrad::dist::all_to_all_v(v[0], g, {4}, {4}); }, {I({4, 3})});
+  check("transposed", [g](const V& v) { return moegrad::dist::all_to_all_v(v[0], g, {3}, {3}); }, {T({3, 5})});
 }
 
 TEST_CASE("gradcheck catalogue: every differentiable op has an entry, and only those") {

@@ -51,6 +51,7 @@ moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
   moe::GateResult g = gate_->route(x, {}, f.draws.policy_uniform);
   last_.set(g.routing);
   const moe::Pipeline p(g.routing, row_layout_, placement_);
+  last_exchanged_rows_ = p.exchanged_rows();
   Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, false), g.weights,
                        [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
   return {ag::reshape(out, {b, n, dim_}), ag::mul(g.balance_loss, loss_coef_), g.balance_loss, Variable()};
@@ -96,6 +97,7 @@ moe::MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::MoEForward
   moe::GateResult gi = gate_inner_->route(ag::reshape(xo, {outer_, b, co, dim_}), importance, draws.policy_uniform_inner);
   last_.set(gi.routing);
   const moe::Pipeline inner(gi.routing, row_layout_, placement_);
+  last_exchanged_rows_ = inner.exchanged_rows();
   Variable yo = inner.run(xo, moe::dispatch_scale(gi.weights, false), gi.weights,
                           [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
   Variable out = outer.combine(yo, go.weights);  // [b * n, d]

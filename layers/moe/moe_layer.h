@@ -52,6 +52,9 @@ class MoELayer : public Module {
   // The parameters that hold experts, by name relative to this layer ("experts.w_in"): after
   // place_experts they are [count, ...] slices of the full [X, ...] (the expert dims flattened).
   virtual std::vector<std::string> expert_parameter_names() const = 0;
+  // Rows this rank sent to other members of the expert-parallel group in the last forward (the
+  // same rows come back): x d x element size = bytes each way. 0 without expert parallelism.
+  std::int64_t last_exchanged_rows() const { return last_exchanged_rows_; }
 
  protected:
   // For messages: "st_moe.MoE", "lmoe.MoE", "lmoe.HeirarchicalMoE".
@@ -63,6 +66,7 @@ class MoELayer : public Module {
 
   RowLayout row_layout_ = RowLayout::automatic;
   ExpertPlacement placement_;
+  std::int64_t last_exchanged_rows_ = 0;
 };
 
 // Every MoE layer under root (root included), with its dotted path ("" for root itself), in

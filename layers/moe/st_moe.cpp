@@ -38,6 +38,7 @@ moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
   moe::GateResult g = gate_->route(x, f.noise_gates, f.noise_mult, f.draws);
   last_.set(g.routing);
   const moe::Pipeline p(g.routing, row_layout_, placement_);
+  last_exchanged_rows_ = p.exchanged_rows();
   Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, g.straight_through), g.weights,
                        [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
   Variable total = ag::add(ag::mul(g.balance_loss, opt_.balance_loss_coef), ag::mul(g.router_z_loss, opt_.router_z_loss_coef));

@@ -15,6 +15,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <set>
@@ -140,6 +141,7 @@ void check_case(const Case& c, int P) {
   ref->set_row_layout(c.layout);
   moe::MoEOutput ref_r;
   Variable ref_x_r;
+  moe::RoutingStats ref_stats;
   for (int m = 0; m < W; ++m) {
     Variable x(input(m), true);
     moe::MoEOutput o = ref->forward(x, c.forward_args(*ref, m));
@@ -147,6 +149,7 @@ void check_case(const Case& c, int P) {
     if (m == r) {
       ref_r = o;
       ref_x_r = x;
+      ref_stats = ref->last_routing_stats();
     }
   }
 
@@ -172,7 +175,16 @@ void check_case(const Case& c, int P) {
   CHECK(o.router_z_loss.defined() == ref_r.router_z_loss.defined());
   if (o.router_z_loss.defined()) CHECK(rel_diff(o.router_z_loss.value(), ref_r.router_z_loss.value()) <= 1e-6);
   CHECK(rel_diff(x.grad(), ref_x_r.grad()) <= 1e-5);
-  CHECK(layer->last_routing_stats().tokens_per_expert == ref->last_routing_stats().tokens_per_expert);
+  CHECK(layer->last_routing_stats().tokens_per_expert == ref_stats.tokens_per_expert);  // over all X experts
+  CHECK(layer->last_routing_stats().kept > 0);
+  // Compact rows: this rank sends the other members the kept rows of their experts.
+  if (c.layout != moe::RowLayout::padded) {
+    std::int64_t others = 0;
+    for (std::int64_t e = 0; e < X; ++e)
+      if (e < pl.first || e >= pl.first + pl.count) others += ref_stats.tokens_per_expert[e];
+    CHECK(layer->last_exchanged_rows() == (P > 1 ? others : 0));
+  }
+  if (P > 1) CHECK(layer->last_exchanged_rows() > 0);
 
   // Gradients, in named_parameters order on every rank (the same collectives everywhere).
   const auto names = layer->expert_parameter_names();
@@ -211,14 +223,17 @@ TEST_CASE("dist moe: P must divide the expert count") {
   CHECK_THROWS_WITH_AS(m.place_experts(dist::world_ptr()), doctest::Contains("[st_moe.MoE] cannot place"), moegrad::Error);
 }
 
+// Every rank runs every test case in the same order; rank 0 reports in full, the others their
+// failures only; the job fails when any rank fails.
 int main(int argc, char** argv) {
   dist::ProcessGroup& world = dist::world();
-  dist::set_collective_timeout(120);
-  doctest::Context ctx;
-  ctx.applyCommandLine(argc, argv);
-  const int failed = ctx.run();
-  if (ctx.shouldExit()) return failed;
-  // Every rank's verdict: the job fails when any rank failed.
-  const std::int64_t any = dist::all_reduce_value(world, static_cast<std::int64_t>(failed != 0), dist::Reduction::max);
-  return any != 0 ? 1 : 0;
+  dist::set_collective_timeout(120);  // a rank that stops early ends the job instead of a hang
+  doctest::Context ctx(argc, argv);
+  if (world.rank() != 0) ctx.setOption("minimal", true);
+  if (world.size() > 1) ctx.setOption("no-colors", true);
+  const int rc = ctx.run();
+  if (ctx.shouldExit()) return rc;
+  const std::int64_t failed = dist::all_reduce_value(world, std::int64_t{rc != 0}, dist::Reduction::max);
+  if (world.rank() == 0) std::printf("moegrad_dist_moe_tests: %d rank(s), %s\n", world.size(), failed ? "FAILED" : "all passed");
+  return failed ? 1 : 0;
 }

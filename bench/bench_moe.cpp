@@ -15,9 +15,11 @@
 //   experts_* the experts' phase (forward_rows: both GEMMs and the activation) alone, as a
 //             rate over the same denominator;
 //   *_share   time in routing + dispatch + combine over the sum of the phases, the phases
-//             being the module's forward pieces called in its order (gate route + routing
-//             metadata, dispatch_rows, experts' forward_rows, combine_rows), each also run
-//             backward on its own graph (leaf inputs, random output gradient);
+//             being the layer's own pipeline steps called in its order (gate route + the
+//             moe::Pipeline's row map, Pipeline::dispatch, exchange, the experts' forward_rows,
+//             exchange_back, combine), each also run backward on its own graph (leaf inputs,
+//             random output gradient); exchange_ms / exchange_bwd_ms are exchange +
+//             exchange_back (the identity in one process: about 0);
 //   step_peak_mb  the step's peak allocator growth (core::memory_stats(device)): peak
 //             allocated bytes during zero_grad + forward + backward, reset just before it,
 //             minus the bytes allocated then (weights, x, g, the denominator's buffers).
@@ -132,25 +134,31 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// The pieces of one forward of the fast path, as the module's forward calls them.
+// The routing of one forward, as the layer computes it: the gate's result, the dispatch scale,
+// the aux loss and the pipeline (row map; exchange plan) the layer builds from them.
 struct Pieces {
   rt::GateResult gate;
-  rt::RowMap rows;
+  std::optional<rt::Pipeline> pipeline;
   Variable scale, aux;
 };
 
-// One MoE layer under test, with the model-specific parts behind functions.
+// One MoE layer under test (the one layer interface, moe::MoELayer), with the model-specific
+// parts behind functions.
 struct Model {
   std::string name;
   std::int64_t k = 0;            // choices per token as routed (lucidrains: always 2)
   std::int64_t h_first = 0;      // columns of the first expert GEMM (st: 2h for GEGLU)
   bool first_transposed = false; // st stores Linear weights [out, in]
-  std::shared_ptr<nn::Module> module;
-  std::function<std::pair<Variable, Variable>(const Variable&)> forward;  // (out [b, n, d], aux loss)
+  std::shared_ptr<rt::MoELayer> module;
   std::function<Pieces(const Variable&)> route;
-  std::function<Variable(const Variable&, const Tensor&)> experts;
-  std::function<const rt::RoutingStats&()> stats;
+  rt::ExpertsFn experts;
   Tensor w_first, w_second;  // expert weights, read by the CPU reference GEMMs
+
+  std::pair<Variable, Variable> forward(const Variable& x) const {  // (out [b, n, d], aux loss)
+    rt::MoEOutput r = module->forward(x);
+    return {r.output, r.aux_loss};
+  }
+  const rt::RoutingStats& stats() const { return module->last_routing_stats(); }
 };
 
 Model make_model(const std::string& name, const Workload& w, TensorOptions topt, core::Generator* gen) {
@@ -168,21 +176,17 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     m.h_first = 2 * w.h;
     m.first_transposed = true;
     m.module = layer;
-    m.forward = [layer](const Variable& x) {
-      nn::st::MoEOutput r = layer->forward(x);
-      return std::make_pair(r.outputs, r.total_aux_loss);
-    };
     m.route = [layer, o](const Variable& x) {
       Pieces p;
       p.gate = layer->gate()->route(x, false, 1.0, {});
-      p.rows = rt::expert_rows(p.gate.routing);  // as the layer: padded on a GPU, compact on the CPU
+      // as the layer: padded on a GPU, compact on the CPU
+      p.pipeline.emplace(p.gate.routing, layer->row_layout(), layer->placement());
       p.scale = rt::dispatch_scale(p.gate.weights, p.gate.straight_through);
       p.aux = ag::add(ag::mul(p.gate.balance_loss, o.balance_loss_coef),
                       ag::mul(p.gate.router_z_loss, o.router_z_loss_coef));
       return p;
     };
     m.experts = [layer](const Variable& rows, const Tensor& off) { return layer->experts()->forward_rows(rows, off); };
-    m.stats = [layer]() -> const rt::RoutingStats& { return layer->last_routing_stats(); };
     m.w_first = layer->experts()->parameter("w_in").value();
     m.w_second = layer->experts()->parameter("w_out").value();
   } else {
@@ -193,20 +197,16 @@ Model make_model(const std::string& name, const Workload& w, TensorOptions topt,
     m.k = 2;
     m.h_first = w.h;
     m.module = layer;
-    m.forward = [layer](const Variable& x) {
-      nn::lmoe::MoEOutput r = layer->forward(x);
-      return std::make_pair(r.output, r.aux_loss);
-    };
     m.route = [layer, o](const Variable& x) {
       Pieces p;
       p.gate = layer->gate()->route(x, {}, {});
-      p.rows = rt::expert_rows(p.gate.routing);  // as the layer: padded on a GPU, compact on the CPU
+      // as the layer: padded on a GPU, compact on the CPU
+      p.pipeline.emplace(p.gate.routing, layer->row_layout(), layer->placement());
       p.scale = rt::dispatch_scale(p.gate.weights, false);
       p.aux = ag::mul(p.gate.balance_loss, o.loss_coef);
       return p;
     };
     m.experts = [layer](const Variable& rows, const Tensor& off) { return layer->experts()->forward_rows(rows, off); };
-    m.stats = [layer]() -> const rt::RoutingStats& { return layer->last_routing_stats(); };
     m.w_first = layer->experts()->parameter("w1").value();
     m.w_second = layer->experts()->parameter("w2").value();
   }
@@ -398,6 +398,7 @@ struct Sample {
   double fwd_ms, step_ms, fwd_rows, step_rows;
   double route, dispatch, experts, combine;              // forward phases
   double route_b, dispatch_b, experts_b, combine_b;      // their backward
+  double exchange, exchange_b;                           // exchange + exchange_back, fwd and bwd
   double gemm_fwd, gemm_bwd, gemm_rows;
   double phase_rows;                                     // rows the phases' routing kept
   double dropped;
@@ -438,29 +439,40 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
   }
   m.module->zero_grad();
   x.zero_grad();
-  {  // phases: each piece on leaf inputs so its backward can be timed alone
+  {  // phases: each pipeline step on leaf inputs so its backward can be timed alone
     const std::int64_t T = w.b * w.n;
     double t0 = now_ms();
     Pieces p = m.route(x);
     s.route = now_ms() - t0;
-    s.phase_rows = static_cast<double>(p.rows.num_rows);
+    const rt::Pipeline& pipe = *p.pipeline;
+    s.phase_rows = static_cast<double>(pipe.rows().num_rows);
     const Variable scale_leaf(p.scale.value(), p.scale.requires_grad());
     t0 = now_ms();
-    Variable buffer = ag::dispatch_rows(ag::reshape(x, {T, w.d}), p.rows.row, scale_leaf, p.rows.num_rows);
+    Variable buffer = pipe.dispatch(ag::reshape(x, {T, w.d}), scale_leaf);
     s.dispatch = now_ms() - t0;
     Variable buffer_leaf(buffer.value(), true);
     t0 = now_ms();
-    Variable expert_out = m.experts(buffer_leaf, p.rows.offsets);
+    Variable local = pipe.exchange(buffer_leaf);
+    s.exchange = now_ms() - t0;
+    Variable local_leaf(local.value(), true);
+    t0 = now_ms();
+    Variable expert_out = m.experts(local_leaf, pipe.local_offsets());
     s.experts = now_ms() - t0;
     Variable expert_leaf(expert_out.value(), true);
+    t0 = now_ms();
+    Variable back = pipe.exchange_back(expert_leaf);
+    s.exchange += now_ms() - t0;
+    Variable back_leaf(back.value(), true);
     const Variable weight_leaf(p.gate.weights.value(), true);
     t0 = now_ms();
-    Variable out = ag::reshape(ag::combine_rows(expert_leaf, p.rows.row, weight_leaf, /*distinct_rows=*/true), {w.b, w.n, w.d});
+    Variable out = ag::reshape(pipe.combine(back_leaf, weight_leaf), {w.b, w.n, w.d});
     s.combine = now_ms() - t0;
 
     // Backward in the step's order. Each phase's output gradient is drawn outside the timers,
     // and what a finished phase leaves (its output, the leaf gradients) is dropped at once, so
     // the phases never hold more than the step does (compare_cpu's RSS method counts them).
+    // Without expert parallelism the exchanges return their input (a leaf): their backward
+    // only hands the gradient over.
     const auto backward_ms = [](Variable& v, const Tensor& grad) {  // then drops v
       const double start = now_ms();
       v.backward(grad);
@@ -469,8 +481,12 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
       return ms;
     };
     s.combine_b = backward_ms(out, g);
+    back_leaf = Variable();
+    s.exchange_b = backward_ms(back, core::randn(back.shape(), topt, &bench_gen));
     expert_leaf = Variable();
     s.experts_b = backward_ms(expert_out, core::randn(expert_out.shape(), topt, &bench_gen));
+    local_leaf = Variable();
+    s.exchange_b += backward_ms(local, core::randn(local.shape(), topt, &bench_gen));
     buffer_leaf = Variable();
     s.dispatch_b = backward_ms(buffer, core::randn(buffer.shape(), topt, &bench_gen));
     const Tensor g_w = core::randn(p.gate.weights.shape(), topt, &bench_gen);
@@ -541,6 +557,8 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
   const double dispatch_b = med([](const Sample& s) { return s.dispatch_b; });
   const double experts_b = med([](const Sample& s) { return s.experts_b; });
   const double combine_b = med([](const Sample& s) { return s.combine_b; });
+  const double exchange = med([](const Sample& s) { return s.exchange; });
+  const double exchange_b = med([](const Sample& s) { return s.exchange_b; });
   const double rdc_share = med([](const Sample& s) {
     return (s.route + s.dispatch + s.combine) / (s.route + s.dispatch + s.experts + s.combine);
   });
@@ -576,7 +594,7 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
       "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
       "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f},"
-      "\"reference_rows\":{}}}\n",
+      "\"reference_rows\":{},\"exchange_ms\":{:.3f},\"exchange_bwd_ms\":{:.3f}}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
@@ -584,7 +602,8 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       cfg.tf32, gemm_ref, fwd_gflops * 1e-3, gflops * 1e-3, gemm_gflops * 1e-3, gemm_step_gflops * 1e-3,
       experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
       step_peak_mb, peak_allocated_mb, step_base_mb, cfg.fma.gflops, cfg.fma.isa,
-      cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0, device.is_cpu() ? reference_rows(m, w) : 0);
+      cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0, device.is_cpu() ? reference_rows(m, w) : 0, exchange,
+      exchange_b);
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
@@ -622,7 +641,8 @@ void usage(std::FILE* to) {
              "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
              "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
              "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); reference_rows (cpu: the rows\n"
-             "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda).\n"
+             "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda); exchange_ms,\n"
+             "exchange_bwd_ms (the pipeline's exchange + exchange_back: the identity in one process).\n"
              "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
 }
 

@@ -17,7 +17,10 @@ std::shared_ptr<ProcessGroup> LocalGroup::split(int /*color*/, int /*key*/, cons
   return std::make_shared<LocalGroup>(label, world_ranks_[0]);
 }
 
-void LocalGroup::all_reduce(Tensor& t, Reduction /*op*/) { rows_of("all_reduce", t); }
+void LocalGroup::all_reduce(Tensor& t, Reduction op) {
+  rows_of("all_reduce", t);
+  check_reduction("all_reduce", t, op);
+}
 
 Tensor LocalGroup::all_gather(const Tensor& t) {
   rows_of("all_gather", t);

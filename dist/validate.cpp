@@ -28,6 +28,11 @@ std::int64_t check_all_to_all_args(const char* op, const ProcessGroup& g, const 
   return received;
 }
 
+void check_reduction(const char* op, const Tensor& t, Reduction r) {
+  MOEGRAD_CHECK(!(t.dtype() == core::DType::b8 && r == Reduction::sum), op,
+                "a sum of b8 values is not a b8 value: use max (any) or min (all)");
+}
+
 void check_root(const char* op, const ProcessGroup& g, int root) {
   MOEGRAD_CHECK(root >= 0 && root < g.size(), op, "root {} is not a member of {}", root, g.describe());
 }

@@ -48,7 +48,7 @@ struct Model : nn::Module {
   };
   Output forward(const train::Batch& b) {
     ag::Variable h = in_proj->forward(ag::Variable(b.x));
-    nn::lmoe::MoEOutput m = moe->forward(norm->forward(h));
+    nn::moe::MoEOutput m = moe->forward(norm->forward(h));
     ag::Variable pred = head->forward(ag::add(h, m.output));
     return {ag::mean(ag::square(ag::sub(pred, ag::Variable(b.y)))), m.aux_loss};
   }

@@ -50,7 +50,7 @@ struct Model : nn::Module {
   };
   Output forward(const train::Batch& b) {
     ag::Variable h = in_proj->forward(ag::Variable(b.x));
-    nn::lmoe::MoEOutput m = moe->forward(norm->forward(h));  // m.output [b, n, dim], m.aux_loss 0-d
+    nn::moe::MoEOutput m = moe->forward(norm->forward(h));  // m.output [b, n, dim], m.aux_loss 0-d
     ag::Variable pred = head->forward(ag::add(h, m.output));
     return {ag::mean(ag::square(ag::sub(pred, ag::Variable(b.y)))), m.aux_loss};
   }

@@ -4,7 +4,7 @@
 // Task: y_t = pi(x_t) for a fixed random permutation pi of a 64-token vocabulary. Model:
 //   ids [b, n] -> Embedding -> SparseMoEBlock x 2 -> RMSNorm -> Linear -> logits [b, n, 64]
 // Each SparseMoEBlock is x + MoE(RMSNorm(x)) followed by x + FeedForward(x); its MoE routes each
-// token to its top-2 of 8 experts. Loss: cross-entropy + each block's total_aux_loss.
+// token to its top-2 of 8 experts. Loss: cross-entropy + each block's aux_loss (st-moe's total_aux_loss).
 //
 //   build/release/examples/sparse_moe_block_sequence [--steps N] (or --steps=N)
 #include <algorithm>
@@ -36,7 +36,7 @@ struct Model : nn::Module {
     nn::st::MoEOptions o;            // st_moe_pytorch.MoE's keyword arguments
     o.gating_top_n = 2;
     o.expert_hidden_mult = 2.0;      // expert hidden width int(32 * 2 * 2/3) = 42 (GEGLU)
-    o.balance_loss_coef = 1e-2;      // total_aux_loss = 1e-2 * balance + 1e-3 * z-loss
+    o.balance_loss_coef = 1e-2;      // aux_loss = 1e-2 * balance + 1e-3 * z-loss
     o.router_z_loss_coef = 1e-3;
     embed = register_module("embed", std::make_shared<nn::Embedding>(vocab, dim, core::TensorOptions{}, gen));
     auto list = register_module("blocks", std::make_shared<nn::Module>());  // an nn.ModuleList
@@ -51,7 +51,7 @@ struct Model : nn::Module {
   std::string name() const override { return "Model"; }
 
   struct Output {
-    ag::Variable loss, aux_loss;           // cross-entropy; sum of the blocks' total_aux_loss
+    ag::Variable loss, aux_loss;           // cross-entropy; sum of the blocks' aux_loss
     double balance = 0, z = 0, accuracy = 0;  // unweighted losses summed over blocks
   };
   Output forward(const train::Batch& b) {
@@ -62,9 +62,9 @@ struct Model : nn::Module {
       // Gate noise: Gumbel noise * noise_mult added to the router logits, so that tokens near a
       // decision boundary explore other experts. Like the original, the gate adds it whenever
       // asked, so ask only in training (noise_gates=self.training).
-      nn::st::MoEOutput r = block->forward(h, /*noise_gates=*/is_training(), /*noise_mult=*/1.0);
-      h = r.outputs;
-      out.aux_loss = ag::add(out.aux_loss, ag::sum(r.total_aux_loss));  // 0-d, (1,) in eval
+      nn::moe::MoEOutput r = block->forward(h, /*noise_gates=*/is_training(), /*noise_mult=*/1.0);
+      h = r.output;
+      out.aux_loss = ag::add(out.aux_loss, ag::sum(r.aux_loss));  // 0-d, (1,) in eval
       out.balance += core::sum(r.balance_loss.value()).item<double>();
       out.z += core::sum(r.router_z_loss.value()).item<double>();
     }

@@ -124,6 +124,21 @@ void Module::set_parameter(const std::string& name, Variable value) {
   *slot = std::move(value);
 }
 
+void Module::resize_parameter(const std::string& name, Tensor value) {
+  const std::string op = this->name();
+  for (auto& [n, v] : params_) {
+    if (n != name) continue;
+    const Tensor& old = v.value();
+    MOEGRAD_CHECK(value.defined() && value.dtype() == old.dtype() && value.device() == old.device(), op.c_str(),
+                  "parameter '{}' is {} on {}, cannot give it {}", name, core::describe(old), old.device().str(),
+                  value.defined() ? core::describe(value) : std::string("an undefined value"));
+    v.impl()->value = std::move(value);
+    v.impl()->grad = Tensor();
+    return;
+  }
+  fail(op.c_str(), "no parameter '{}'", name);
+}
+
 void Module::set_buffer(const std::string& name, Tensor value) {
   auto [cm, leaf] = resolve(name);
   auto* m = const_cast<Module*>(cm);

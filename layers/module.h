@@ -120,6 +120,10 @@ class Module {
   void collect_children_state(const std::string& prefix, StateDict& out) const;
   void load_own_state(const std::string& prefix, const StateDict& in, LoadReport& report);
   void load_children_state(const std::string& prefix, const StateDict& in, LoadReport& report);
+  // Gives this module's own parameter `name` a new value of any shape (same dtype and device),
+  // keeping the Variable (handles taken earlier see it) and dropping its gradient: expert
+  // placement keeps a slice of stacked expert weights this way.
+  void resize_parameter(const std::string& name, Tensor value);
 
  private:
   struct BufferSlot {

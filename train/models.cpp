@@ -28,7 +28,8 @@ struct FfOutput {
 // st-moe's Expert(dim, hidden): Linear(dim, 2 hidden), GEGLU's mult_bias (hidden), Linear(hidden, dim).
 std::int64_t st_expert_parameters(std::int64_t dim, std::int64_t hidden) { return 3 * dim * hidden + 3 * hidden + dim; }
 
-// One residual feed-forward: MoE of a given kind, or the dense GEGLU baseline.
+// One residual feed-forward: a MoE layer of a given kind (one interface, moe::MoELayer), or the
+// dense GEGLU baseline.
 class FeedForward : public nn::Module {
  public:
   FeedForward(const ModelOptions& o, core::Generator* gen) : o_(o) {
@@ -41,20 +42,18 @@ class FeedForward : public nn::Module {
       m.dropless = o.dropless;
       m.balance_loss_coef = o.balance_loss_coef;
       m.router_z_loss_coef = o.router_z_loss_coef;
-      st_ = register_module("moe", std::make_shared<nn::st::MoE>(o.dim, o.experts, m, f32, gen));
+      moe_ = register_module("moe", std::make_shared<nn::st::MoE>(o.dim, o.experts, m, f32, gen));
     } else if (o.kind == "lucidrains" || o.kind == "hierarchical") {
       nn::lmoe::MoEOptions m;
       m.hidden_dim = o.hidden;
       m.capacity_factor_train = m.capacity_factor_eval = o.capacity_factor;
       m.dropless = o.dropless;
       m.loss_coef = o.balance_loss_coef;
-      if (o.kind == "lucidrains") {
-        lm_ = register_module("moe", std::make_shared<nn::lmoe::MoE>(o.dim, o.experts, m, f32, gen));
-      } else {
-        const std::int64_t inner = o.experts / o.experts_outer;
-        hm_ = register_module("moe", std::make_shared<nn::lmoe::HeirarchicalMoE>(
-                                         o.dim, std::pair{o.experts_outer, inner}, m, f32, gen));
-      }
+      const std::int64_t inner = o.experts / o.experts_outer;
+      moe_ = register_module(
+          "moe", o.kind == "lucidrains"
+                     ? std::shared_ptr<nn::moe::MoELayer>(std::make_shared<nn::lmoe::MoE>(o.dim, o.experts, m, f32, gen))
+                     : std::make_shared<nn::lmoe::HeirarchicalMoE>(o.dim, std::pair{o.experts_outer, inner}, m, f32, gen));
     } else {
       dense_ = register_module(
           "ff", std::make_shared<nn::st::Expert>(o.dim, hidden_mult_for(o.dim, dense_hidden(o)), true, false, f32, gen));
@@ -64,15 +63,12 @@ class FeedForward : public nn::Module {
 
   FfOutput forward(const Variable& x) {
     FfOutput out;
-    if (st_) {
-      auto r = st_->forward(x, o_.noise_gates && is_training(), o_.noise_mult);  // no noise when evaluating
-      out = {r.outputs, r.total_aux_loss, scalar(r.balance_loss), scalar(r.router_z_loss), st_->last_routing_stats()};
-    } else if (lm_) {
-      auto r = lm_->forward(x);
-      out = {r.output, r.aux_loss, unweighted(r.aux_loss), 0.0, lm_->last_routing_stats()};
-    } else if (hm_) {
-      auto r = hm_->forward(x);
-      out = {r.output, r.aux_loss, unweighted(r.aux_loss), 0.0, hm_->last_routing_stats()};
+    if (moe_) {
+      nn::moe::MoEForward f;
+      f.noise_gates = o_.noise_gates && is_training();  // no noise when evaluating (only st_moe's gates draw noise)
+      f.noise_mult = o_.noise_mult;
+      auto r = moe_->forward(x, f);
+      out = {r.output, r.aux_loss, scalar(r.balance_loss), scalar(r.router_z_loss), moe_->last_routing_stats()};
     } else {
       out.y = dense_->forward(x);
     }
@@ -82,15 +78,9 @@ class FeedForward : public nn::Module {
   std::string name() const override { return "FeedForward"; }
 
  private:
-  static double scalar(const Variable& v) { return core::sum(v.value()).item<double>(); }
-  // lucidrains returns loss * loss_coef only.
-  double unweighted(const Variable& aux) const {
-    return o_.balance_loss_coef != 0.0 ? scalar(aux) / o_.balance_loss_coef : 0.0;
-  }
+  static double scalar(const Variable& v) { return v.defined() ? core::sum(v.value()).item<double>() : 0.0; }
   ModelOptions o_;
-  std::shared_ptr<nn::st::MoE> st_;
-  std::shared_ptr<nn::lmoe::MoE> lm_;
-  std::shared_ptr<nn::lmoe::HeirarchicalMoE> hm_;
+  std::shared_ptr<nn::moe::MoELayer> moe_;
   std::shared_ptr<nn::st::Expert> dense_;
   std::int64_t active_ = 0;
 };

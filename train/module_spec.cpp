@@ -227,7 +227,7 @@ std::unique_ptr<SpecModule> lmoe_moe(Args& a, core::TensorOptions opt, core::Gen
   const std::string name = a.module();
   return std::make_unique<Built>(name, m, [m, name](const ag::Variable& x, const NamedTensors& in, const json::Node& fwd) {
     read_forward(name, fwd, false);
-    auto r = m->forward(x, draws_of(in));
+    auto r = m->forward(x, {.draws = draws_of(in)});
     return NamedVariables{{"output", r.output}, {"aux_loss", r.aux_loss}};
   }, "output", Names{"aux_loss"}, Names{"policy_uniform"});
 }
@@ -241,7 +241,7 @@ std::unique_ptr<SpecModule> lmoe_hmoe(Args& a, core::TensorOptions opt, core::Ge
   const std::string name = a.module();
   return std::make_unique<Built>(name, m, [m, name](const ag::Variable& x, const NamedTensors& in, const json::Node& fwd) {
     read_forward(name, fwd, false);
-    auto r = m->forward(x, draws_of(in));
+    auto r = m->forward(x, {.draws = draws_of(in)});
     return NamedVariables{{"output", r.output}, {"aux_loss", r.aux_loss}};
   }, "output", Names{"aux_loss"}, Names{"policy_uniform", "policy_uniform_inner"});
 }
@@ -300,7 +300,7 @@ Runner st_runner(std::shared_ptr<M> m, std::string name) {
   return [m, name](const ag::Variable& x, const NamedTensors& in, const json::Node& fwd) {
     const ForwardArgs f = read_forward(name, fwd, true);
     auto r = m->forward(x, f.noise_gates, f.noise_mult, draws_of(in));
-    return NamedVariables{{"output", r.outputs}, {"aux_loss", r.total_aux_loss}, {"balance_loss", r.balance_loss},
+    return NamedVariables{{"output", r.output}, {"aux_loss", r.aux_loss}, {"balance_loss", r.balance_loss},
                           {"router_z_loss", r.router_z_loss}};
   };
 }

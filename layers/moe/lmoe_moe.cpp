@@ -42,19 +42,19 @@ MoE::MoE(std::int64_t dim, std::int64_t num_experts, MoEOptions opt, TensorOptio
     : dim_(dim), num_experts_(num_experts), loss_coef_(opt.loss_coef) {
   gate_ = register_module("gate", std::make_shared<Top2Gating>(dim, num_experts, gating_options(opt), options, gen));
   experts_ = register_module("experts", make_experts(dim, {num_experts}, opt, options, gen));
+  init_placement(num_experts);
 }
 
-MoEOutput MoE::forward(const Variable& x, const moe::Draws& draws) {
-  check_tokens("lmoe.MoE", x, dim_, gate_->parameter("w_gating").value());
+moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
+  check_tokens(op_name(), x, dim_, gate_->parameter("w_gating").value());
   const std::int64_t b = x.size(0), n = x.size(1);
-  moe::GateResult g = gate_->route(x, {}, draws.policy_uniform);
+  moe::GateResult g = gate_->route(x, {}, f.draws.policy_uniform);
   last_.set(g.routing);
-  const moe::RowMap rows = moe::expert_rows(g.routing, row_layout_);
-  Variable buffer = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), rows.row, moe::dispatch_scale(g.weights, false),
-                                      rows.num_rows);
-  Variable expert_out = experts_->forward_rows(buffer, rows.offsets);
-  Variable out = ag::combine_rows(expert_out, rows.row, g.weights, /*distinct_rows=*/true);
-  return {ag::reshape(out, {b, n, dim_}), ag::mul(g.balance_loss, loss_coef_)};
+  const moe::Pipeline p(g.routing, row_layout_, placement_);
+  last_exchanged_rows_ = p.exchanged_rows();
+  Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, false), g.weights,
+                       [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
+  return {ag::reshape(out, {b, n, dim_}), ag::mul(g.balance_loss, loss_coef_), g.balance_loss, Variable()};
 }
 
 HeirarchicalMoE::HeirarchicalMoE(std::int64_t dim, std::pair<std::int64_t, std::int64_t> num_experts, MoEOptions opt,
@@ -64,19 +64,22 @@ HeirarchicalMoE::HeirarchicalMoE(std::int64_t dim, std::pair<std::int64_t, std::
   gate_inner_ = register_module("gate_inner",
                                 std::make_shared<Top2Gating>(dim, inner_, gating_options(opt, {outer_}), options, gen));
   experts_ = register_module("experts", make_experts(dim, {outer_, inner_}, opt, options, gen));
+  init_placement(outer_ * inner_);
 }
 
-MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::Draws& draws) {
-  check_tokens("lmoe.HeirarchicalMoE", x, dim_, gate_outer_->parameter("w_gating").value());
+moe::MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::MoEForward& f) {
+  const moe::Draws& draws = f.draws;
+  check_tokens(op_name(), x, dim_, gate_outer_->parameter("w_gating").value());
   const std::int64_t b = x.size(0), n = x.size(1);
 
-  // Outer level: tokens into the padded [eo, b, co] buffer the inner gate reads.
+  // Outer level: tokens into the padded [eo, b, co] buffer the inner gate reads (a pipeline
+  // without experts: only its dispatch and combine run, on this rank's tokens).
   moe::GateResult go = gate_outer_->route(x, {}, draws.policy_uniform);
   last_outer_.set(go.routing);
   const std::int64_t co = go.routing.capacity;
-  const moe::RowMap outer_rows = moe::padded_rows(go.routing);
-  Variable xo = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), outer_rows.row, moe::dispatch_scale(go.weights, false),
-                                  outer_rows.num_rows);  // [eo * b * co, d]
+  const moe::Pipeline outer(go.routing, moe::RowLayout::padded, moe::ExpertPlacement{});
+  const moe::RowMap& outer_rows = outer.rows();
+  Variable xo = outer.dispatch(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(go.weights, false));  // [eo * b * co, d]
 
   // importance of each slot: 1 first choice (weight > 0.5), 0.5 second choice, 0 empty (spec §2.4),
   // on the input's device: each choice's value lands on its row (rows are distinct; unrouted
@@ -89,15 +92,17 @@ MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::Draws& draws) {
   Tensor importance = core::index_add(core::zeros({R + 1}, {x.dtype(), x.device()}), 0, target, core::reshape(value, {-1}));
   importance = core::reshape(core::narrow(importance, 0, 0, R), {outer_, b, co});
 
-  // Inner level: groups (eo, b) of co slots, experts flat over (eo, ei).
+  // Inner level: groups (eo, b) of co slots, experts flat over (eo, ei): the pipeline with the
+  // experts (and their exchange under expert parallelism).
   moe::GateResult gi = gate_inner_->route(ag::reshape(xo, {outer_, b, co, dim_}), importance, draws.policy_uniform_inner);
   last_.set(gi.routing);
-  const moe::RowMap inner_rows = moe::expert_rows(gi.routing, row_layout_);
-  Variable buffer = ag::dispatch_rows(xo, inner_rows.row, moe::dispatch_scale(gi.weights, false), inner_rows.num_rows);
-  Variable expert_out = experts_->forward_rows(buffer, inner_rows.offsets);
-  Variable yo = ag::combine_rows(expert_out, inner_rows.row, gi.weights, /*distinct_rows=*/true);  // [eo * b * co, d]
-  Variable out = ag::combine_rows(yo, outer_rows.row, go.weights, /*distinct_rows=*/true);
-  return {ag::reshape(out, {b, n, dim_}), ag::mul(ag::add(go.balance_loss, gi.balance_loss), loss_coef_)};
+  const moe::Pipeline inner(gi.routing, row_layout_, placement_);
+  last_exchanged_rows_ = inner.exchanged_rows();
+  Variable yo = inner.run(xo, moe::dispatch_scale(gi.weights, false), gi.weights,
+                          [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
+  Variable out = outer.combine(yo, go.weights);  // [b * n, d]
+  Variable balance = ag::add(go.balance_loss, gi.balance_loss);
+  return {ag::reshape(out, {b, n, dim_}), ag::mul(balance, loss_coef_), balance, Variable()};
 }
 
 }  // namespace moegrad::nn::lmoe

@@ -44,16 +44,33 @@ class MoELayer : public Module {
   RowLayout row_layout() const { return row_layout_; }
 
   virtual std::int64_t total_experts() const = 0;  // X: flat over every expert dim
-  // Keeps this member's X / P experts (P = group->size() must divide X). Collective-free.
-  virtual void place_experts(std::shared_ptr<dist::ProcessGroup> group) = 0;
+  // Keeps this member's X / P experts (P = group->size() must divide X; else one line naming the
+  // layer, X and P). Collective-free. Once per layer: the dropped experts are gone. A group of
+  // one keeps every expert.
+  virtual void place_experts(std::shared_ptr<dist::ProcessGroup> group);
   const ExpertPlacement& placement() const { return placement_; }
   // The parameters that hold experts, by name relative to this layer ("experts.w_in"): after
   // place_experts they are [count, ...] slices of the full [X, ...] (the expert dims flattened).
   virtual std::vector<std::string> expert_parameter_names() const = 0;
+  // Rows this rank sent to other members of the expert-parallel group in the last forward (the
+  // same rows come back): x d x element size = bytes each way. 0 without expert parallelism.
+  std::int64_t last_exchanged_rows() const { return last_exchanged_rows_; }
 
  protected:
+  // For messages: "st_moe.MoE", "lmoe.MoE", "lmoe.HeirarchicalMoE".
+  virtual const char* op_name() const = 0;
+  // Keeps experts [first, first + count) of the flat X (place_experts has checked the range).
+  virtual void keep_experts(std::int64_t first, std::int64_t count) = 0;
+  // Constructors call it: every expert local.
+  void init_placement(std::int64_t total) { placement_ = {nullptr, total, 0, total}; }
+
   RowLayout row_layout_ = RowLayout::automatic;
   ExpertPlacement placement_;
+  std::int64_t last_exchanged_rows_ = 0;
 };
+
+// Every MoE layer under root (root included), with its dotted path ("" for root itself), in
+// named_modules() order: what expert placement and gradient reduction walk.
+std::vector<std::pair<std::string, std::shared_ptr<MoELayer>>> moe_layers(const std::shared_ptr<Module>& root);
 
 }  // namespace moegrad::nn::moe

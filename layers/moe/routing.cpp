@@ -99,6 +99,7 @@ RowMap padded_rows(const Routing& r) {
   std::int64_t* off = m.offsets.data<std::int64_t>();
   for (std::int64_t x = 0; x <= X; ++x) off[x] = x * per_expert;
   m.row = r.padded_row;  // assign_slots already placed the kept choices there
+  m.padded = true;
   return m;
 }
 

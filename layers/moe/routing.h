@@ -71,6 +71,7 @@ struct RowMap {
   Tensor row;      // i64 [G * n, k] on the routing's device
   Tensor offsets;  // i64 [total_experts + 1] on the host (GEMM sizes are host values)
   std::int64_t num_rows = 0;
+  bool padded = false;  // padded_rows: every expert owns the same rows, known without the data
 };
 // Compact: only kept choices, ordered by group and slot within each expert. The row counts are
 // data, so on a GPU this copies the counts to the host (a synchronisation).

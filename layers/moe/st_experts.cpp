@@ -17,7 +17,7 @@ const std::vector<std::pair<std::string, std::string>>& Experts::key_map() {
 
 Experts::Experts(std::int64_t dim, std::int64_t num_experts, double hidden_mult, TensorOptions options,
                  core::Generator* gen)
-    : dim_(dim), hidden_(Expert::hidden_dim_for(dim, hidden_mult)), num_experts_(num_experts) {
+    : dim_(dim), hidden_(Expert::hidden_dim_for(dim, hidden_mult)), num_experts_(num_experts), local_(num_experts) {
   const char* op = "st.Experts";
   MOEGRAD_CHECK(dim > 0 && num_experts > 0 && hidden_ > 0, op,
                 "need dim, num_experts and int(dim * hidden_mult * 2 / 3) > 0, got {}, {} and {}", dim, num_experts, hidden_);
@@ -39,8 +39,8 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   const Variable& w_in = parameter("w_in");
   check_input(op, rows, w_in.value(), 2);
   if (rows.dim() != 2 || rows.size(1) != dim_) fail(op, "rows must be [R, dim={}], got {}", dim_, core::describe(rows.value()));
-  MOEGRAD_CHECK(offsets.numel() == num_experts_ + 1, op, "offsets must have num_experts + 1 = {} entries, got {}",
-                num_experts_ + 1, core::describe(offsets));
+  MOEGRAD_CHECK(offsets.numel() == local_ + 1, op, "offsets must have {} + 1 = {} entries, got {}",
+                sharded() ? "local experts" : "num_experts", local_ + 1, core::describe(offsets));
   // The Linear biases b_in, b_out [E, w] start each group's GEMM output (beta = 1). GEGLU's
   // multiplier [E, hidden]: with equal row counts (the padded layout, or every expert at
   // capacity) h is viewed [E, m, 2 hidden] and the multiplier broadcast as [E, 1, hidden]
@@ -48,7 +48,7 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
   // gradient sums it back by index_add).
   const Tensor off = core::contiguous(core::to_device(offsets, core::Device::cpu()));
   const std::vector<std::int64_t> o = off.to_vector<std::int64_t>();
-  const std::int64_t E = num_experts_, R = o.back(), m = core::equal_group_rows(o);
+  const std::int64_t E = local_, R = o.back(), m = core::equal_group_rows(o);
   const bool uniform = m >= 0;
   const Variable& mult = parameter("mult_bias");  // [E, hidden]
   const Variable h = ag::grouped_matmul(rows, w_in, off, true, parameter("b_in"));  // [R, 2 hidden]
@@ -62,6 +62,9 @@ Variable Experts::forward_rows(const Variable& rows, const Tensor& offsets) {
 Variable Experts::forward(const Variable& x) {
   const char* op = "st.Experts";
   check_input(op, x, parameter("w_in").value());
+  if (sharded())
+    fail(op, "holds experts [{}, {}) of {} only (expert parallelism): the dense forward [b, E, c, d] needs every expert; "
+         "use forward_rows", first_, first_ + local_, num_experts_);
   if (x.dim() != 4 || x.size(1) != num_experts_ || x.size(3) != dim_)
     fail(op, "input must be [batch, num_experts = {}, capacity, dim = {}], got {}", num_experts_, dim_,
          core::describe(x.value()));
@@ -72,28 +75,43 @@ Variable Experts::forward(const Variable& x) {
   return ag::permute(ag::reshape(y, {E, b, c, dim_}), {1, 0, 2, 3});
 }
 
+void Experts::keep_experts(std::int64_t first, std::int64_t count) {
+  const char* op = "st.Experts";
+  MOEGRAD_CHECK(!sharded(), op, "already holds experts [{}, {}) only; keep_experts runs once", first_, first_ + local_);
+  MOEGRAD_CHECK(first >= 0 && count >= 1 && first + count <= num_experts_, op,
+                "cannot keep experts [{}, {}) of {}", first, first + count, num_experts_);
+  for (const auto& [key, param] : key_map())
+    resize_parameter(param, core::clone(core::narrow(parameter(param).value(), 0, first, count)));
+  first_ = first;
+  local_ = count;
+}
+
+// The per-expert keys use global expert indices (a sharded module lists its own experts).
 void Experts::collect_state(const std::string& prefix, StateDict& out) const {
-  for (std::int64_t i = 0; i < num_experts_; ++i)
+  for (std::int64_t i = 0; i < local_; ++i)
     for (const auto& [key, param] : key_map())
-      out.insert(fmt::format("{}experts.{}.{}", prefix, i, key), core::select(parameter(param).value(), 0, i));
+      out.insert(fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(parameter(param).value(), 0, i));
 }
 
 void Experts::load_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
-  for (std::int64_t i = 0; i < num_experts_; ++i)
+  for (std::int64_t i = 0; i < local_; ++i)
     for (const auto& [key, param] : key_map())
-      report.load(in, fmt::format("{}experts.{}.{}", prefix, i, key), core::select(parameter(param).value(), 0, i));
+      report.load(in, fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(parameter(param).value(), 0, i));
 }
 
 void Experts::collect_grads(const std::string& prefix, StateDict& out) const {
-  for (std::int64_t i = 0; i < num_experts_; ++i)
+  for (std::int64_t i = 0; i < local_; ++i)
     for (const auto& [key, param] : key_map()) {
       const Variable& p = parameter(param);
       const Tensor g = p.grad().defined() ? p.grad() : core::zeros_like(p.value());
-      out.insert(fmt::format("{}experts.{}.{}", prefix, i, key), core::select(g, 0, i));
+      out.insert(fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(g, 0, i));
     }
 }
 
 std::string Experts::extra_repr() const {
+  if (sharded())
+    return fmt::format("dim={}, num_experts={}, hidden_dim={} (stacked; holds experts {}..{})", dim_, num_experts_, hidden_,
+                       first_, first_ + local_ - 1);
   return fmt::format("dim={}, num_experts={}, hidden_dim={} (stacked)", dim_, num_experts_, hidden_);
 }
 

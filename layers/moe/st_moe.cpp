@@ -26,23 +26,29 @@ MoE::MoE(std::int64_t dim, std::int64_t num_experts, MoEOptions opt, TensorOptio
     : dim_(dim), opt_(std::move(opt)) {
   gate_ = register_module("gate", std::make_shared<TopNGating>(dim, num_experts, gating_options(opt_), options, gen));
   experts_ = register_module("experts", std::make_shared<Experts>(dim, num_experts, opt_.expert_hidden_mult, options, gen));
+  init_placement(num_experts);
 }
 
-MoEOutput MoE::forward(const Variable& x, bool noise_gates, double noise_mult, const moe::Draws& draws) {
-  const char* op = "st_moe.MoE";
+moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
+  const char* op = op_name();
   check_input(op, x, gate_->parameter("to_gates.weight").value());
   if (x.dim() != 3 || x.size(-1) != dim_)
     fail(op, "input must be [batch, seq, dim = {}], got {}", dim_, core::describe(x.value()));
   const std::int64_t b = x.size(0), n = x.size(1);
-  moe::GateResult g = gate_->route(x, noise_gates, noise_mult, draws);
+  moe::GateResult g = gate_->route(x, f.noise_gates, f.noise_mult, f.draws);
   last_.set(g.routing);
-  const moe::RowMap rows = moe::expert_rows(g.routing, row_layout_);
-  Variable scale = moe::dispatch_scale(g.weights, g.straight_through);
-  Variable buffer = ag::dispatch_rows(ag::reshape(x, {b * n, dim_}), rows.row, scale, rows.num_rows);
-  Variable expert_out = experts_->forward_rows(buffer, rows.offsets);
-  Variable out = ag::reshape(ag::combine_rows(expert_out, rows.row, g.weights, /*distinct_rows=*/true), {b, n, dim_});
+  const moe::Pipeline p(g.routing, row_layout_, placement_);
+  last_exchanged_rows_ = p.exchanged_rows();
+  Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, g.straight_through), g.weights,
+                       [this](const Variable& rows, const Tensor& offsets) { return experts_->forward_rows(rows, offsets); });
   Variable total = ag::add(ag::mul(g.balance_loss, opt_.balance_loss_coef), ag::mul(g.router_z_loss, opt_.router_z_loss_coef));
-  return {out, total, g.balance_loss, g.router_z_loss};
+  return {ag::reshape(out, {b, n, dim_}), total, g.balance_loss, g.router_z_loss};
+}
+
+std::vector<std::string> MoE::expert_parameter_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, v] : experts_->named_parameters()) names.push_back("experts." + name);
+  return names;
 }
 
 SparseMoEBlock::SparseMoEBlock(std::shared_ptr<MoE> moe, bool add_ff_before, bool add_ff_after, core::Generator* gen) {
@@ -56,13 +62,13 @@ SparseMoEBlock::SparseMoEBlock(std::shared_ptr<MoE> moe, bool add_ff_before, boo
   if (add_ff_after) ff_after_ = register_module("ff_after", std::make_shared<Expert>(dim, 4.0, true, true, options, gen));
 }
 
-MoEOutput SparseMoEBlock::forward(const Variable& x, bool noise_gates, double noise_mult, const moe::Draws& draws) {
+moe::MoEOutput SparseMoEBlock::forward(const Variable& x, const moe::MoEForward& f) {
   Variable h = x;
   if (ff_before_) h = ag::add(ff_before_->forward(h), h);
-  MoEOutput r = moe_->forward(prenorm_->forward(h), noise_gates, noise_mult, draws);
-  h = ag::add(r.outputs, h);
+  moe::MoEOutput r = moe_->forward(prenorm_->forward(h), f);
+  h = ag::add(r.output, h);
   if (ff_after_) h = ag::add(ff_after_->forward(h), h);
-  r.outputs = h;
+  r.output = h;
   return r;
 }
 

@@ -1,11 +1,12 @@
 // st-moe-pytorch's MoE and SparseMoEBlock (spec §3.3, §3.4) on the index-based fast path:
 // TopNGating's routing -> rows gathered into an expert-major buffer (scaled by the dispatch
 // value, straight-through when enabled) -> grouped GEMMs of the stacked experts -> weighted
-// combine. No [b, n, e, c] tensor is built.
+// combine (moe::Pipeline). No [b, n, e, c] tensor is built.
 // Keys: gate.to_gates.weight, gate.threshold_train/_eval, experts.experts.<i>.net.{0,1,2}.*
 #pragma once
 #include <memory>
 
+#include "layers/moe/moe_layer.h"
 #include "layers/moe/st_experts.h"
 #include "layers/moe/top_n_gating.h"
 #include "layers/rms_norm.h"
@@ -27,24 +28,29 @@ struct MoEOptions {
   bool dropless = false;                  // beyond the original: nothing is dropped
 };
 
-struct MoEOutput {
-  Variable outputs;         // [b, n, d]
-  Variable total_aux_loss;  // balance * balance_loss_coef + z * router_z_loss_coef
-  Variable balance_loss, router_z_loss;  // 0-d in training, (1,) zeros in eval
-};
-
-class MoE : public Module {
+// moe::MoEOutput: output [b, n, d]; aux_loss = balance * balance_loss_coef + z * router_z_loss_coef
+// (the original's total_aux_loss); balance_loss, router_z_loss 0-d in training, (1,) zeros in eval.
+class MoE : public moe::MoELayer {
  public:
   MoE(std::int64_t dim, std::int64_t num_experts = 16, MoEOptions opt = {}, TensorOptions options = {},
       core::Generator* gen = nullptr);
-  MoEOutput forward(const Variable& x, bool noise_gates = false, double noise_mult = 1.0, const moe::Draws& draws = {});
-  const moe::RoutingStats& last_routing_stats() const { return last_.stats(); }
-  // Expert row buffer: automatic = padded on a GPU in capacity mode (no copy to the host), compact otherwise.
-  void set_row_layout(moe::RowLayout layout) { row_layout_ = layout; }
+  using moe::MoELayer::forward;
+  moe::MoEOutput forward(const Variable& x, const moe::MoEForward& f) override;
+  // The original's call: forward(x, noise_gates, noise_mult).
+  moe::MoEOutput forward(const Variable& x, bool noise_gates, double noise_mult = 1.0, const moe::Draws& draws = {}) {
+    return forward(x, moe::MoEForward{noise_gates, noise_mult, draws});
+  }
+  const moe::RoutingStats& last_routing_stats() const override { return last_.stats(); }
+  std::int64_t total_experts() const override { return experts_->num_experts(); }
+  std::vector<std::string> expert_parameter_names() const override;
   const std::shared_ptr<TopNGating>& gate() const { return gate_; }
   const std::shared_ptr<Experts>& experts() const { return experts_; }
   std::int64_t dim() const { return dim_; }
   std::string name() const override { return "MoE"; }
+
+ protected:
+  const char* op_name() const override { return "st_moe.MoE"; }
+  void keep_experts(std::int64_t first, std::int64_t count) override { experts_->keep_experts(first, count); }
 
  private:
   std::int64_t dim_;
@@ -52,7 +58,6 @@ class MoE : public Module {
   std::shared_ptr<TopNGating> gate_;
   std::shared_ptr<Experts> experts_;
   moe::LastRouting last_;
-  moe::RowLayout row_layout_ = moe::RowLayout::automatic;
 };
 
 // x -> [x + ff_before(x)] -> x + moe(RMSNorm(x)) -> [x + ff_after(x)]; the feed-forwards are
@@ -61,7 +66,11 @@ class SparseMoEBlock : public Module {
  public:
   explicit SparseMoEBlock(std::shared_ptr<MoE> moe, bool add_ff_before = false, bool add_ff_after = true,
                           core::Generator* gen = nullptr);
-  MoEOutput forward(const Variable& x, bool noise_gates = false, double noise_mult = 1.0, const moe::Draws& draws = {});
+  // output = the block's output; the losses are the MoE's.
+  moe::MoEOutput forward(const Variable& x, const moe::MoEForward& f = {});
+  moe::MoEOutput forward(const Variable& x, bool noise_gates, double noise_mult = 1.0, const moe::Draws& draws = {}) {
+    return forward(x, moe::MoEForward{noise_gates, noise_mult, draws});
+  }
   const std::shared_ptr<MoE>& moe() const { return moe_; }
   std::string name() const override { return "SparseMoEBlock"; }
 

@@ -86,7 +86,7 @@ TEST_CASE("moe: lucidrains MoE fast path equals the dense dispatch/combine einsu
   moe::Draws d;
   d.policy_uniform = rand({3, 10}, 5);
   Variable x(randn({3, 10, 8}, 1), true);
-  auto fast = m.forward(x, d);
+  auto fast = m.forward(x, {.draws = d});
   CHECK(m.last_routing_stats().dropped_fraction > 0.0);
   ag::sum(ag::mul(fast.output, ag::constant(randn({3, 10, 8}, 2)))).backward();
   const auto gx_fast = core::clone(x.grad());
@@ -121,7 +121,7 @@ TEST_CASE("moe: st-moe MoE fast path equals the dense formulation, with and with
     Variable x(randn({2, 9, 6}, 5), true);
     const auto g = randn({2, 9, 6}, 6);
     auto fast = m.forward(x, true, 1.0, d);
-    ag::add(ag::sum(ag::mul(fast.outputs, ag::constant(g))), fast.total_aux_loss).backward();
+    ag::add(ag::sum(ag::mul(fast.output, ag::constant(g))), fast.aux_loss).backward();
     const auto gx = core::clone(x.grad());
     const auto grads = nn::clone(m.grad_dict());
     x.zero_grad();
@@ -131,8 +131,8 @@ TEST_CASE("moe: st-moe MoE fast path equals the dense formulation, with and with
     Variable eo = m.experts()->forward(dense_dispatch_x(x, dense.dispatch));
     Variable out = dense_combine_y(eo, dense.combine);
     Variable total = ag::add(ag::mul(dense.balance_loss, 1e-2), ag::mul(dense.router_z_loss, 1e-3));
-    CHECK(max_abs_diff(fast.outputs.value(), out.value()) < 1e-5);
-    CHECK(max_abs_diff(fast.total_aux_loss.value(), total.value()) < 1e-7);
+    CHECK(max_abs_diff(fast.output.value(), out.value()) < 1e-5);
+    CHECK(max_abs_diff(fast.aux_loss.value(), total.value()) < 1e-7);
     ag::add(ag::sum(ag::mul(out, ag::constant(g))), total).backward();
     CHECK(max_abs_diff(gx, x.grad()) < 1e-5);
     for (const auto& [key, value] : m.grad_dict()) {
@@ -158,7 +158,7 @@ TEST_CASE("moe: all tokens to one expert; idle experts get zero gradients, not m
   CHECK(stats.dead_experts == 2);
   CHECK(stats.dropped_fraction == doctest::Approx(4.0 / 12.0));
   CHECK(stats.max_load_over_mean == doctest::Approx(3.0));
-  ag::add(ag::sum(r.outputs), r.total_aux_loss).backward();
+  ag::add(ag::sum(r.output), r.aux_loss).backward();
   const auto grads = m.grad_dict();
   for (const char* key : {"experts.experts.1.net.0.weight", "experts.experts.2.net.2.bias"}) {
     CAPTURE(key);
@@ -166,7 +166,7 @@ TEST_CASE("moe: all tokens to one expert; idle experts get zero gradients, not m
   }
   CHECK(core::amax(core::abs(grads.at("experts.experts.0.net.0.weight"))).item<double>() > 0.0);
   // Dropped tokens pass nothing through the layer: their output rows are zero.
-  CHECK(core::amax(core::abs(core::select(core::select(r.outputs.value(), 0, 1), 0, 5))).item<double>() == 0.0);
+  CHECK(core::amax(core::abs(core::select(core::select(r.output.value(), 0, 1), 0, 5))).item<double>() == 0.0);
 }
 
 TEST_CASE("moe: dropless mode keeps every routed choice") {
@@ -191,7 +191,7 @@ TEST_CASE("moe: batch 1, sequence shorter than min capacity, k = e, eval losses"
   o.gating_top_n = 4;
   nn::st::MoE m(4, 4, o);
   auto r = m.forward(ag::constant(randn({1, 2, 4}, 10)));
-  CHECK(r.outputs.shape() == core::Shape{1, 2, 4});
+  CHECK(r.output.shape() == core::Shape{1, 2, 4});
   CHECK(m.gate()->capacity(2) == 4);
   CHECK(m.last_routing_stats().dropped_fraction == 0.0);
   CHECK(r.balance_loss.dim() == 0);

@@ -108,7 +108,7 @@ TEST_CASE("moe gradcheck: lucidrains MoE and HeirarchicalMoE") {
   moe::Draws d;
   d.policy_uniform = uniform({2, 6}, 11);
   check_moe("lmoe MoE", m, {{2, 6, 4}}, [&](const Variable& x) {
-    auto r = m.forward(x, d);
+    auto r = m.forward(x, {.draws = d});
     return flat({r.output, r.aux_loss});
   });
 
@@ -118,7 +118,7 @@ TEST_CASE("moe gradcheck: lucidrains MoE and HeirarchicalMoE") {
   const std::int64_t co = nn::moe::expert_capacity(8, 1.25, 2, 4);
   dh.policy_uniform_inner = uniform({2, 1, co}, 13);
   check_moe("lmoe HeirarchicalMoE", h, {{1, 8, 3}}, [&](const Variable& x) {
-    auto r = h.forward(x, dh);
+    auto r = h.forward(x, {.draws = dh});
     return flat({r.output, r.aux_loss});
   });
 }
@@ -135,7 +135,7 @@ TEST_CASE("moe gradcheck: st-moe MoE and SparseMoEBlock (dispatch without straig
   d.route_uniform = uniform({3, 2, 5}, 15);
   check_moe("st MoE top-3 noise", *m, {{2, 5, 4}}, [&](const Variable& x) {
     auto r = m->forward(x, true, 0.5, d);
-    return flat({r.outputs, r.total_aux_loss, r.balance_loss, r.router_z_loss});
+    return flat({r.output, r.aux_loss, r.balance_loss, r.router_z_loss});
   });
   o.gating_top_n = 2;
   o.differentiable_topk = true;
@@ -145,7 +145,7 @@ TEST_CASE("moe gradcheck: st-moe MoE and SparseMoEBlock (dispatch without straig
   db.route_uniform = uniform({2, 1, 5}, 16);
   check_moe("st SparseMoEBlock, differentiable top-k", block, {{1, 5, 4}}, [&](const Variable& x) {
     auto r = block.forward(x, false, 1.0, db);
-    return flat({r.outputs, r.total_aux_loss});
+    return flat({r.output, r.aux_loss});
   });
 }
 

@@ -117,7 +117,7 @@ TEST_CASE("moe layouts: st_moe.MoE computes the same step on padded and compact 
   moe::Draws d;
   auto forward = [&](const Variable& x) {
     auto r = m.forward(x, /*noise_gates=*/false, 1.0, d);
-    return std::make_pair(r.outputs, r.total_aux_loss);
+    return std::make_pair(r.output, r.aux_loss);
   };
   d.route_uniform = core::rand({3, 2, 12}, kF64, &gen);
   m.set_row_layout(moe::RowLayout::compact);
@@ -140,7 +140,7 @@ TEST_CASE("moe layouts: lmoe.MoE and HeirarchicalMoE compute the same step on pa
   {
     nn::lmoe::MoE m(8, 4, o, kF64, &gen);
     auto forward = [&](const Variable& x) {
-      auto r = m.forward(x, d);
+      auto r = m.forward(x, {.draws = d});
       return std::make_pair(r.output, r.aux_loss);
     };
     m.set_row_layout(moe::RowLayout::compact);
@@ -152,7 +152,7 @@ TEST_CASE("moe layouts: lmoe.MoE and HeirarchicalMoE compute the same step on pa
   {
     nn::lmoe::HeirarchicalMoE m(8, {2, 3}, o, kF64, &gen);
     auto forward = [&](const Variable& x) {
-      auto r = m.forward(x, d);
+      auto r = m.forward(x, {.draws = d});
       return std::make_pair(r.output, r.aux_loss);
     };
     m.set_row_layout(moe::RowLayout::compact);
@@ -182,7 +182,7 @@ TEST_CASE("cuda moe: a training step in capacity mode never waits for the device
       {"st_moe.MoE",
        [&] {
          auto r = st_moe.forward(x, /*noise_gates=*/true);
-         return std::make_pair(r.outputs, r.total_aux_loss);
+         return std::make_pair(r.output, r.aux_loss);
        }},
       {"lmoe.MoE", [&] {
          auto r = l_moe.forward(x);

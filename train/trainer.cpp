@@ -55,9 +55,16 @@ json::Json routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
 
 double value_of(const ag::Variable& v) { return core::sum(v.value()).item<double>(); }
 
-// The run's device, checked before any work: a CUDA device must exist.
-core::Device resolve_device(const std::string& text) {
-  const core::Device d = core::Device::parse(text);  // validate() has checked the spelling
+// The run's device, checked before any work: a CUDA device must exist. With several ranks,
+// "cuda" (no index) means one GPU per rank on each node: local rank i takes cuda:(i mod GPUs),
+// so ranks share GPUs only when there are more ranks than GPUs.
+core::Device resolve_device(const std::string& text, const Parallel& par) {
+  core::Device d = core::Device::parse(text);  // validate() has checked the spelling
+  if (d.is_cuda() && text == "cuda" && par.distributed()) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    const int gpus = core::build_info().cuda_devices;
+    if (gpus > 0) d = core::Device::cuda((local ? std::atoi(local) : par.rank()) % gpus);
+  }
   if (const std::string why = core::device_unavailable(d); !why.empty()) fail("train", "--device {} but {}", d.str(), why);
   return d;
 }
@@ -137,7 +144,7 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
   }
   // Ranks that disagree on the run would compute different things: refuse at start.
   par_->agree([&] { dist::check_same(par_->world(), "the configuration", json::dump(config_.to_json())); });
-  device_ = resolve_device(config_.device);
+  device_ = resolve_device(config_.device, *par_);
   if (!config_.ckpt_dir.empty() && par_->writer()) {
     // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
     ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);

@@ -31,8 +31,12 @@ std::string parameter_of(const std::string& key) {
 
 Parallel::Parallel(std::int64_t expert_parallel) : world_(dist::world_ptr()), p_(expert_parallel) {
   const int w = world_->size();
+  // The same on every rank: each throws, rank 0 tells it.
+  if (w == 1 && p_ > 1)
+    throw JobError(fmt::format("[{}] --expert-parallel {} spreads the experts over {} ranks, but this process runs alone: "
+                               "launch it with mpirun -np N, N a multiple of {}", kOp, p_, p_, p_));
   if (w % p_ != 0)
-    fail(kOp, "--expert-parallel {} must divide the world size {} (mpirun -np {})", p_, w, w);
+    throw JobError(fmt::format("[{}] --expert-parallel {} must divide the world size {} (mpirun -np {})", kOp, p_, w, w));
   if (p_ > 1) {
     expert_group_ = world_->split(static_cast<int>(rank() / p_), rank(), fmt::format("expert-parallel group {}", rank() / p_));
     replica_group_ = world_->split(static_cast<int>(rank() % p_), rank(), fmt::format("expert replica group {}", rank() % p_));

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -134,35 +135,60 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     MOEGRAD_CHECK(null_log_ != nullptr, "train", "cannot open /dev/null");
     log_ = null_log_.get();
   }
-  config_.validate();
   dist::set_collective_timeout(config_.collective_timeout);
-  par_ = std::make_unique<Parallel>(config_.expert_parallel);
+  par_ = std::make_unique<Parallel>(config_.expert_parallel);  // joins the MPI job when launched by mpirun
   if (!par_->writer()) {  // rank 0 speaks for the job
     null_log_.reset(std::fopen("/dev/null", "w"));
     MOEGRAD_CHECK(null_log_ != nullptr, "train", "cannot open /dev/null");
     log_ = null_log_.get();
   }
+  // Each stage is agreed on (Parallel::agree): an error on any rank stops every rank with the
+  // same message, told once.
+  par_->agree([&] { config_.validate(); });
   // Ranks that disagree on the run would compute different things: refuse at start.
-  par_->agree([&] { dist::check_same(par_->world(), "the configuration", json::dump(config_.to_json())); });
-  device_ = resolve_device(config_.device, *par_);
-  if (!config_.ckpt_dir.empty() && par_->writer()) {
-    // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
-    ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
-    ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+  par_->agree([&] { check_same_config(); });
+  par_->agree([&] {
+    device_ = resolve_device(config_.device, *par_);
+    if (!config_.ckpt_dir.empty() && par_->writer()) {
+      // The lock first: CheckpointDir removes stale temporaries, which a live run may be writing.
+      ckpt_lock_ = std::make_unique<FolderLock>(config_.ckpt_dir);
+      ckpt_dir_ = std::make_unique<CheckpointDir>(config_.ckpt_dir, static_cast<int>(config_.keep_last));
+    }
+    // The model before the data: a model too large for the machine fails at its first
+    // allocation, before the data sources build their tables (a sequence task's permutation of
+    // the vocabulary, say).
+    model_ = build_model(&gen_);
+    // Initialised whole on the CPU (the same weights on every device and every rank), then each
+    // rank keeps its experts and moves to the device; the optimizer's state is allocated where
+    // the parameters are.
+    par_->place_experts(*model_);
+    model_->to(device_);
+    optimizer_ = make_optimizer(config_, model_->named_parameters());
+    schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
+    data_ = make_data(config_, Split::train);
+    eval_data_ = make_data(config_, Split::eval);
+  });
+}
+
+void Trainer::check_same_config() const {
+  if (!par_->distributed()) return;
+  const json::Json mine = config_.to_json();
+  try {
+    dist::check_same(par_->world(), "the configuration", json::dump(mine));
+  } catch (const Error& e) {
+    // Every rank is here. Those that differ from rank 0 name their first differing option (the
+    // lowest of them speaks, Parallel::agree); the others have nothing to add.
+    const json::Json first = json::parse(dist::broadcast_string(par_->world(), json::dump(mine), 0), "rank 0", "train");
+    if (first == mine) return;
+    for (const auto& [key, value] : mine.items())
+      if (!first.contains(key) || first.at(key) != value) {
+        std::string flag = "--" + key;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        fail("train", "the ranks disagree on the configuration: rank {} has {} {}, rank 0 has {}", par_->rank(), flag,
+             json::dump(value), first.contains(key) ? json::dump(first.at(key)) : "nothing");
+      }
+    throw e;
   }
-  // The model before the data: a model too large for the machine fails at its first
-  // allocation, before the data sources build their tables (a sequence task's permutation of
-  // the vocabulary, say).
-  model_ = build_model(&gen_);
-  // Initialised whole on the CPU (the same weights on every device and every rank), then each
-  // rank keeps its experts and moves to the device; the optimizer's state is allocated where
-  // the parameters are.
-  par_->place_experts(*model_);
-  model_->to(device_);
-  optimizer_ = make_optimizer(config_, model_->named_parameters());
-  schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
-  data_ = make_data(config_, Split::train);
-  eval_data_ = make_data(config_, Split::eval);
 }
 
 Trainer::~Trainer() = default;

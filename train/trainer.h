@@ -93,6 +93,8 @@ class Trainer {
  private:
   double train_step(std::int64_t step, StepReport& report, json::Json& record);
   std::string nonfinite_origin(const Batch& batch);
+  // Fails on every rank, naming the first option that differs, unless all ranks run one config.
+  void check_same_config() const;
   // The model of this run's options, initialised from gen (the whole model: no expert placement).
   std::shared_ptr<TaskModel> build_model(core::Generator* gen) const;
   // Batch `index` of the training stream, with the generator seeded for it (see above).

@@ -16,7 +16,7 @@ build, readme, work = os.path.abspath(sys.argv[1]), sys.argv[2], os.path.abspath
 if not shutil.which("mpirun"):
     print("skipped: mpirun is not installed")
     sys.exit(77)
-info = subprocess.run([os.path.join(build, "tools/moegrad"), "info"], capture_output=True, text=True).stdout
+info = subprocess.run([os.path.join(build, "moegrad"), "info"], capture_output=True, text=True).stdout
 if "MPI yes" not in info:
     print("skipped: this moegrad was built without MPI")
     sys.exit(77)
@@ -34,7 +34,7 @@ for line in blocks[0].splitlines():
     command = line.split("#")[0].strip()
     if not command:
         continue
-    argv = command.replace("build/release/moegrad", os.path.join(build, "tools/moegrad"))
+    argv = command.replace("build/release/moegrad", os.path.join(build, "moegrad"))
     argv = argv.replace("build/release/examples/", os.path.join(build, "examples") + "/").split()
     p = subprocess.run(argv, cwd=work, capture_output=True, text=True, env=env, timeout=600)
     out = p.stdout + p.stderr

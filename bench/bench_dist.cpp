@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
     const moegrad::perf::FmaPeak peak = moegrad::perf::measure_fma_peak();
 
     std::vector<Sample> samples;
-    std::int64_t sent_rows = 0, model_rows = 0, kept_rows = 0, local_expert_rows = 0;
+    // kept_rows: this rank's kept choices; local_expert_rows: rows its experts ran (from every rank).
+  std::int64_t sent_rows = 0, model_rows = 0, kept_rows = 0, local_expert_rows = 0;
     double expert_flops = 0;
     for (int it = 0; it < warmup + repeat; ++it) {
       world.barrier();
@@ -132,10 +133,13 @@ int main(int argc, char** argv) {
       Variable xin(x, true);
       moe::GateResult g = layer->gate()->route(xin, false, 1.0, {});
       Variable scale = moe::dispatch_scale(g.weights, g.straight_through);
+      Variable aux = ag::add(ag::mul(g.balance_loss, 1e-2), ag::mul(g.router_z_loss, 1e-3));
       lap(s.route);
+      // The gate's outputs enter the later phases as leaves, so each phase's backward runs alone.
+      Variable scale_leaf = leaf(scale), weights_leaf = leaf(g.weights);
       moe::Pipeline p(g.routing, layer->row_layout(), placement);
       lap(s.exchange);
-      Variable rows = p.dispatch(ag::reshape(xin, {b * seq, wl.d}), scale);
+      Variable rows = p.dispatch(ag::reshape(xin, {b * seq, wl.d}), scale_leaf);
       lap(s.combine);
       Variable rows_leaf = leaf(rows);
       Variable local = p.exchange(rows_leaf);
@@ -147,12 +151,11 @@ int main(int argc, char** argv) {
       Variable back = p.exchange_back(out_leaf);
       lap(s.exchange);
       Variable back_leaf = leaf(back);
-      Variable y = p.combine(back_leaf, g.weights);
-      Variable loss = ag::add(ag::sum(ag::mul(y, ag::constant(c))),
-                              ag::add(ag::mul(g.balance_loss, 1e-2), ag::mul(g.router_z_loss, 1e-3)));
+      Variable y = p.combine(back_leaf, weights_leaf);
+      Variable loss = ag::sum(ag::mul(y, ag::constant(c)));
       lap(s.combine);
       // backward, phase by phase in reverse
-      loss.backward();  // combine's backward (and the gate weights' share through it)
+      loss.backward();
       lap(s.combine);
       back.backward(back_leaf.grad());
       lap(s.exchange);
@@ -160,8 +163,13 @@ int main(int argc, char** argv) {
       lap(s.experts);
       local.backward(local_leaf.grad());
       lap(s.exchange);
-      rows.backward(rows_leaf.grad());  // dispatch, then the gate through the scale
+      rows.backward(rows_leaf.grad());  // dispatch: the input rows and the scale
       lap(s.combine);
+      ag::add(ag::add(ag::sum(ag::mul(scale, ag::constant(scale_leaf.grad()))),
+                      ag::sum(ag::mul(g.weights, ag::constant(weights_leaf.grad())))),
+              aux)
+          .backward();  // the gate, through its three outputs at once
+      lap(s.route);
       par.reduce_gradients(params);
       lap(s.reduce);
       s.step = t - t0;
@@ -174,11 +182,12 @@ int main(int argc, char** argv) {
       // Rows: what this rank sent to other ranks, and what the routing says it must send.
       const std::vector<std::int64_t> off = p.rows().offsets.to_vector<std::int64_t>();
       kept_rows = p.rows().num_rows;
-      local_expert_rows = off[static_cast<std::size_t>(placement.first + placement.count)] -
-                          off[static_cast<std::size_t>(placement.first)];
-      model_rows = placement.distributed() ? kept_rows - local_expert_rows : 0;
+      const std::int64_t own_rows = off[static_cast<std::size_t>(placement.first + placement.count)] -
+                                    off[static_cast<std::size_t>(placement.first)];
+      model_rows = placement.distributed() ? kept_rows - own_rows : 0;
       sent_rows = p.exchanged_rows();
       const std::int64_t local_rows = local_leaf.shape()[0];
+      local_expert_rows = local_rows;
       expert_flops = 3.0 * 2.0 * static_cast<double>(local_rows) * static_cast<double>(wl.d) *
                      static_cast<double>(3 * wl.h);  // (2h x d) + (d x h) per row, forward + 2x backward
     }
@@ -189,9 +198,7 @@ int main(int argc, char** argv) {
     med.combine = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.combine); return v; }());
     med.reduce = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.reduce); return v; }());
     med.step = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.step); return v; }());
-    std::int64_t reduce_bytes = 0;
-    for (const auto& [n, v] : params) reduce_bytes += v.numel() * 4;
-    if (!par.sharded()) reduce_bytes = w > 1 ? reduce_bytes : 0;
+    const std::int64_t reduce_bytes = par.reduced_bytes(params);
     const double elem = 4.0, bytes_each_way = static_cast<double>(sent_rows) * static_cast<double>(wl.d) * elem;
     const double gflops = expert_flops / (med.experts * 1e6);
     const double rank_peak = peak.gflops * omp_get_max_threads() / std::max(1, peak.threads);

@@ -45,8 +45,10 @@ Parallel::Parallel(std::int64_t expert_parallel) : world_(dist::world_ptr()), p_
 
 void Parallel::place_experts(nn::Module& model) {
   if (p_ == 1) return;
-  for (const auto& [path, module] : model.named_modules()) {
-    auto* layer = dynamic_cast<nn::moe::MoELayer*>(module.get());
+  std::vector<std::pair<std::string, nn::Module*>> modules{{"", &model}};  // model itself may be the layer
+  for (const auto& [path, module] : model.named_modules()) modules.emplace_back(path, module.get());
+  for (const auto& [path, module] : modules) {
+    auto* layer = dynamic_cast<nn::moe::MoELayer*>(module);
     if (!layer) continue;
     layer->place_experts(expert_group_);
     const nn::moe::ExpertPlacement& at = layer->placement();
@@ -93,6 +95,17 @@ void Parallel::reduce_gradients(const optim::NamedParameters& params) const {
   }
   flush(replicated, world_.get());
   flush(experts, replica_group_.get());
+}
+
+std::int64_t Parallel::reduced_bytes(const optim::NamedParameters& params) const {
+  if (!distributed()) return 0;
+  std::int64_t bytes = 0;
+  for (const auto& [name, v] : params) {
+    const bool sharded = shards_.count(name) != 0;
+    if (!sharded || (replica_group_ && replica_group_->size() > 1))
+      bytes += v.numel() * static_cast<std::int64_t>(core::dtype_size(v.dtype()));
+  }
+  return bytes;
 }
 
 double Parallel::clip_grad_norm(const optim::NamedParameters& params, double max_norm) const {

@@ -52,6 +52,9 @@ class Parallel {
   // Sums each gradient over the ranks that hold its parameter (see above). Parameters without a
   // gradient count as zeros (another rank's micro-batch may have reached them).
   void reduce_gradients(const optim::NamedParameters& params) const;
+  // Bytes of gradient this rank all-reduces per step (0 in one process; experts count only when
+  // they have replicas).
+  std::int64_t reduced_bytes(const optim::NamedParameters& params) const;
   // Scales the gradients so that their global 2-norm is at most max_norm (PyTorch's
   // clip_grad_norm_ rule); returns the norm before clipping.
   double clip_grad_norm(const optim::NamedParameters& params, double max_norm) const;

@@ -18,6 +18,7 @@ its faults, end to end.
 usage: check_dist_train.py MOEGRAD_BIN WORK_DIR [--quick]
 Exit 77 (skipped) when mpirun is not installed or moegrad was built without MPI.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -88,7 +89,8 @@ def launch(world, args, env=None, timeout=240):
 
 def train(name, world, p, a, model, extra=(), expect=0, env=None):
     d = os.path.join(WORK, name)
-    args = override(base(model) + ["--expert-parallel", str(p), "--grad-accum", str(a), "--ckpt-dir", d], extra)
+    args = override(base(model) + ["--expert-parallel", str(p), "--grad-accum", str(a), "--ckpt-dir", d,
+                                   "--metrics", os.path.join(d, "metrics.jsonl")], extra)
     rc, out, secs = launch(world, args, env)
     if expect is not None:
         check(rc == expect, f"{name}: exit {rc}, expected {expect}\n{out[-3000:]}")
@@ -146,6 +148,11 @@ def main():
             print(f"  {model} (W, P, A) = ({w}, {p}, {a}): exit {rc} in {secs:.1f} s", flush=True)
             if rc == 0:
                 final[(model, w, p, a)] = params(latest(d))
+            if rc == 0 and (w, p, a) == layouts[0] and "dropless" not in model:
+                # The comparison must cover capacity drops: the run's metrics show them.
+                dropped = max(layer["dropped_fraction"] for line in open(os.path.join(d, "metrics.jsonl"))
+                              for layer in json.loads(line).get("layers", []))
+                check(dropped > 0, f"{model}: no token was dropped in the run (the test must cover drops)")
         ref = final.get((model,) + layouts[0])
         for (w, p, a) in layouts[1:]:
             got = final.get((model, w, p, a))

@@ -70,6 +70,22 @@ TEST_CASE_TEMPLATE("dist: all_reduce sum, max and min", T, float, double, std::i
   }
 }
 
+TEST_CASE("dist: all_reduce on b8 (max is any, min is all) and u8") {
+  dist::ProcessGroup& w = dist::world();
+  // Element 0 true on rank 0 only, element 1 true everywhere, element 2 nowhere.
+  const std::vector<std::uint8_t> mine{w.rank() == 0, 1, 0};
+  const Tensor flags = core::to_dtype(core::from_vector(mine), DType::b8);
+  Tensor any = core::clone(flags), all = core::clone(flags);
+  w.all_reduce(any, dist::Reduction::max);
+  w.all_reduce(all, dist::Reduction::min);
+  REQUIRE(any.dtype() == DType::b8);
+  CHECK(any.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 1, 0});
+  CHECK(all.to_vector<std::int64_t>() == std::vector<std::int64_t>{w.size() == 1, 1, 0});
+  Tensor bytes = core::full({4}, 3.0, {DType::u8});
+  w.all_reduce(bytes, dist::Reduction::sum);
+  CHECK(bytes.to_vector<std::int64_t>() == std::vector<std::int64_t>(4, 3 * w.size()));
+}
+
 TEST_CASE("dist: all_reduce of a non-contiguous view writes through it") {
   dist::ProcessGroup& w = dist::world();
   Tensor base = rank_tensor<double>(w.rank(), DType::f64);  // [2, 3]

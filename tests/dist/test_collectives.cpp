@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <numeric>
+#include <thread>
 
 #include "core/ops.h"
 #include "dist/world.h"
@@ -225,5 +226,27 @@ TEST_CASE("dist: bad arguments are one line, before any communication") {
   CHECK_THROWS_WITH_AS(w.broadcast(t, w.size()), doctest::Contains("[broadcast] root"), moegrad::Error);
   Tensor flags = core::zeros({2}, {DType::b8});
   CHECK_THROWS_WITH_AS(w.all_reduce(flags, dist::Reduction::sum), doctest::Contains("sum of b8"), moegrad::Error);
+  // MPI counts are ints: 3e9 rows (of zero bytes, so nothing is allocated) are refused by name.
+  if (w.size() > 1) {
+    const std::int64_t huge = 3'000'000'000;
+    std::vector<std::int64_t> send(static_cast<std::size_t>(w.size()), 0);
+    send[0] = huge;
+    CHECK_THROWS_WITH_AS(w.all_to_all_v(core::empty({huge, 0}), send, send),
+                         "[all_to_all_v] a send row count of 3000000000 does not fit MPI's int counts (at most 2147483647)",
+                         moegrad::Error);
+  }
+  // Collectives come from the thread that joined the job (MPI_THREAD_FUNNELED).
+  if (w.size() > 1) {
+    std::string what;
+    std::thread([&] {
+      try {
+        Tensor x = core::zeros({1});
+        w.all_reduce(x);
+      } catch (const moegrad::Error& e) {
+        what = e.what();
+      }
+    }).join();
+    CHECK(what.rfind("[all_reduce] called from another thread than the one that joined the MPI job", 0) == 0);
+  }
   w.barrier();  // every rank is still in step
 }

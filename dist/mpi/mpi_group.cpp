@@ -49,7 +49,8 @@ void release_all_groups() {
 MpiGroup::MpiGroup(MPI_Comm comm, std::string label) : comm_(comm), label_(std::move(label)) {
   MOEGRAD_MPI_CHECK(MPI_Comm_rank(comm_, &rank_), "dist");
   MOEGRAD_MPI_CHECK(MPI_Comm_size(comm_, &size_), "dist");
-  // Every member is here (split waited for them first), so these blocking calls return at once.
+  // Every member is here (split waited for them first; MPI_Init_thread waits for every rank of
+  // the world), so these blocking calls return at once.
   int world_rank = 0;
   MOEGRAD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "dist");
   world_ranks_.resize(static_cast<std::size_t>(size_));
@@ -88,7 +89,7 @@ std::shared_ptr<ProcessGroup> MpiGroup::split(int color, int key, const std::str
   check_thread("split");
   MOEGRAD_CHECK(color >= 0, "split", "color must be >= 0, got {} (on {})", color, describe());
   // Wait for every member first (with the timeout): MPI_Comm_split itself blocks without one.
-  barrier();
+  arrive("split");
   MPI_Comm sub = MPI_COMM_NULL;
   MOEGRAD_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub), "split");
   return std::make_shared<MpiGroup>(sub, label);
@@ -96,10 +97,14 @@ std::shared_ptr<ProcessGroup> MpiGroup::split(int color, int key, const std::str
 
 void MpiGroup::barrier() {
   check_thread("barrier");
+  arrive("barrier");
+}
+
+void MpiGroup::arrive(const char* op) {
   begin();
   MPI_Request r = MPI_REQUEST_NULL;
-  MOEGRAD_MPI_CHECK(MPI_Ibarrier(comm_, &r), "barrier");
-  wait({&r, 1}, "barrier");
+  MOEGRAD_MPI_CHECK(MPI_Ibarrier(comm_, &r), op);
+  wait({&r, 1}, op);
 }
 
 // ---- CUDA tensors: NCCL or host staging ---------------------------------------------------------

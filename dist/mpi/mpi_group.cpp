@@ -49,7 +49,8 @@ void release_all_groups() {
 MpiGroup::MpiGroup(MPI_Comm comm, std::string label) : comm_(comm), label_(std::move(label)) {
   MOEGRAD_MPI_CHECK(MPI_Comm_rank(comm_, &rank_), "dist");
   MOEGRAD_MPI_CHECK(MPI_Comm_size(comm_, &size_), "dist");
-  // Every member is here (split waited for them first), so these blocking calls return at once.
+  // Every member is here (split waited for them first; MPI_Init_thread waits for every rank of
+  // the world), so these blocking calls return at once.
   int world_rank = 0;
   MOEGRAD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "dist");
   world_ranks_.resize(static_cast<std::size_t>(size_));
@@ -85,19 +86,25 @@ std::string MpiGroup::describe() const {
 }
 
 std::shared_ptr<ProcessGroup> MpiGroup::split(int color, int key, const std::string& label) {
+  check_thread("split");
   MOEGRAD_CHECK(color >= 0, "split", "color must be >= 0, got {} (on {})", color, describe());
   // Wait for every member first (with the timeout): MPI_Comm_split itself blocks without one.
-  barrier();
+  arrive("split");
   MPI_Comm sub = MPI_COMM_NULL;
   MOEGRAD_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub), "split");
   return std::make_shared<MpiGroup>(sub, label);
 }
 
 void MpiGroup::barrier() {
+  check_thread("barrier");
+  arrive("barrier");
+}
+
+void MpiGroup::arrive(const char* op) {
   begin();
   MPI_Request r = MPI_REQUEST_NULL;
-  MOEGRAD_MPI_CHECK(MPI_Ibarrier(comm_, &r), "barrier");
-  wait({&r, 1}, "barrier");
+  MOEGRAD_MPI_CHECK(MPI_Ibarrier(comm_, &r), op);
+  wait({&r, 1}, op);
 }
 
 // ---- CUDA tensors: NCCL or host staging ---------------------------------------------------------
@@ -129,6 +136,7 @@ NcclComm* MpiGroup::cuda_path(const Tensor& t) {
 }
 
 void MpiGroup::all_reduce(Tensor& t, Reduction op) {
+  check_thread("all_reduce");
   rows_of("all_reduce", t);
   check_reduction("all_reduce", t, op);
   if (!t.device().is_cuda()) return all_reduce_host(t, op);
@@ -144,6 +152,7 @@ void MpiGroup::all_reduce(Tensor& t, Reduction op) {
 }
 
 Tensor MpiGroup::all_gather(const Tensor& t) {
+  check_thread("all_gather");
   rows_of("all_gather", t);
   if (!t.device().is_cuda()) return all_gather_host(t);
 #ifdef MOEGRAD_WITH_NCCL
@@ -157,6 +166,7 @@ Tensor MpiGroup::all_gather(const Tensor& t) {
 
 Tensor MpiGroup::all_to_all_v(const Tensor& t, std::span<const std::int64_t> send_rows,
                               std::span<const std::int64_t> recv_rows) {
+  check_thread("all_to_all_v");
   check_all_to_all_args("all_to_all_v", *this, t, send_rows, recv_rows);
   if (!t.device().is_cuda()) return all_to_all_v_host(t, send_rows, recv_rows);
 #ifdef MOEGRAD_WITH_NCCL
@@ -169,6 +179,7 @@ Tensor MpiGroup::all_to_all_v(const Tensor& t, std::span<const std::int64_t> sen
 }
 
 void MpiGroup::broadcast(Tensor& t, int root) {
+  check_thread("broadcast");
   rows_of("broadcast", t);
   check_root("broadcast", *this, root);
   if (!t.device().is_cuda()) return broadcast_host(t, root);

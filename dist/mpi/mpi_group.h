@@ -45,6 +45,8 @@ class MpiGroup final : public ProcessGroup, public std::enable_shared_from_this<
   // Counts the collective (the arrival probes compare counts) and waits for it.
   void begin() { ++channel_.seq; }
   void wait(std::span<MPI_Request> requests, const char* op) { wait_all(requests, op, *this, channel_); }
+  // Every member reaches this point (a barrier named op in a timeout message).
+  void arrive(const char* op);
   // The host-tensor collectives (CUDA tensors are staged through these).
   void all_reduce_host(Tensor& t, Reduction op);
   Tensor all_gather_host(const Tensor& t);

@@ -8,7 +8,8 @@ Runs tests/dist/dist_fault_probe.cpp as 2 ranks (shared memory, oversubscribed):
      non-zero within 60 s and prints the timeout's one line naming all_reduce, the group, the
      step and world rank 1;
   2. the same before an all_to_all_v on an expert-parallel sub-group;
-  3. rank 1 kills itself (SIGKILL): the job exits non-zero within 60 s.
+  3. the same before a split of the world (MPI_Comm_split itself has no timeout);
+  4. rank 1 kills itself (SIGKILL): the job exits non-zero within 60 s.
 Each job runs in its own session; past 90 s its process group is killed and the check fails.
 """
 import os
@@ -20,7 +21,7 @@ import time
 
 MPIRUN, PROBE = sys.argv[1], sys.argv[2]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
-           ASAN_OPTIONS="detect_leaks=0")
+           ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 failures = []
 
 
@@ -75,6 +76,9 @@ expect_ended("SIGSTOP before all_reduce", "stop", 3,
 expect_ended("SIGSTOP before all_to_all_v", "stop-a2a", 3,
              r"\[dist\] all_to_all_v on expert-parallel group 0 \(world ranks 0, 1\) at step 12 did not complete "
              r"within 3 s: world rank 1 did not arrive; aborting the job")
+expect_ended("SIGSTOP before split", "stop-split", 3,
+             r"\[dist\] split on world \(2 ranks\) at step 12 did not complete within 3 s: "
+             r"world rank 1 did not arrive; aborting the job")
 expect_ended("SIGKILL before all_reduce", "kill", 3)
 
 print(f"{len(failures)} failure(s)")

@@ -5,7 +5,8 @@
 //
 // Every collective is called by every member, in the same order (the usual MPI rule). Each one
 // waits at most collective_timeout() seconds: past it the job is aborted with one line naming
-// the collective, the group, the step (set_step) and the ranks that did not arrive.
+// the collective, the group, the step (set_step) and the ranks that did not arrive (MPI; NCCL
+// operations are queued on the GPU's stream and never waited for by the host, see dist/nccl/).
 //
 // Tensors are contiguous, of any dtype, on the CPU or a CUDA device; results are on the input's
 // device. Row counts are along dim 0.
@@ -66,7 +67,8 @@ std::int64_t all_reduce_value(ProcessGroup& g, std::int64_t value, Reduction op 
 // root's text on every member.
 std::string broadcast_string(ProcessGroup& g, const std::string& text, int root = 0);
 // Fails on every member, with one line naming `what` and the ranks that disagree, unless every
-// member passes the same text (compared by a 64-bit hash, all-reduced).
+// member passes the same text (compared by a 64-bit hash, all-gathered):
+//   [check_same] the model config differs across world (4 ranks): world rank 1 disagrees with world ranks 0, 2, 3
 void check_same(ProcessGroup& g, const std::string& what, const std::string& text);
 
 }  // namespace moegrad::dist

@@ -41,8 +41,9 @@ int env_int(const char* name) {
   return (*end == '\0' && n > 0 && n < (1L << 30)) ? static_cast<int>(n) : 0;
 }
 
-// Set by Open MPI (OMPI_*), MPICH/Hydra and Intel MPI (PMI_*), PMIx launchers (srun, prterun).
-constexpr const char* kSizeVars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"};
+// Set by Open MPI's mpirun (OMPI_*), MPICH/Hydra and Intel MPI (PMI_*); PMIx launchers (srun,
+// prterun) set PMIX_RANK but no size.
+constexpr const char* kSizeVars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
 constexpr const char* kRankVars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"};
 }  // namespace
 

@@ -85,6 +85,7 @@ std::string MpiGroup::describe() const {
 }
 
 std::shared_ptr<ProcessGroup> MpiGroup::split(int color, int key, const std::string& label) {
+  check_thread("split");
   MOEGRAD_CHECK(color >= 0, "split", "color must be >= 0, got {} (on {})", color, describe());
   // Wait for every member first (with the timeout): MPI_Comm_split itself blocks without one.
   barrier();
@@ -94,6 +95,7 @@ std::shared_ptr<ProcessGroup> MpiGroup::split(int color, int key, const std::str
 }
 
 void MpiGroup::barrier() {
+  check_thread("barrier");
   begin();
   MPI_Request r = MPI_REQUEST_NULL;
   MOEGRAD_MPI_CHECK(MPI_Ibarrier(comm_, &r), "barrier");
@@ -129,6 +131,7 @@ NcclComm* MpiGroup::cuda_path(const Tensor& t) {
 }
 
 void MpiGroup::all_reduce(Tensor& t, Reduction op) {
+  check_thread("all_reduce");
   rows_of("all_reduce", t);
   check_reduction("all_reduce", t, op);
   if (!t.device().is_cuda()) return all_reduce_host(t, op);
@@ -144,6 +147,7 @@ void MpiGroup::all_reduce(Tensor& t, Reduction op) {
 }
 
 Tensor MpiGroup::all_gather(const Tensor& t) {
+  check_thread("all_gather");
   rows_of("all_gather", t);
   if (!t.device().is_cuda()) return all_gather_host(t);
 #ifdef MOEGRAD_WITH_NCCL
@@ -157,6 +161,7 @@ Tensor MpiGroup::all_gather(const Tensor& t) {
 
 Tensor MpiGroup::all_to_all_v(const Tensor& t, std::span<const std::int64_t> send_rows,
                               std::span<const std::int64_t> recv_rows) {
+  check_thread("all_to_all_v");
   check_all_to_all_args("all_to_all_v", *this, t, send_rows, recv_rows);
   if (!t.device().is_cuda()) return all_to_all_v_host(t, send_rows, recv_rows);
 #ifdef MOEGRAD_WITH_NCCL
@@ -169,6 +174,7 @@ Tensor MpiGroup::all_to_all_v(const Tensor& t, std::span<const std::int64_t> sen
 }
 
 void MpiGroup::broadcast(Tensor& t, int root) {
+  check_thread("broadcast");
   rows_of("broadcast", t);
   check_root("broadcast", *this, root);
   if (!t.device().is_cuda()) return broadcast_host(t, root);

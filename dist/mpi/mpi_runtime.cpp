@@ -1,10 +1,13 @@
 #include "dist/mpi/mpi_runtime.h"
 
 #include <cstdlib>
+#include <thread>
 
 namespace moegrad::dist::mpi {
 
 namespace {
+std::thread::id g_mpi_thread;  // the thread that called MPI_Init_thread
+
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -24,6 +27,7 @@ void ensure_initialized() {
   // Errors come back as return codes (MOEGRAD_MPI_CHECK turns them into one line), not aborts
   // without a word; communicators split from the world inherit this.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  g_mpi_thread = std::this_thread::get_id();
   std::atexit(finalize_at_exit);
 }
 
@@ -32,6 +36,12 @@ bool initialized() {
   MPI_Initialized(&init);
   MPI_Finalized(&finalized);
   return init && !finalized;
+}
+
+void check_thread(const char* op) {
+  MOEGRAD_CHECK(std::this_thread::get_id() == g_mpi_thread, op,
+                "called from another thread than the one that joined the MPI job (MPI_THREAD_FUNNELED: "
+                "collectives must come from the thread that first called dist::world())");
 }
 
 void abort_if_initialized(int code) {

@@ -14,6 +14,8 @@ namespace moegrad::dist::mpi {
 // every group's communicators (and NCCL communicators) are released.
 void ensure_initialized();
 bool initialized();  // initialised and not yet finalised
+// MPI_THREAD_FUNNELED: fails with one line naming op unless called on the thread that joined.
+void check_thread(const char* op);
 // MPI_Abort(MPI_COMM_WORLD, code) when MPI is up; returns otherwise.
 void abort_if_initialized(int code);
 // "MPI_ERR_TRUNCATE: message truncated"

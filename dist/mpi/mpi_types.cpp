@@ -7,6 +7,11 @@
 
 namespace moegrad::dist::mpi {
 
+static_assert(static_cast<int>(core::DType::f32) == 0 && static_cast<int>(core::DType::u8) == 4,
+              "datatype_of's table follows DType's order");
+static_assert(static_cast<int>(Reduction::sum) == 0 && static_cast<int>(Reduction::min) == 2,
+              "op_of's table follows Reduction's order");
+
 MPI_Datatype datatype_of(core::DType d) {
   // Indexed by DType's value: f32, f64, i64, b8 (one byte, reduced as an unsigned byte), u8.
   static const std::array<MPI_Datatype, 5> table{MPI_FLOAT, MPI_DOUBLE, MPI_INT64_T, MPI_UINT8_T, MPI_UINT8_T};

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <numeric>
+#include <thread>
 
 #include "core/ops.h"
 #include "dist/world.h"
@@ -68,6 +69,22 @@ TEST_CASE_TEMPLATE("dist: all_reduce sum, max and min", T, float, double, std::i
       CHECK(got[static_cast<std::size_t>(i)] == want);
     }
   }
+}
+
+TEST_CASE("dist: all_reduce on b8 (max is any, min is all) and u8") {
+  dist::ProcessGroup& w = dist::world();
+  // Element 0 true on rank 0 only, element 1 true everywhere, element 2 nowhere.
+  const std::vector<std::uint8_t> mine{w.rank() == 0, 1, 0};
+  const Tensor flags = core::to_dtype(core::from_vector(mine), DType::b8);
+  Tensor any = core::clone(flags), all = core::clone(flags);
+  w.all_reduce(any, dist::Reduction::max);
+  w.all_reduce(all, dist::Reduction::min);
+  REQUIRE(any.dtype() == DType::b8);
+  CHECK(any.to_vector<std::int64_t>() == std::vector<std::int64_t>{1, 1, 0});
+  CHECK(all.to_vector<std::int64_t>() == std::vector<std::int64_t>{w.size() == 1, 1, 0});
+  Tensor bytes = core::full({4}, 3.0, {DType::u8});
+  w.all_reduce(bytes, dist::Reduction::sum);
+  CHECK(bytes.to_vector<std::int64_t>() == std::vector<std::int64_t>(4, 3 * w.size()));
 }
 
 TEST_CASE("dist: all_reduce of a non-contiguous view writes through it") {
@@ -209,5 +226,27 @@ TEST_CASE("dist: bad arguments are one line, before any communication") {
   CHECK_THROWS_WITH_AS(w.broadcast(t, w.size()), doctest::Contains("[broadcast] root"), moegrad::Error);
   Tensor flags = core::zeros({2}, {DType::b8});
   CHECK_THROWS_WITH_AS(w.all_reduce(flags, dist::Reduction::sum), doctest::Contains("sum of b8"), moegrad::Error);
+  // MPI counts are ints: 3e9 rows (of zero bytes, so nothing is allocated) are refused by name.
+  if (w.size() > 1) {
+    const std::int64_t huge = 3'000'000'000;
+    std::vector<std::int64_t> send(static_cast<std::size_t>(w.size()), 0);
+    send[0] = huge;
+    CHECK_THROWS_WITH_AS(w.all_to_all_v(core::empty({huge, 0}), send, send),
+                         "[all_to_all_v] a send row count of 3000000000 does not fit MPI's int counts (at most 2147483647)",
+                         moegrad::Error);
+  }
+  // Collectives come from the thread that joined the job (MPI_THREAD_FUNNELED).
+  if (w.size() > 1) {
+    std::string what;
+    std::thread([&] {
+      try {
+        Tensor x = core::zeros({1});
+        w.all_reduce(x);
+      } catch (const moegrad::Error& e) {
+        what = e.what();
+      }
+    }).join();
+    CHECK(what.rfind("[all_reduce] called from another thread than the one that joined the MPI job", 0) == 0);
+  }
   w.barrier();  // every rank is still in step
 }

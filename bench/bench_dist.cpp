@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
     o.gating_top_n = wl.k;
     o.capacity_factor_train = o.capacity_factor_eval = wl.capacity_factor;
     auto layer = std::make_shared<nn::st::MoE>(wl.d, wl.e, o, core::TensorOptions{}, &gen);
-    par.place_experts(*layer);
+    par.place_experts(layer);
     const moe::ExpertPlacement placement = layer->placement();
     const auto params = layer->named_parameters();
     // This rank's micro-batch and the output gradient: rank r's slice of the global batch.

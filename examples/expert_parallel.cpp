@@ -58,23 +58,25 @@ int main(int argc, char** argv) {
     train::Parallel par(expert_parallel);  // joins the MPI job when launched by mpirun
     const int rank = par.rank(), world = par.world_size();
     core::Generator gen(0);  // the same initial weights on every rank
-    Model model(&gen);
+    auto model = std::make_shared<Model>(&gen);
     par.place_experts(model);  // this rank keeps 8 / P experts
-    optim::AdamW opt(model.named_parameters(), 3e-3);
+    optim::AdamW opt(model->named_parameters(), 3e-3);
     train::ClusteredRegression data({.dim = Model::dim, .clusters = 8, .batch = 8, .seq = 16, .seed = 1});
     if (rank == 0)
       fmt::print("{} rank(s), expert-parallel {}: rank 0 holds experts {}..{} of {} ({} parameters here)\n", world,
-                 expert_parallel, model.moe->placement().first,
-                 model.moe->placement().first + model.moe->placement().count - 1, Model::experts,
-                 model.num_parameters());
+                 expert_parallel, model->moe->placement().first,
+                 model->moe->placement().first + model->moe->placement().count - 1, Model::experts,
+                 model->num_parameters());
     double first = 0, last = 0;
     for (std::int64_t step = 0; step < steps; ++step) {
       // Micro-batch step * W + rank: together the ranks take W micro-batches per step.
       const train::Batch b = data.at(step * world + rank);
       gen.manual_seed(1000003 * static_cast<std::uint64_t>(step * world + rank));  // gate noise of that micro-batch
-      ag::Variable h = model.in->forward(ag::constant(b.x));
-      const nn::moe::MoEOutput r = model.moe->forward(model.norm->forward(h), {.noise_gates = true});
-      const ag::Variable pred = model.out->forward(ag::add(h, r.output));
+      ag::Variable h = model->in->forward(ag::constant(b.x));
+      nn::moe::MoEForward f;
+      f.noise_gates = true;
+      const nn::moe::MoEOutput r = model->moe->forward(model->norm->forward(h), f);
+      const ag::Variable pred = model->out->forward(ag::add(h, r.output));
       const ag::Variable mse = ag::mean(ag::square(ag::sub(pred, ag::constant(b.y))));
       ag::div(ag::add(mse, r.aux_loss), static_cast<double>(world)).backward();
       par.reduce_gradients(opt.named_parameters());
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
     }
     // The replicated parameters must be the same on every rank (the gradient sums made them so).
     std::string replicated;
-    for (const auto& [name, p] : model.named_parameters())
+    for (const auto& [name, p] : model->named_parameters())
       if (name.find("experts.") == std::string::npos)
         replicated += fmt::format("{}:{};", name, fmt::join(core::reshape(p.value(), {-1}).to_vector<float>(), ","));
     dist::check_same(par.world(), "the replicated parameters", replicated);

@@ -43,13 +43,9 @@ Parallel::Parallel(std::int64_t expert_parallel) : world_(dist::world_ptr()), p_
   }
 }
 
-void Parallel::place_experts(nn::Module& model) {
+void Parallel::place_experts(const std::shared_ptr<nn::Module>& model) {
   if (p_ == 1) return;
-  std::vector<std::pair<std::string, nn::Module*>> modules{{"", &model}};  // model itself may be the layer
-  for (const auto& [path, module] : model.named_modules()) modules.emplace_back(path, module.get());
-  for (const auto& [path, module] : modules) {
-    auto* layer = dynamic_cast<nn::moe::MoELayer*>(module);
-    if (!layer) continue;
+  for (const auto& [path, layer] : nn::moe::moe_layers(model)) {
     layer->place_experts(expert_group_);
     const nn::moe::ExpertPlacement& at = layer->placement();
     for (const std::string& name : layer->expert_parameter_names())

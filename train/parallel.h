@@ -46,7 +46,7 @@ class Parallel {
 
   // Spreads the experts of every MoE layer of model over this rank's expert-parallel group (a
   // no-op when P = 1) and records which parameters are sharded.
-  void place_experts(nn::Module& model);
+  void place_experts(const std::shared_ptr<nn::Module>& model);
   bool sharded() const { return !shards_.empty(); }
 
   // Sums each gradient over the ranks that hold its parameter (see above). Parameters without a

@@ -161,7 +161,7 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     // Initialised whole on the CPU (the same weights on every device and every rank), then each
     // rank keeps its experts and moves to the device; the optimizer's state is allocated where
     // the parameters are.
-    par_->place_experts(*model_);
+    par_->place_experts(model_);
     model_->to(device_);
     optimizer_ = make_optimizer(config_, model_->named_parameters());
     schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);

@@ -32,7 +32,9 @@ BIN, WORK = sys.argv[1], sys.argv[2]
 QUICK = "--quick" in sys.argv[3:]
 MPIRUN = shutil.which("mpirun")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
-           OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
+           OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
+           # Open MPI's own allocations are not ours to report (sanitizer builds).
+           ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 failures = []
 
 
@@ -48,12 +50,12 @@ def base(model, steps=20):
         "st_moe": ["--model", "st_moe", "--noise-gates", "--capacity-factor", "0.75"],
         "st_moe-dropless": ["--model", "st_moe", "--noise-gates", "--dropless"],
         "lucidrains": ["--model", "lucidrains", "--capacity-factor", "1.0"],
-        "hierarchical": ["--model", "hierarchical", "--experts-outer", "2", "--capacity-factor", "1.0"],
+        "hierarchical": ["--model", "hierarchical", "--experts-outer", "2", "--capacity-factor", "1.0", "--seq-len", "16"],
     }[model]
-    return extra + ["--dim", "8", "--hidden", "16", "--experts", "4", "--input-dim", "8", "--clusters", "4",
+    return override(["--dim", "8", "--hidden", "16", "--experts", "4", "--input-dim", "8", "--clusters", "4",
                     "--batch-size", "2", "--seq-len", "8", "--steps", str(steps), "--warmup", "2", "--lr", "1e-2",
                     "--eval-every", "10", "--eval-batches", "3", "--log-every", "5", "--ckpt-every", "5",
-                    "--keep-last", "0", "--seed", "5", "--no-progress", "--collective-timeout", "60"]
+                    "--keep-last", "0", "--seed", "5", "--no-progress", "--collective-timeout", "60"], extra)
 
 
 def override(args, extra):

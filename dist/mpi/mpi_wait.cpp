@@ -72,8 +72,14 @@ void answer_probes() {
   }
 }
 
-// Sleeps a little longer each time, up to 1 ms.
-void back_off(int& round) {
+// For the first 50 ms, yields the core (a rank sharing it runs; otherwise the wait notices the
+// other ranks' arrival at once, where a sleep would add up to its length to every exchange);
+// then sleeps a little longer each time, up to 1 ms, so that a long wait does not burn a core.
+void back_off(int& round, Clock::time_point start) {
+  if (seconds_since(start) < 0.05) {
+    std::this_thread::yield();
+    return;
+  }
   const int micros = std::min(1000, 20 << std::min(round, 6));
   ++round;
   std::this_thread::sleep_for(std::chrono::microseconds(micros));
@@ -103,7 +109,7 @@ void back_off(int& round) {
     int done = 0;
     MPI_Testall(static_cast<int>(answers.size()), answers.data(), &done, MPI_STATUSES_IGNORE);
     if (done || seconds_since(start) > grace) break;
-    back_off(round);
+    back_off(round, start);
   }
   // Unanswered receives stay posted: the job is aborted next, and MPI_Abort ends them.
   std::vector<int> missing;
@@ -139,7 +145,7 @@ void wait_all(std::span<MPI_Request> requests, const char* op, const ProcessGrou
     if (spin < kSpinTests) continue;
     answer_probes();
     if (timeout > 0 && seconds_since(start) > timeout) report_timeout(op, g, channel, timeout);
-    back_off(round);
+    back_off(round, start);
   }
 }
 

@@ -1,10 +1,13 @@
-// moegrad_dist_tests: run by CTest under mpirun with 2 and 4 ranks (moegrad_add_mpi_test). Every
-// rank runs every test case in the same order, so the collectives inside them match. The job
-// fails when any rank fails; rank 0 reports in full, the others report failures only.
+// The main of the MPI test programs (moegrad_dist_tests, moegrad_dist_moe_tests), run by CTest
+// under mpirun with 2 and 4 ranks (moegrad_add_mpi_test). Every rank runs every test case in the
+// same order, so the collectives inside them match. The job fails when any rank fails; rank 0
+// reports in full, the others report failures only.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "dist/world.h"
 
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   const int rc = context.run();
   if (context.shouldExit()) return rc;
   const std::int64_t failed = dist::all_reduce_value(w, std::int64_t{rc != 0}, dist::Reduction::max);
-  if (w.rank() == 0) std::printf("moegrad_dist_tests: %d rank(s), %s\n", w.size(), failed ? "FAILED" : "all passed");
+  const std::string program = std::filesystem::path(argv[0]).filename().string();
+  if (w.rank() == 0) std::printf("%s: %d rank(s), %s\n", program.c_str(), w.size(), failed ? "FAILED" : "all passed");
   return failed ? 1 : 0;
 }

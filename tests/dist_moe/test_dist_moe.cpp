@@ -12,7 +12,6 @@
 //
 // Every rank runs the same collectives in the same order whatever its results: the tests use
 // CHECK (never REQUIRE), so a failure on one rank cannot leave the others waiting.
-#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -24,6 +23,7 @@
 
 #include "dist/world.h"
 #include "layers/layers.h"
+#include "tests/test_random.h"
 
 namespace ag = moegrad::ag;
 namespace core = moegrad::core;
@@ -37,14 +37,8 @@ namespace {
 constexpr std::int64_t kB = 2, kN = 12, kDim = 8;
 constexpr std::uint64_t kModelSeed = 2026;
 
-core::Tensor randn(const core::Shape& s, std::uint64_t seed) {
-  core::Generator g(seed);
-  return core::randn(s, {}, &g);
-}
-core::Tensor rand(const core::Shape& s, std::uint64_t seed) {
-  core::Generator g(seed);
-  return core::rand(s, {}, &g);
-}
+using moegrad::testing::rand;
+using moegrad::testing::randn;
 // max |a - b| / max |b| (0 when both are zero).
 double rel_diff(const core::Tensor& a, const core::Tensor& b) {
   if (a.shape() != b.shape()) return 1e30;
@@ -221,26 +215,4 @@ TEST_CASE("dist moe: P must divide the expert count") {
   core::Generator gen(1);
   nn::st::MoE m(kDim, 3 * world.size() + 1, {}, {}, &gen);
   CHECK_THROWS_WITH_AS(m.place_experts(dist::world_ptr()), doctest::Contains("[st_moe.MoE] cannot place"), moegrad::Error);
-}
-
-// Every rank runs every test case in the same order; rank 0 reports in full, the others their
-// failures only; the job fails when any rank fails.
-int main(int argc, char** argv) {
-  dist::ProcessGroup* joined = nullptr;
-  try {
-    joined = &dist::world();
-  } catch (const moegrad::Error& e) {  // e.g. launched as N ranks by a build without MPI
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  }
-  dist::ProcessGroup& world = *joined;
-  dist::set_collective_timeout(120);  // a rank that stops early ends the job instead of a hang
-  doctest::Context ctx(argc, argv);
-  if (world.rank() != 0) ctx.setOption("minimal", true);
-  if (world.size() > 1) ctx.setOption("no-colors", true);
-  const int rc = ctx.run();
-  if (ctx.shouldExit()) return rc;
-  const std::int64_t failed = dist::all_reduce_value(world, std::int64_t{rc != 0}, dist::Reduction::max);
-  if (world.rank() == 0) std::printf("moegrad_dist_moe_tests: %d rank(s), %s\n", world.size(), failed ? "FAILED" : "all passed");
-  return failed ? 1 : 0;
 }

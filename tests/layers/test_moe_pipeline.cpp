@@ -12,6 +12,7 @@
 
 #include "dist/local_group.h"
 #include "layers/layers.h"
+#include "tests/test_random.h"
 
 namespace ag = moegrad::ag;
 namespace core = moegrad::core;
@@ -24,14 +25,8 @@ using moegrad::ag::Variable;
 
 namespace {
 
-core::Tensor randn(const core::Shape& s, std::uint64_t seed) {
-  core::Generator g(seed);
-  return core::randn(s, {}, &g);
-}
-core::Tensor rand(const core::Shape& s, std::uint64_t seed) {
-  core::Generator g(seed);
-  return core::rand(s, {}, &g);
-}
+using moegrad::testing::rand;
+using moegrad::testing::randn;
 // Bitwise equality of two f32 tensors (same shape).
 bool same(const core::Tensor& a, const core::Tensor& b) {
   return a.shape() == b.shape() && a.to_vector<float>() == b.to_vector<float>();

@@ -143,13 +143,15 @@ def main():
         layouts, models = [(1, 1, 4), (4, 2, 1)], ["st_moe"]
 
     print("equivalence:", flush=True)
-    final = {}
+    final, evals = {}, {}
     for model in models:
         for (w, p, a) in layouts:
             d, rc, out, secs = train(f"{model}-w{w}p{p}a{a}", w, p, a, model)
             print(f"  {model} (W, P, A) = ({w}, {p}, {a}): exit {rc} in {secs:.1f} s", flush=True)
             if rc == 0:
                 final[(model, w, p, a)] = params(latest(d))
+                evals[(model, w, p, a)] = [json.loads(line)["eval_loss"] for line in open(os.path.join(d, "metrics.jsonl"))
+                                           if "eval_loss" in json.loads(line)]
             if rc == 0 and (w, p, a) == layouts[0] and "dropless" not in model:
                 # The comparison must cover capacity drops: the run's metrics show them.
                 dropped = max(layer["dropped_fraction"] for line in open(os.path.join(d, "metrics.jsonl"))
@@ -160,6 +162,12 @@ def main():
             got = final.get((model, w, p, a))
             if ref is not None and got is not None:
                 close(f"{model} ({w},{p},{a}) vs {layouts[0]}", got, ref)
+            # The evaluations (shared among the ranks, summed) are the one process's too.
+            e_ref, e_got = evals.get((model,) + layouts[0]), evals.get((model, w, p, a))
+            if e_ref and e_got:
+                worst = max(abs(x - y) / abs(y) for x, y in zip(e_got, e_ref))
+                check(len(e_got) == len(e_ref) and worst <= 1e-5,
+                      f"{model} ({w},{p},{a}): eval losses {e_got} vs {e_ref} (one process)")
 
     print("bit-identical reruns:", flush=True)
     d, rc, _, _ = train("st_moe-rerun", 4, 2, 1, "st_moe")

@@ -93,6 +93,12 @@ void Parallel::reduce_gradients(const optim::NamedParameters& params) const {
   flush(experts, replica_group_.get());
 }
 
+std::int64_t Parallel::total_parameters(const nn::Module& model) const {
+  std::int64_t n = 0;
+  for (const auto& [name, v] : model.named_parameters()) n += shards_.count(name) ? v.numel() * p_ : v.numel();
+  return n;
+}
+
 std::int64_t Parallel::reduced_bytes(const optim::NamedParameters& params) const {
   if (!distributed()) return 0;
   std::int64_t bytes = 0;

@@ -48,6 +48,8 @@ class Parallel {
   // no-op when P = 1) and records which parameters are sharded.
   void place_experts(const std::shared_ptr<nn::Module>& model);
   bool sharded() const { return !shards_.empty(); }
+  // The whole model's parameter count (every expert counted once), from this rank's share.
+  std::int64_t total_parameters(const nn::Module& model) const;
 
   // Sums each gradient over the ranks that hold its parameter (see above). Parameters without a
   // gradient count as zeros (another rank's micro-batch may have reached them).

@@ -490,8 +490,9 @@ TrainResult Trainer::run() {
     metrics = open_metrics(!from.empty());
   });
   fmt::print(log_, "config: {}\n", json::dump(config_.to_json()));
-  std::string model_line = fmt::format("model: {} parameters, {} active per token", model_->num_parameters(),
+  std::string model_line = fmt::format("model: {} parameters, {} active per token", par_->total_parameters(*model_),
                                        model_->active_parameters());
+  if (par_->sharded()) model_line += fmt::format(" ({} on each rank)", model_->num_parameters());
   if (config_.model.kind == "dense")
     model_line += fmt::format(" (the st_moe model of these options: {}, difference {:+})",
                               model_->st_moe_active_parameters(),
@@ -499,6 +500,11 @@ TrainResult Trainer::run() {
   fmt::print(log_, "{}; data: {}\n", model_line, data_->describe());
   if (const std::string note = capacity_factor_note(config_.model, config_.seq_len); !note.empty())
     fmt::print(log_, "{}\n", note);
+  if (par_->distributed())
+    fmt::print(log_, "world: {} ranks, expert-parallel {} ({} group(s) of {}, each rank holds 1/{} of every MoE layer's "
+               "experts); a step takes {} x {} micro-batches of {} sequences\n", par_->world_size(),
+               par_->expert_parallel(), par_->world_size() / par_->expert_parallel(), par_->expert_parallel(),
+               par_->expert_parallel(), par_->world_size(), config_.grad_accum, config_.batch_size);
   if (!from.empty()) fmt::print(log_, "resumed from {} at step {}\n", from, step_);
   if (metrics.is_open() && metrics.dropped() > 0)
     fmt::print(log_, "metrics: dropped {} line(s) past step {} from '{}' (this run writes them again)\n",

@@ -11,6 +11,15 @@ target_link_libraries(moegrad_all INTERFACE moegrad_core moegrad_autograd moegra
                       moegrad_optim moegrad_train CLI11::CLI11)
 set_target_properties(moegrad_all PROPERTIES EXPORT_NAME moegrad)
 
+# A sanitizer build's libraries need the ASan/UBSan runtime in the program that loads them: the
+# installed targets and moegrad.pc pass the flags on (the build tree's programs get them anyway).
+set(MOEGRAD_PC_SANITIZE "")
+if(MOEGRAD_SANITIZE)
+  target_compile_options(moegrad_core INTERFACE "$<INSTALL_INTERFACE:-fsanitize=address,undefined;-fno-omit-frame-pointer>")
+  target_link_options(moegrad_core INTERFACE $<INSTALL_INTERFACE:-fsanitize=address,undefined>)
+  set(MOEGRAD_PC_SANITIZE " -fsanitize=address,undefined")
+endif()
+
 set(MOEGRAD_FLOORS core autograd dist layers optim train)
 set(MOEGRAD_INSTALL_INCLUDEDIR ${CMAKE_INSTALL_INCLUDEDIR}/moegrad)
 set(MOEGRAD_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/moegrad)
@@ -24,14 +33,15 @@ install(TARGETS moegrad_core moegrad_autograd moegrad_dist moegrad_layers moegra
 install(TARGETS moegrad RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # Headers: every floor's *.h except those that include a private dependency's header (MPI,
-# NCCL, HDF5, CBLAS, the CUDA runtime); no public header reaches them (tests/tools/check_install.py
+# NCCL, HDF5, the CUDA runtime); no public header reaches them (tests/tools/check_install.py
 # compiles one file that includes every installed header).
 foreach(floor IN LISTS MOEGRAD_FLOORS)
-  install(DIRECTORY ${PROJECT_SOURCE_DIR}/${floor}/ DESTINATION ${MOEGRAD_INSTALL_INCLUDEDIR}/${floor}
-          FILES_MATCHING PATTERN "*.h"
-          PATTERN "mpi" EXCLUDE PATTERN "nccl" EXCLUDE PATTERN "stubs" EXCLUDE
-          REGEX "/train/hdf5_detail\\.h$" EXCLUDE REGEX "/cpu/blas_gemm\\.h$" EXCLUDE
-          REGEX "/cuda/check\\.h$" EXCLUDE)
+  file(GLOB_RECURSE headers RELATIVE ${PROJECT_SOURCE_DIR} CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/${floor}/*.h)
+  list(FILTER headers EXCLUDE REGEX "^dist/(mpi|nccl)/|^train/hdf5_detail\\.h$|^core/cuda/check\\.h$")
+  foreach(header IN LISTS headers)
+    get_filename_component(dir ${header} DIRECTORY)
+    install(FILES ${PROJECT_SOURCE_DIR}/${header} DESTINATION ${MOEGRAD_INSTALL_INCLUDEDIR}/${dir})
+  endforeach()
 endforeach()
 install(FILES ${PROJECT_SOURCE_DIR}/tools/cli.h DESTINATION ${MOEGRAD_INSTALL_INCLUDEDIR}/tools)
 

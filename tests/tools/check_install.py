@@ -3,7 +3,8 @@
 written: installs BUILD_DIR under $HOME/opt/moegrad with HOME a scratch folder (its first sh
 block, build/release replaced by BUILD_DIR), builds the section's CMakeLists.txt with a copy of
 examples/lucidrains_moe_regression.cpp as an outside project and runs it (second sh block), and
-compiles and runs its hello.cpp with pkg-config (third sh block). Then checks the installed
+compiles and runs its hello.cpp (the ```c++ block: a whole program, so not one of the ```cpp
+snippets tests/extract_readme_snippets.py wraps in main()) with pkg-config (third sh block). Then checks the installed
 layout: the RUNPATHs, no private header installed, and one file including every installed header
 compiles with pkg-config's flags alone.
 

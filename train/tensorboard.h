@@ -10,8 +10,8 @@
 //     bucket e (limits e .. e + 1) counts the tokens expert e kept, and the scalars
 //     "moe/layer<i>/dropped_fraction", ".../dead_experts", ".../max_load_over_mean";
 //   * when the record holds "eval_loss": per layer the image "moe/layer<i>/expert_load_heatmap",
-//     one row of kCellHeight px per expert and one column of kCellWidth px per logged step (the
-//     last kMaxColumns of them), colour = the expert's share of the step's tokens (dark: none,
+//     one row of kCellHeight px per expert and one column of kCellWidth px per step this writer
+//     logged (the last kMaxColumns of them: a resumed run starts a new file and a new map), colour = the expert's share of the step's tokens (dark: none,
 //     middle: an even share 1/E, bright: 2/E or more).
 // Each Event goes out in one write(2) (nothing buffered), so a crash loses at most the last one.
 // The proto and protobuf stay inside tensorboard.cpp.

@@ -490,7 +490,7 @@ TrainResult Trainer::run() {
     if (!par_->writer()) return;
     replaced = checkpoints_to_replace(!from.empty());
     metrics = open_metrics(!from.empty());
-    if (!config_.tensorboard.empty()) tensorboard = std::make_unique<TensorBoardWriter>(config_.tensorboard);
+    if (!config_.tensorboard.empty() && step_ < end) tensorboard = std::make_unique<TensorBoardWriter>(config_.tensorboard);
   });
   fmt::print(log_, "config: {}\n", json::dump(config_.to_json()));
   std::string model_line = fmt::format("model: {} parameters, {} active per token", par_->total_parameters(*model_),

@@ -3,7 +3,8 @@
 every scalar equals the --metrics record of the same step (float32 rounding), each MoE layer's
 expert-load histogram holds tokens_per_expert, and the expert-load heatmap at each eval is a
 valid PNG of the documented size. Runs a regression task (one MoE layer) and a sequence task
-(two layers, few experts kept per step so tokens are dropped).
+(two layers, few experts kept per step so tokens are dropped), and a run stopped and resumed
+(two event files read as one).
 
 Needs the venv of scripts/tensorboard-env; without it the test is skipped (exit 77).
 usage: check_tensorboard.py MOEGRAD_BIN VENV_PYTHON WORK_DIR
@@ -54,19 +55,26 @@ def png_size(data):
     return w, h
 
 
-def run(name, extra):
+def run(name, extra, starts=(0,)):
+    """Runs `moegrad train` once per entry of starts (the step each run starts from: a resumed
+    run starts a new event file, and its heatmaps cover the steps it logged itself)."""
     folder = os.path.join(work, name)
     os.makedirs(folder)
     metrics, tb = os.path.join(folder, "m.jsonl"), os.path.join(folder, "tb")
     argv = [binary, "train", "--metrics", metrics, "--tensorboard", tb, "--no-progress", *extra]
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed ({p.returncode}):\n{p.stderr}")
+    for k, start in enumerate(starts):
+        stop = ["--stop-at", str(starts[k + 1])] if k + 1 < len(starts) else []
+        p = subprocess.run(argv + stop, cwd=folder, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(argv + stop)} failed ({p.returncode}):\n{p.stderr}")
+        assert (start == 0) == ("resumed from" not in p.stderr + p.stdout), f"run {k} should start at step {start}"
     records = [json.loads(line) for line in open(metrics)]
     files = os.listdir(tb)
-    assert len(files) == 1 and files[0].startswith("events.out.tfevents.") and files[0].endswith(".moegrad"), files
-    with open(os.path.join(tb, files[0]), "rb") as f:
-        assert b"brain.Event:2" in f.read(64), "the first record is not file_version brain.Event:2"
+    assert len(files) == len(starts), files
+    for name_ in files:
+        assert name_.startswith("events.out.tfevents.") and name_.endswith(".moegrad"), name_
+        with open(os.path.join(tb, name_), "rb") as f:
+            assert b"brain.Event:2" in f.read(64), f"{name_}: the first record is not file_version brain.Event:2"
 
     acc = ea.EventAccumulator(tb, size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.IMAGES: 0,
                                                  ea.COMPRESSED_HISTOGRAMS: 0, ea.TENSORS: 0})
@@ -114,7 +122,8 @@ def run(name, extra):
         assert [im.step for im in images] == evals
         experts = len(records[0]["layers"][i]["tokens_per_expert"])
         for im in images:
-            columns = min(MAX_COLUMNS, sum(1 for s in steps if s <= im.step))
+            start = max(s for s in starts if s < im.step)
+            columns = min(MAX_COLUMNS, sum(1 for s in steps if start < s <= im.step))
             want = (columns * CELL_W, experts * CELL_H)
             assert (im.width, im.height) == want, (im.width, im.height, want)
             assert png_size(im.encoded_image_string) == want
@@ -130,4 +139,7 @@ run("regression", ["--steps", "30", "--log-every", "4", "--eval-every", "10", "-
 dropped = run("sequence", ["--task", "sequence", "--layers", "2", "--steps", "12", "--log-every", "3",
                            "--eval-every", "6", "--eval-batches", "1", "--capacity-factor", "0.5"])
 assert dropped > 0, "the sequence run dropped no tokens: the dropped-fraction scalars were never non-zero"
+# stopped at step 12 and resumed: two event files that TensorBoard joins into one series
+run("resumed", ["--steps", "24", "--log-every", "4", "--eval-every", "8", "--eval-batches", "1",
+                "--ckpt-dir", "ckpt"], starts=(0, 12))
 print("tensorboard: every scalar, histogram and heatmap matches the metrics")

@@ -101,7 +101,7 @@ TEST_CASE("tensorboard: a writer's file is named like TensorFlow's and starts wi
   CHECK(error_of([] { train::TensorBoardWriter bad(""); }) == "[tensorboard] --tensorboard needs a folder, got ''");
 }
 
-TEST_CASE("png: signature, IHDR with the size, chunks in order; bad sizes are refused") {
+TEST_CASE("png: signature, IHDR with the size, chunks in order, bad sizes refused") {
   const std::vector<std::uint8_t> rgb(3 * 5 * 2, 200);
   const std::string png = train::encode_png_rgb(5, 2, rgb);
   CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));

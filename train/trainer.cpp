@@ -577,7 +577,7 @@ TrainResult Trainer::run() {
                                : fmt::format("eval at step {}: loss {:.5f}", step_, el));
     }
     record["ms_per_step"] = ms;
-    record["tokens_per_s"] = tokens / (ms / 1000.0);
+    record["tokens_per_s"] = ms > 0 ? tokens / (ms / 1000.0) : 0.0;
     const bool log_now = step_ % config_.log_every == 0 || step_ == config_.steps || eval_now;
     if (metrics.is_open() && log_now) metrics.write(record);
     if (tensorboard && log_now) tensorboard->write(record);

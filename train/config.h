@@ -47,6 +47,7 @@ struct TrainConfig {
   std::int64_t log_every = 10;
   bool progress = true;             // redraw one line on a terminal
   std::string metrics;              // JSONL path; "" = none
+  std::string tensorboard;          // event-file folder (train/tensorboard.h); "" = none
   std::string ckpt_dir;             // "" = no checkpoints
   std::int64_t ckpt_every = 250;
   std::int64_t keep_last = 3;

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
+#include "train/tensorboard.h"
 
 namespace moegrad::train {
 
@@ -484,10 +485,12 @@ TrainResult Trainer::run() {
   // prints one line): checkpoints past the start, then the metrics file.
   std::vector<std::string> replaced;
   MetricsFile metrics;
+  std::unique_ptr<TensorBoardWriter> tensorboard;  // rank 0's, with --tensorboard
   par_->agree([&] {
     if (!par_->writer()) return;
     replaced = checkpoints_to_replace(!from.empty());
     metrics = open_metrics(!from.empty());
+    if (!config_.tensorboard.empty() && step_ < end) tensorboard = std::make_unique<TensorBoardWriter>(config_.tensorboard);
   });
   fmt::print(log_, "config: {}\n", json::dump(config_.to_json()));
   std::string model_line = fmt::format("model: {} parameters, {} active per token", par_->total_parameters(*model_),
@@ -574,7 +577,10 @@ TrainResult Trainer::run() {
                                : fmt::format("eval at step {}: loss {:.5f}", step_, el));
     }
     record["ms_per_step"] = ms;
-    if (metrics.is_open() && (step_ % config_.log_every == 0 || step_ == config_.steps || eval_now)) metrics.write(record);
+    record["tokens_per_s"] = ms > 0 ? tokens / (ms / 1000.0) : 0.0;
+    const bool log_now = step_ % config_.log_every == 0 || step_ == config_.steps || eval_now;
+    if (metrics.is_open() && log_now) metrics.write(record);
+    if (tensorboard && log_now) tensorboard->write(record);
     if (step_ % config_.ckpt_every == 0 || step_ == end) save(step_);
   }
   progress.finish();

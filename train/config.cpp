@@ -94,7 +94,8 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"progress", kLog, "redraw one progress line on a terminal (--no-progress: plain lines)"}, c.progress);
   v(Field{"metrics", kLog, "one JSON object per logged step; a resumed run appends (dropping records past its step), a "
           "fresh run refuses a non-empty FILE unless --overwrite"}, c.metrics);
-  v(Field{"tensorboard", kLog, "also write the logged values as TensorBoard event files in DIR (tensorboard --logdir DIR)"}, c.tensorboard);
+  v(Field{"tensorboard", kLog, "also write the logged values as TensorBoard event files in DIR (tensorboard --logdir DIR)"},
+    c.tensorboard);
   v(Field{"ckpt_dir", kLog, "write checkpoints DIR/step-<step>.h5 (HDF5, atomic); one run per folder (locked)"}, c.ckpt_dir);
   v(Field{"ckpt_every", kLog, "checkpoint every N steps, and at the end", {1, kSteps}}, c.ckpt_every);
   v(Field{"keep_last", kLog, "keep the newest N checkpoints (0 = all)", {0, kBig}}, c.keep_last);

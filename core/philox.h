@@ -79,4 +79,13 @@ MOEGRAD_HOST_DEVICE inline double philox_uniform_f64(std::uint32_t lo, std::uint
   return static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// splitmix64 (Steele, Lea, Flood 2014): a 64-bit mixer that derives independent seeds and keys
+// from a seed (the data streams' Philox keys, each micro-batch's draw seed).
+MOEGRAD_HOST_DEVICE inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 }  // namespace moegrad::core

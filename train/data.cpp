@@ -20,12 +20,7 @@ using core::Tensor;
 
 namespace {
 
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 // The Philox key of one stream of a seed: the task's parameters or a split's samples.
 enum class Stream : std::uint64_t { task = 0, train = 1, eval = 2 };

@@ -141,26 +141,32 @@ Variable dense_dispatch(const Variable& combine, bool straight_through) {
 
 Variable dispatch_scale(const Variable& weights, bool straight_through) { return dense_dispatch(weights, straight_through); }
 
-RoutingStats routing_stats(const Routing& r) {
+RoutingStats routing_stats(std::vector<std::int64_t> tokens_per_expert, std::vector<std::int64_t> routed_per_expert) {
   RoutingStats s;
-  const std::int64_t X = r.total_experts();
-  s.tokens_per_expert.assign(static_cast<std::size_t>(X), 0);
-  s.routed_per_expert.assign(static_cast<std::size_t>(X), 0);
-  const std::vector<std::int64_t> kept = r.kept.to_vector<std::int64_t>();  // [G, E], copied to the host
-  const std::vector<std::int64_t> routed = r.routed.to_vector<std::int64_t>();
-  for (std::int64_t g = 0; g < r.groups; ++g)
-    for (std::int64_t e = 0; e < r.num_experts; ++e) {
-      s.tokens_per_expert[r.global_expert(g, e)] += kept[g * r.num_experts + e];
-      s.routed_per_expert[r.global_expert(g, e)] += routed[g * r.num_experts + e];
-    }
+  s.tokens_per_expert = std::move(tokens_per_expert);
+  s.routed_per_expert = std::move(routed_per_expert);
   s.kept = std::accumulate(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), std::int64_t{0});
   s.routed = std::accumulate(s.routed_per_expert.begin(), s.routed_per_expert.end(), std::int64_t{0});
   s.dropped_fraction = s.routed > 0 ? static_cast<double>(s.routed - s.kept) / static_cast<double>(s.routed) : 0.0;
   s.dead_experts = std::count(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), 0);
-  const double mean = static_cast<double>(s.kept) / static_cast<double>(X);
+  if (s.tokens_per_expert.empty()) return s;
+  const double mean = static_cast<double>(s.kept) / static_cast<double>(s.tokens_per_expert.size());
   const auto mx = *std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end());
   s.max_load_over_mean = mean > 0.0 ? static_cast<double>(mx) / mean : 0.0;
   return s;
+}
+
+RoutingStats routing_stats(const Routing& r) {
+  const std::int64_t X = r.total_experts();
+  std::vector<std::int64_t> tokens(static_cast<std::size_t>(X), 0), routed_per_expert(static_cast<std::size_t>(X), 0);
+  const std::vector<std::int64_t> kept = r.kept.to_vector<std::int64_t>();  // [G, E], copied to the host
+  const std::vector<std::int64_t> routed = r.routed.to_vector<std::int64_t>();
+  for (std::int64_t g = 0; g < r.groups; ++g)
+    for (std::int64_t e = 0; e < r.num_experts; ++e) {
+      tokens[r.global_expert(g, e)] += kept[g * r.num_experts + e];
+      routed_per_expert[r.global_expert(g, e)] += routed[g * r.num_experts + e];
+    }
+  return routing_stats(std::move(tokens), std::move(routed_per_expert));
 }
 
 const RoutingStats& LastRouting::stats() const {

@@ -111,6 +111,9 @@ struct RoutingStats {
   std::string to_string() const;
 };
 RoutingStats routing_stats(const Routing& r);
+// The same statistics from counts per flat expert: kept and routed choices (summed over the
+// ranks of a job, say).
+RoutingStats routing_stats(std::vector<std::int64_t> tokens_per_expert, std::vector<std::int64_t> routed_per_expert);
 
 // A layer's last routing, whose statistics are computed when first asked for: on a GPU that
 // copies the counts to the host, so the forward itself does not. Empty stats before a forward.

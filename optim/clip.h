@@ -20,6 +20,15 @@ double clip_grad_norm(const NamedParameters& params, double max_norm, double nor
 double clip_grad_norm(const std::vector<ag::Variable>& params, double max_norm,
                       double norm_type = 2.0, bool error_if_nonfinite = false);
 
+// The two halves of clip_grad_norm, for a norm combined elsewhere (over the ranks of a job,
+// train/parallel.h): each parameter's gradient norm in params' order (0 for a parameter without
+// a gradient; one host copy when the gradients share a device), and the scaling by
+// max_norm / (total_norm + 1e-6) when that is below 1 (or NaN), as clip_grad_norm applies it.
+std::vector<double> grad_norms(const NamedParameters& params, double norm_type = 2.0);
+std::vector<double> grad_norms(const std::vector<ag::Variable>& params, double norm_type = 2.0);
+void scale_grads_to_norm(const NamedParameters& params, double total_norm, double max_norm);
+void scale_grads_to_norm(const std::vector<ag::Variable>& params, double total_norm, double max_norm);
+
 // Clamps every gradient element to [-clip_value, clip_value] (clip_value >= 0; NaN stays NaN).
 void clip_grad_value(const NamedParameters& params, double clip_value);
 void clip_grad_value(const std::vector<ag::Variable>& params, double clip_value);

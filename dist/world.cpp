@@ -61,6 +61,16 @@ int launched_size() {
   return 1;
 }
 
+int launched_local_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') {
+      char* end = nullptr;
+      const long n = std::strtol(v, &end, 10);
+      if (*end == '\0' && n >= 0 && n < (1L << 30)) return static_cast<int>(n);
+    }
+  return -1;
+}
+
 namespace {
 std::shared_ptr<ProcessGroup> make_world() {
   if (!launched_by_mpirun()) return std::make_shared<LocalGroup>("world");

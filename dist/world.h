@@ -18,6 +18,9 @@ bool built_with_nccl();
 bool launched_by_mpirun();
 // The launcher's world size from the environment (1 when started alone), without joining.
 int launched_size();
+// This process's rank among the job's ranks on its node, from the launcher's environment
+// (Open MPI, MPICH/Hydra); -1 when the launcher does not say.
+int launched_local_rank();
 // The world group; joins the MPI job on first call when launched by mpirun. A program launched
 // as one of N > 1 ranks by a build without MPI fails with one line that says so.
 ProcessGroup& world();

@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #include "core/ops.h"
-#include "core/ops/fused_update.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
 #include "optim/clip.h"
@@ -21,6 +20,22 @@ constexpr const char* kOp = "train";
 constexpr std::int64_t kBucketElements = std::int64_t{1} << 22;
 
 Tensor host(const Tensor& t) { return core::contiguous(core::to_device(t, core::Device::cpu())); }
+
+std::map<std::string, ag::Variable> parameter_map(const nn::Module& m) {
+  std::map<std::string, ag::Variable> out;
+  for (const auto& [name, v] : m.named_parameters()) out.emplace(name, v);
+  return out;
+}
+
+// Each buffer of `to` takes the value of the buffer of `from` with its name and shape (the twin
+// and the sharded model hold the same buffers).
+void copy_buffers(const nn::Module& from, const nn::Module& to) {
+  std::map<std::string, Tensor> source;
+  for (const auto& [name, b] : from.named_buffers()) source.emplace(name, b);
+  for (const auto& [name, b] : to.named_buffers())
+    if (const auto it = source.find(name); it != source.end() && it->second.shape() == b.shape())
+      core::copy_(b, core::to_device(it->second, b.device()));
+}
 
 // "a.b/exp_avg" -> "a.b"; "" when the key has no slot.
 std::string parameter_of(const std::string& key) {
@@ -113,24 +128,18 @@ std::int64_t Parallel::reduced_bytes(const optim::NamedParameters& params) const
 double Parallel::clip_grad_norm(const optim::NamedParameters& params, double max_norm) const {
   // Unsharded, every rank holds the whole (summed) gradient: the one-process rule applies as is.
   if (!sharded()) return optim::clip_grad_norm(params, max_norm);
+  const std::vector<double> norms = optim::grad_norms(params);
   double replicated = 0, experts = 0;  // squared norms
-  for (const auto& [name, v] : params) {
-    if (!v.grad().defined()) continue;
-    const double n = core::to_dtype(core::norm(v.grad(), 2.0), core::DType::f64).item<double>();
-    (shards_.count(name) ? experts : replicated) += n * n;
-  }
+  for (std::size_t i = 0; i < params.size(); ++i) (shards_.count(params[i].first) ? experts : replicated) += norms[i] * norms[i];
   // The expert-parallel group together holds every expert once.
   experts = dist::all_reduce_value(*expert_group_, experts);
   const double total = std::sqrt(replicated + experts);
-  const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0)
-    for (const auto& [name, v] : params)
-      if (v.grad().defined()) core::grad_scale_(v.grad(), coef);
+  optim::scale_grads_to_norm(params, total, max_norm);
   return total;
 }
 
-Tensor Parallel::gather_full(const Shard& s, const Tensor& local, const core::Shape& full_shape) const {
-  return core::reshape(host(s.group->all_gather(core::contiguous(local))), full_shape);
+Tensor Parallel::gather_experts(const Shard& s, const Tensor& local) const {
+  return host(s.group->all_gather(core::contiguous(local)));
 }
 
 std::shared_ptr<nn::Module>& Parallel::twin(const TwinFactory& make_twin) {
@@ -149,37 +158,27 @@ std::pair<nn::StateDict, nn::StateDict> Parallel::full_state(const nn::Module& m
     if (!writer()) return {};
     return {on_host(model.state_dict()), on_host(opt.state_dict())};
   }
-  // Every rank takes part in the gathers, in the same order (named_parameters, state_dict order).
-  std::map<std::string, core::Shape> full_shapes;
+  // Every rank takes part in the gathers, in the same order (named_parameters, state_dict order);
+  // the writer puts the full tensors in its twin, reshaped to the twin's shapes (lucidrains'
+  // hierarchical experts keep [eo, ei, ...]).
   std::shared_ptr<nn::Module> full = writer() ? twin(make_twin) : nullptr;
-  std::map<std::string, ag::Variable> twin_params;
-  if (full)
-    for (const auto& [name, v] : full->named_parameters()) twin_params.emplace(name, v);
+  const std::map<std::string, ag::Variable> twin_params = full ? parameter_map(*full) : std::map<std::string, ag::Variable>{};
   for (const auto& [name, v] : model.named_parameters()) {
     const auto shard = shards_.find(name);
-    if (shard == shards_.end()) {
-      if (full) core::copy_(twin_params.at(name).value(), host(v.value()));
-      continue;
-    }
-    // The full shape: the local slice's trailing dims under X = P * count experts, reshaped to
-    // the twin's (lucidrains' hierarchical experts keep [eo, ei, ...]).
-    const Tensor all = host(shard->second.group->all_gather(core::contiguous(v.value())));
-    if (full) core::copy_(twin_params.at(name).value(), core::reshape(all, twin_params.at(name).shape()));
-    full_shapes.emplace(name, full ? twin_params.at(name).shape() : all.shape());
+    const Tensor value = shard == shards_.end() ? host(v.value()) : gather_experts(shard->second, v.value());
+    if (full) core::copy_(twin_params.at(name).value(), core::reshape(value, twin_params.at(name).shape()));
   }
   nn::StateDict model_state, optimizer_state;
   if (full) {
-    for (const auto& [name, b] : model.named_buffers())
-      for (const auto& [tname, tb] : full->named_buffers())
-        if (tname == name && tb.shape() == b.shape()) core::copy_(tb, host(b));
+    copy_buffers(model, *full);
     model_state = on_host(full->state_dict());
   }
   for (const auto& [key, t] : opt.state_dict()) {
     const std::string pname = parameter_of(key);
     const auto shard = shards_.find(pname);
     if (shard != shards_.end() && t.defined() && t.dim() > 0) {
-      const Tensor all = host(shard->second.group->all_gather(core::contiguous(t)));
-      if (full) optimizer_state.insert(key, core::reshape(all, full_shapes.at(pname)));
+      const Tensor all = gather_experts(shard->second, t);
+      if (full) optimizer_state.insert(key, core::reshape(all, twin_params.at(pname).shape()));
     } else if (full) {
       optimizer_state.insert(key, t.defined() ? host(t) : t);
     }
@@ -196,32 +195,27 @@ void Parallel::load_full_state(nn::Module& model, optim::Optimizer& opt, const n
   }
   std::shared_ptr<nn::Module>& full = twin(make_twin);
   full->load_state_dict(model_state);
-  std::map<std::string, ag::Variable> twin_params;
-  for (const auto& [name, v] : full->named_parameters()) twin_params.emplace(name, v);
+  const std::map<std::string, ag::Variable> twin_params = parameter_map(*full), params = parameter_map(model);
   // Each rank's slice of a full [X, ...] tensor whose expert dims lead: local [count, rest...].
   auto slice = [](const Tensor& all, const Shard& s, const core::Shape& local) {
     core::Shape flat = local;
     flat[0] = -1;
     return core::narrow(core::reshape(all, flat), 0, s.first, s.count);
   };
-  for (const auto& [name, v] : model.named_parameters()) {
+  for (const auto& [name, v] : params) {
     const Tensor& src = twin_params.at(name).value();
     const auto shard = shards_.find(name);
     const Tensor part = shard == shards_.end() ? src : slice(src, shard->second, v.shape());
     core::copy_(v.value(), core::to_device(core::contiguous(part), v.value().device()));
   }
-  for (const auto& [name, b] : model.named_buffers())
-    for (const auto& [tname, tb] : full->named_buffers())
-      if (tname == name && tb.shape() == b.shape()) core::copy_(b, core::to_device(tb, b.device()));
+  copy_buffers(*full, model);
   // The optimizer's state: this rank's slices of the expert parameters' slots.
-  std::map<std::string, core::Shape> local_shapes;
-  for (const auto& [name, v] : model.named_parameters()) local_shapes.emplace(name, v.shape());
   nn::StateDict mine;
   for (const auto& [key, t] : optimizer_state) {
     const std::string pname = parameter_of(key);
     const auto shard = shards_.find(pname);
     if (shard != shards_.end() && t.defined() && t.dim() > 0)
-      mine.insert(key, core::contiguous(slice(t, shard->second, local_shapes.at(pname))));
+      mine.insert(key, core::contiguous(slice(t, shard->second, params.at(pname).shape())));
     else
       mine.insert(key, t);
   }

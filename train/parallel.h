@@ -81,8 +81,9 @@ class Parallel {
     std::shared_ptr<dist::ProcessGroup> group;  // the expert-parallel group
     std::int64_t first = 0, count = 0;
   };
-  // Full [X, ...] (leading expert dims flattened) gathered over the shard's group, on the host.
-  core::Tensor gather_full(const Shard& s, const core::Tensor& local, const core::Shape& full_shape) const;
+  // A sharded tensor [count, ...] gathered over the shard's group: [X, ...] on the host, the
+  // experts in order (leading expert dims flattened).
+  core::Tensor gather_experts(const Shard& s, const core::Tensor& local) const;
   std::shared_ptr<nn::Module>& twin(const TwinFactory& make_twin);
 
   std::shared_ptr<dist::ProcessGroup> world_, expert_group_, replica_group_;

@@ -14,6 +14,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/philox.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
 #include "train/tensorboard.h"
@@ -63,9 +64,8 @@ double value_of(const ag::Variable& v) { return core::sum(v.value()).item<double
 core::Device resolve_device(const std::string& text, const Parallel& par) {
   core::Device d = core::Device::parse(text);  // validate() has checked the spelling
   if (d.is_cuda() && text == "cuda" && par.distributed()) {
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    const int gpus = core::build_info().cuda_devices;
-    if (gpus > 0) d = core::Device::cuda((local ? std::atoi(local) : par.rank()) % gpus);
+    const int local = dist::launched_local_rank(), gpus = core::build_info().cuda_devices;
+    if (gpus > 0) d = core::Device::cuda((local >= 0 ? local : par.rank()) % gpus);
   }
   if (const std::string why = core::device_unavailable(d); !why.empty()) fail("train", "--device {} but {}", d.str(), why);
   return d;
@@ -93,13 +93,8 @@ std::string losses(double last, double eval, double accuracy) {
 // (splitmix64 of the run's seed, the stream and the index): a function of the data, not of the
 // rank that happens to process it. stream 0: training, 1: evaluation.
 std::uint64_t draw_seed(std::uint64_t seed, std::uint64_t stream, std::int64_t index) {
-  auto mix = [](std::uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
-  return mix(mix(mix(seed) ^ stream) ^ static_cast<std::uint64_t>(index));
+  using core::splitmix64;
+  return splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ static_cast<std::uint64_t>(index));
 }
 // Fault injection for the tests of a job that loses a rank: MOEGRAD_FAULT_SIGNAL=KILL:R:S (or
 // STOP:R:S) makes world rank R send itself SIGKILL (SIGSTOP) as step S begins.
@@ -114,20 +109,6 @@ void inject_fault(int rank, std::int64_t step) {
   if (k == "KILL" || k == "STOP") ::kill(::getpid(), k == "KILL" ? SIGKILL : SIGSTOP);
 }
 
-// RoutingStats of the job from its summed counts per expert.
-nn::moe::RoutingStats stats_from_counts(std::vector<std::int64_t> kept, std::vector<std::int64_t> routed) {
-  nn::moe::RoutingStats s;
-  s.tokens_per_expert = std::move(kept);
-  s.routed_per_expert = std::move(routed);
-  for (const auto v : s.tokens_per_expert) s.kept += v;
-  for (const auto v : s.routed_per_expert) s.routed += v;
-  s.dropped_fraction = s.routed > 0 ? static_cast<double>(s.routed - s.kept) / static_cast<double>(s.routed) : 0.0;
-  s.dead_experts = std::count(s.tokens_per_expert.begin(), s.tokens_per_expert.end(), 0);
-  const double mean = static_cast<double>(s.kept) / static_cast<double>(std::max<std::size_t>(1, s.tokens_per_expert.size()));
-  const auto mx = s.tokens_per_expert.empty() ? 0 : *std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end());
-  s.max_load_over_mean = mean > 0.0 ? static_cast<double>(mx) / mean : 0.0;
-  return s;
-}
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)), log_(log), gen_(config_.seed) {
@@ -324,7 +305,7 @@ void Trainer::reduce_report(double* sums, std::size_t n, std::vector<nn::moe::Ro
   for (auto& s : routing) {
     for (auto& v : s.tokens_per_expert) v = static_cast<std::int64_t>(all[at++]);
     for (auto& v : s.routed_per_expert) v = static_cast<std::int64_t>(all[at++]);
-    s = stats_from_counts(std::move(s.tokens_per_expert), std::move(s.routed_per_expert));
+    s = nn::moe::routing_stats(std::move(s.tokens_per_expert), std::move(s.routed_per_expert));
   }
 }
 

@@ -65,7 +65,10 @@ struct Sample {
   double route = 0, exchange = 0, experts = 0, combine = 0, reduce = 0, step = 0;
 };
 
-double median(std::vector<double> v) {
+// The median over the samples of one phase (field).
+double median(const std::vector<Sample>& samples, double Sample::*field) {
+  std::vector<double> v;
+  for (const Sample& s : samples) v.push_back(s.*field);
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
@@ -192,12 +195,9 @@ int main(int argc, char** argv) {
                      static_cast<double>(3 * wl.h);  // (2h x d) + (d x h) per row, forward + 2x backward
     }
     Sample med;
-    med.route = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.route); return v; }());
-    med.exchange = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.exchange); return v; }());
-    med.experts = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.experts); return v; }());
-    med.combine = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.combine); return v; }());
-    med.reduce = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.reduce); return v; }());
-    med.step = median([&] { std::vector<double> v; for (auto& s : samples) v.push_back(s.step); return v; }());
+    for (double Sample::*field : {&Sample::route, &Sample::exchange, &Sample::experts, &Sample::combine, &Sample::reduce,
+                                  &Sample::step})
+      med.*field = median(samples, field);
     const std::int64_t reduce_bytes = par.reduced_bytes(params);
     const double elem = 4.0, bytes_each_way = static_cast<double>(sent_rows) * static_cast<double>(wl.d) * elem;
     const double gflops = expert_flops / (med.experts * 1e6);

@@ -14,8 +14,7 @@ import shutil
 import subprocess
 import sys
 
-import h5py
-import numpy as np
+from checkpoint_compare import max_relative_difference, model_params
 
 BIN, WORK = sys.argv[1], sys.argv[2]
 MPIRUN = shutil.which("mpirun")
@@ -51,15 +50,12 @@ def main():
         if p.returncode != 0:
             failures.append(f"{name}: exit {p.returncode}\n{(p.stdout + p.stderr)[-2000:]}")
             return None
-        with h5py.File(os.path.join(d, "step-000000010.h5"), "r") as f:
-            out = {}
-            f["model"].visititems(lambda k, v: out.__setitem__(k, np.array(v)) if isinstance(v, h5py.Dataset) else None)
-            return out
+        return model_params(os.path.join(d, "step-000000010.h5"))
 
     def close(name, a, b):
         if a is None or b is None:
             return
-        worst = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(b[k]))), 1e-30)) for k in b)
+        worst = max_relative_difference(a, b)
         print(f"  {name}: max relative difference {worst:.2e}")
         if worst > 1e-4:
             failures.append(f"{name}: {worst:.3e} relative (> 1e-4)")

@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
+
+from checkpoint_compare import max_relative_difference, model_params
 
 BIN, WORK = sys.argv[1], sys.argv[2]
 QUICK = "--quick" in sys.argv[3:]
@@ -99,13 +100,6 @@ def train(name, world, p, a, model, extra=(), expect=0, env=None):
     return d, rc, out, secs
 
 
-def params(path):
-    with h5py.File(path, "r") as f:
-        out = {}
-        f["model"].visititems(lambda k, v: out.__setitem__(k, np.array(v)) if isinstance(v, h5py.Dataset) else None)
-        return out
-
-
 def latest(folder):
     files = sorted(f for f in os.listdir(folder) if f.startswith("step-") and f.endswith(".h5"))
     return os.path.join(folder, files[-1])
@@ -114,7 +108,7 @@ def latest(folder):
 def close(name, a, b, tol=1e-5):
     if not check(a.keys() == b.keys(), f"{name}: different parameter names {sorted(a)[:4]} vs {sorted(b)[:4]}"):
         return
-    worst = max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(b[k]))), 1e-30)) for k in a)
+    worst = max_relative_difference(a, b)
     print(f"  {name}: max relative difference {worst:.2e}", flush=True)
     check(worst <= tol, f"{name}: parameters differ by {worst:.3e} relative (> {tol})")
 
@@ -149,7 +143,7 @@ def main():
             d, rc, out, secs = train(f"{model}-w{w}p{p}a{a}", w, p, a, model)
             print(f"  {model} (W, P, A) = ({w}, {p}, {a}): exit {rc} in {secs:.1f} s", flush=True)
             if rc == 0:
-                final[(model, w, p, a)] = params(latest(d))
+                final[(model, w, p, a)] = model_params(latest(d))
                 evals[(model, w, p, a)] = [json.loads(line)["eval_loss"] for line in open(os.path.join(d, "metrics.jsonl"))
                                            if "eval_loss" in json.loads(line)]
             if rc == 0 and (w, p, a) == layouts[0] and "dropless" not in model:
@@ -172,7 +166,7 @@ def main():
     print("bit-identical reruns:", flush=True)
     d, rc, _, _ = train("st_moe-rerun", 4, 2, 1, "st_moe")
     if rc == 0 and ("st_moe", 4, 2, 1) in final:
-        same_bits("st_moe (4,2,1) twice", params(latest(d)), final[("st_moe", 4, 2, 1)])
+        same_bits("st_moe (4,2,1) twice", model_params(latest(d)), final[("st_moe", 4, 2, 1)])
 
     print("resharding:", flush=True)
     ref = final.get(("st_moe", 4, 2, 1))
@@ -184,11 +178,11 @@ def main():
         _, rc, out, _ = train(f"reshard-w4-to-w{w}", w, p, a, "st_moe")
         check("resumed from" in out, f"W=4 -> W={w}: did not resume\n{out[-2000:]}")
         if rc == 0 and ref is not None:
-            close(f"checkpoint of W=4 resumed at W={w}", params(latest(d)), ref)
+            close(f"checkpoint of W=4 resumed at W={w}", model_params(latest(d)), ref)
     d1, rc, _, _ = train("reshard-w1", 1, 1, 4, "st_moe", ["--stop-at", "10"])
     _, rc, out, _ = train("reshard-w1", 4, 4, 1, "st_moe")
     if rc == 0 and ref is not None:
-        close("checkpoint of W=1 resumed at W=4 (P=4)", params(latest(d1)), ref)
+        close("checkpoint of W=1 resumed at W=4 (P=4)", model_params(latest(d1)), ref)
 
     print("faults:", flush=True)
     env = dict(ENV, MOEGRAD_FAULT_SIGNAL="KILL:1:13")
@@ -199,7 +193,7 @@ def main():
     _, rc, out, _ = train("kill", 2, 2, 2, "st_moe")
     check("resumed from" in out and "step-000000010.h5" in out, f"--resume auto after the kill:\n{out[-2000:]}")
     if rc == 0 and ref is not None:
-        close("killed at W=4, resumed at W=2", params(latest(d)), ref)
+        close("killed at W=4, resumed at W=2", model_params(latest(d)), ref)
 
     env = dict(ENV, MOEGRAD_FAULT_SIGNAL="STOP:1:3")
     d, rc, out, secs = train("stop", 2, 2, 1, "st_moe", ["--collective-timeout", "3"], env=env, expect=None)

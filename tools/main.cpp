@@ -1,5 +1,5 @@
-// The moegrad command-line program: info, train and inspect (tools/train_command.*), layer
-// (tools/layer_command.*). Each subcommand parses its own flags with CLI11 (tools/cli.h).
+// The moegrad command-line program: info, train and inspect (tools/train_command.*), eval
+// (tools/eval_command.*), predict (tools/predict_command.*), layer (tools/layer_command.*). Each subcommand parses its own flags with CLI11 (tools/cli.h).
 #include <fmt/format.h>
 
 #include <cstring>
@@ -8,7 +8,9 @@
 #include "core/build_info.h"
 #include "dist/world.h"
 #include "tools/cli.h"
+#include "tools/eval_command.h"
 #include "tools/layer_command.h"
+#include "tools/predict_command.h"
 #include "tools/train_command.h"
 
 namespace {
@@ -17,8 +19,13 @@ constexpr const char* kUsage = R"(usage: moegrad <command> [options]
 
 commands:
   info       print this build's configuration (version, CUDA, BLAS, threads)
-  train      train a MoE model on a synthetic task, with checkpoints and metrics
+  train      train a MoE model on a synthetic task or on your own HDF5 tensors
+             (--task tensors --train-data F.h5), with checkpoints and metrics
              (moegrad train --help)
+  eval       a checkpoint's loss and per-layer routing statistics over an HDF5 file
+             (moegrad eval CKPT.h5 --data F.h5 [--output F.json])
+  predict    a checkpoint's outputs and each token's experts and weights, to HDF5
+             (moegrad predict CKPT.h5 --input F.h5 --output OUT.h5)
   inspect    print a checkpoint's configuration, step and parameter table
   layer      run one MoE module on tensors from HDF5 files: outputs, losses, gradients
              (moegrad layer --help)
@@ -57,7 +64,9 @@ int main(int argc, char** argv) {
   if (command == "layer") return moegrad::tools::run_layer_command(argc - 1, argv + 1);
   if (command == "train") return moegrad::tools::run_train_command(argc - 1, argv + 1);
   if (command == "inspect") return moegrad::tools::run_inspect_command(argc - 1, argv + 1);
-  fmt::print(stderr, "moegrad: unknown command '{}' (commands: info, train, inspect, layer; see moegrad --help)\n",
+  if (command == "eval") return moegrad::tools::run_eval_command(argc - 1, argv + 1);
+  if (command == "predict") return moegrad::tools::run_predict_command(argc - 1, argv + 1);
+  fmt::print(stderr, "moegrad: unknown command '{}' (commands: info, train, eval, predict, inspect, layer; see moegrad --help)\n",
              command);
   return 2;
 }

@@ -18,7 +18,8 @@ namespace moegrad::tools {
 namespace {
 
 constexpr const char* kDescription =
-    "Trains a model on a synthetic task on the CPU or a GPU, with checkpoints, metrics and resume.\n"
+    "Trains a model on a synthetic task, or on your own HDF5 tensors (--task tensors --train-data F.h5),\n"
+    "on the CPU or a GPU, with checkpoints, metrics and resume.\n"
     "Every option is also a key of --config FILE.json (dashes become underscores: \"batch_size\");\n"
     "flags given on the command line override the file. Numbers are checked against the ranges\n"
     "shown; integers accept 1e3.";

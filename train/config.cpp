@@ -50,8 +50,14 @@ constexpr const char* kDist = "distributed (mpirun -np W moegrad train ...)";
 // Every option once: the command line, the JSON keys, the ranges and to_json's order.
 template <class Visit>
 void fields(TrainConfig& c, Visit&& v) {
-  v(Field{"task", kModel, "clustered-regression or sequence (a permuted copy of tokens)",
-          {.choices = {"clustered-regression", "sequence"}}}, c.task);
+  v(Field{"task", kModel, "clustered-regression, sequence (a permuted copy of tokens), or tensors (your own data: --train-data)",
+          {.choices = {"clustered-regression", "sequence", "tensors"}}}, c.task);
+  v(Field{"train_data", kModel, "--task tensors: an HDF5 file with x [N, in] and y [N, out] (or [N, seq, in/out]), or "
+          "tokens [N, seq] (and targets [N, seq]; without them, next-token prediction)"}, c.train_data);
+  v(Field{"data_kind", kModel, "--task tensors: what --train-data holds: auto (found from its datasets), regression "
+          "(x, y) or tokens; a run stores what it found", {.choices = {"auto", "regression", "tokens"}}}, c.data_kind);
+  v(Field{"eval_data", kModel, "--task tensors: an HDF5 file like --train-data to evaluate on, in file order (default: "
+          "the first --eval-batches batches of --train-data, in file order)"}, c.eval_data);
   v(Field{"model", kModel, "st_moe, lucidrains, hierarchical, or dense (the baseline: GEGLU feed-forwards whose width gives the active parameters per token closest to the st_moe model's)",
           {.choices = {"st_moe", "lucidrains", "hierarchical", "dense"}}}, c.model.kind);
   v(Field{"dim", kModel, "model width", {1, kSize}}, c.model.dim);
@@ -68,10 +74,13 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"noise_mult", kModel, "gate noise multiplier", {0, kBig}}, c.model.noise_mult);
   v(Field{"balance_loss_coef", kModel, "weight of the load-balancing loss", {0, kBig}}, c.model.balance_loss_coef);
   v(Field{"router_z_loss_coef", kModel, "weight of the router z-loss", {0, kBig}}, c.model.router_z_loss_coef);
-  v(Field{"input_dim", kModel, "clustered-regression input/output width", {1, kSize}}, c.input_dim);
+  v(Field{"input_dim", kModel, "clustered-regression input width (tensors: from the file)", {1, kSize}}, c.input_dim);
+  v(Field{"output_dim", kModel, "clustered-regression output width, 0 = --input-dim (tensors: from the file)",
+          {0, kSize}}, c.output_dim);
   v(Field{"clusters", kModel, "clustered-regression clusters", {1, kSize}}, c.clusters);
-  v(Field{"vocab", kModel, "sequence vocabulary", {2, kSize}}, c.vocab);
-  v(Field{"seq_len", kModel, "tokens per sequence", {1, kSize}}, c.seq_len);
+  v(Field{"vocab", kModel, "sequence vocabulary (tensors: the largest token + 1, or this when given and larger)",
+          {2, kSize}}, c.vocab);
+  v(Field{"seq_len", kModel, "tokens per sequence (tensors: from the file)", {1, kSize}}, c.seq_len);
   v(Field{"batch_size", kModel, "sequences per batch", {1, kSize}}, c.batch_size);
   v(Field{"steps", kOptim, "optimizer steps", {1, kSteps}}, c.steps);
   v(Field{"optimizer", kOptim, "adamw, adam or sgd", {.choices = {"adamw", "adam", "sgd"}}}, c.optimizer);
@@ -239,6 +248,7 @@ TrainConfig TrainConfig::from_json(const json::Json& v, const std::string& sourc
       root.error(fmt::format("unknown key '{}' (keys are the flags' names with '_' for '-')", json::elide(key)));
   // The default warmup fits every valid --steps.
   if (!v.contains("warmup")) c.warmup = std::min<std::int64_t>(20, c.steps / 10);
+  c.vocab_given = v.contains("vocab");
   c.validate();
   return c;
 }
@@ -254,7 +264,12 @@ void TrainConfig::validate() const {
   MOEGRAD_CHECK(stop_at <= steps, kOp, "--stop-at must be <= --steps = {}, got {}", steps, stop_at);
   MOEGRAD_CHECK(!resume.empty(), kOp, "--resume must be auto, none or a path");
   if (stop_at > 0 && ckpt_dir.empty()) fail(kOp, "--stop-at needs --ckpt-dir (it ends the run with a checkpoint)");
+  if (task == "tensors" && train_data.empty()) fail(kOp, "--task tensors needs --train-data FILE.h5");
+  if (task != "tensors" && !train_data.empty()) fail(kOp, "--train-data needs --task tensors (got --task {})", task);
+  if (task != "tensors" && !eval_data.empty()) fail(kOp, "--eval-data needs --task tensors (got --task {})", task);
 }
+
+bool TrainConfig::token_task() const { return task == "sequence" || (task == "tensors" && data_kind == "tokens"); }
 
 json::Json TrainConfig::identity() const {
   const json::Json all = to_json();
@@ -262,6 +277,9 @@ json::Json TrainConfig::identity() const {
   for (const char* key : {"task", "model", "dim", "hidden", "experts", "experts_outer", "top_n", "layers", "input_dim",
                           "clusters", "vocab", "seq_len", "batch_size", "seed", "optimizer"})
     out[key] = all.at(key);
+  // Only where they matter, so that the synthetic tasks' checkpoints keep their identity.
+  if (output_dim != 0) out["output_dim"] = output_dim;
+  if (!data_identity.is_null()) out["train_data"] = data_identity;
   return out;
 }
 

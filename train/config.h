@@ -21,9 +21,12 @@ struct TrainConfig {
     model.hidden = 32;
   }
   // task and model
-  std::string task = "clustered-regression";  // or "sequence"
+  std::string task = "clustered-regression";  // "sequence", or "tensors" (train/tensor_data.h)
+  std::string train_data, eval_data;          // tensors: HDF5 files
+  std::string data_kind = "auto";              // tensors: auto, regression or tokens (resolved from the file)
   ModelOptions model;                          // --model, --experts, --top-n, ...
-  std::int64_t input_dim = 16;                 // regression input/output width
+  std::int64_t input_dim = 16;                 // regression input width
+  std::int64_t output_dim = 0;                 // regression output width; 0 = input_dim
   std::int64_t clusters = 16;                  // regression clusters
   std::int64_t vocab = 64;                     // sequence vocabulary
   std::int64_t seq_len = 16;
@@ -59,6 +62,15 @@ struct TrainConfig {
   // another world size.
   std::int64_t expert_parallel = 1;  // P
   double collective_timeout = 300;   // seconds
+
+  // Not options. Whether from_json was given "vocab" (tensors: the vocabulary is the data's
+  // unless a larger one is given), and what identity() stores of --train-data (the Trainer sets
+  // it from the file: kind, shapes, content digest), so a changed file is not resumed.
+  bool vocab_given = true;
+  json::Json data_identity;
+
+  // A token model (embedding, logits, cross-entropy and accuracy): sequence, or tensors of tokens.
+  bool token_task() const;
 
   json::Json to_json() const;  // every key, in the table's order
   // Keys not given keep their defaults (warmup: min(20, steps / 10)); unknown keys, wrong

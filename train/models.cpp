@@ -140,7 +140,8 @@ class RegressionModel : public TaskModel {
     ModelOutput out;
     Variable h = stack_->forward(in_->forward(ag::constant(batch.x)), out);
     Variable pred = out_->forward(norm_->forward(h));
-    out.loss = ag::mean(ag::square(ag::sub(pred, ag::constant(batch.y))));
+    if (batch.y.defined()) out.loss = ag::mean(ag::square(ag::sub(pred, ag::constant(batch.y))));
+    out.prediction = pred.value();
     out.tokens = batch.x.numel() / batch.x.size(-1);
     return out;
   }
@@ -169,11 +170,13 @@ class SequenceModel : public TaskModel {
     ModelOutput out;
     Variable h = stack_->forward(embed_->forward(batch.x), out);
     Variable logits = ag::reshape(out_->forward(norm_->forward(h)), {-1, vocab_});  // [b * n, V]
+    out.tokens = batch.x.numel();
+    out.prediction = core::reshape(logits.value(), {batch.x.size(0), batch.x.size(1), vocab_});
+    if (!batch.y.defined()) return out;  // predicting: no targets
     const Tensor target = core::reshape(batch.y, {-1, 1});
     out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
     const Tensor pred = core::argmax(logits.value(), 1, true);
     out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
-    out.tokens = batch.x.numel();
     return out;
   }
   std::int64_t active_parameters() const override {

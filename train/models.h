@@ -47,12 +47,14 @@ std::int64_t dense_hidden(const ModelOptions& o);
 std::string capacity_factor_note(const ModelOptions& o, std::int64_t group_size);
 
 struct ModelOutput {
-  ag::Variable loss;       // task loss (0-d)
+  ag::Variable loss;       // task loss (0-d); undefined when the batch has no targets (y)
   ag::Variable aux_loss;   // weighted auxiliary losses of every MoE layer (0-d; zero for dense)
   double balance_loss = 0.0, router_z_loss = 0.0;  // unweighted, summed over layers
   double accuracy = -1.0;  // sequence task; -1 when not applicable
   std::int64_t tokens = 0;
   std::vector<nn::moe::RoutingStats> routing;  // one per MoE layer
+  // What the model predicts, without gradient: regression y [b, n, out]; sequence logits [b, n, vocab].
+  core::Tensor prediction;
 };
 
 class TaskModel : public nn::Module {

@@ -17,6 +17,8 @@
 #include "core/philox.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
+#include "train/inference.h"
+#include "train/tensor_data.h"
 #include "train/tensorboard.h"
 
 namespace moegrad::train {
@@ -29,11 +31,55 @@ std::unique_ptr<DataSource> make_data(const TrainConfig& c, Split split) {
     return std::make_unique<PermutedCopy>(
         PermutedCopyOptions{.vocab = c.vocab, .batch = c.batch_size, .seq = c.seq_len, .seed = c.seed, .split = split});
   return std::make_unique<ClusteredRegression>(ClusteredRegressionOptions{.dim = c.input_dim,
+                                                                          .out_dim = c.output_dim,
                                                                           .clusters = c.clusters,
                                                                           .batch = c.batch_size,
                                                                           .seq = c.seq_len,
                                                                           .seed = c.seed,
                                                                           .split = split});
+}
+
+// --task tensors: reads and checks --train-data (and --eval-data), and sets the options the files
+// decide: the widths, the sequence length, the vocabulary, and the data's part of identity().
+struct TensorFiles {
+  std::shared_ptr<const TensorData> train, eval;  // eval: --eval-data, or the training file
+};
+TensorFiles open_tensor_files(TrainConfig& c) {
+  TensorFiles f;
+  f.train = load_tensor_data(c.train_data, "--train-data");
+  f.eval = c.eval_data.empty() ? f.train : load_tensor_data(c.eval_data, "--eval-data");
+  const TensorData &t = *f.train, &e = *f.eval;
+  const char* found = t.kind == TensorData::Kind::tokens ? "tokens" : "regression";
+  if (c.data_kind != "auto" && c.data_kind != found)
+    fail("data", "--data-kind {} but --train-data '{}' holds {}", c.data_kind, t.path,
+         t.kind == TensorData::Kind::tokens ? "tokens" : "regression data (x, y)");
+  c.data_kind = found;
+  if (e.kind != t.kind)
+    fail("data", "--eval-data '{}' holds {} but --train-data '{}' holds {}", e.path,
+         e.kind == TensorData::Kind::tokens ? "tokens" : "regression data (x, y)", t.path,
+         t.kind == TensorData::Kind::tokens ? "tokens" : "regression data (x, y)");
+  c.seq_len = t.seq();
+  if (t.kind == TensorData::Kind::regression) {
+    if (e.in_dim() != t.in_dim() || e.out_dim() != t.out_dim())
+      fail("data", "--eval-data '{}' has widths x {} -> y {} but --train-data '{}' has {} -> {}", e.path, e.in_dim(),
+           e.out_dim(), t.path, t.in_dim(), t.out_dim());
+    c.input_dim = t.in_dim();
+    c.output_dim = t.out_dim();
+  } else {
+    const std::int64_t largest = std::max(t.max_token, e.max_token);
+    if (c.vocab_given) {
+      t.check_vocab(c.vocab, fmt::format("--vocab {}", c.vocab));
+      e.check_vocab(c.vocab, fmt::format("--vocab {}", c.vocab));
+    } else {
+      c.vocab = std::max<std::int64_t>(2, largest + 1);
+    }
+  }
+  c.data_identity = t.identity();
+  return f;
+}
+// Tokens that one MoE routing group holds: a sequence, or a batch of a 2-d regression file's rows.
+std::int64_t group_size(const TrainConfig& c) {
+  return c.task == "tensors" && c.seq_len == 1 ? c.batch_size : c.seq_len;
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, optim::NamedParameters params) {
@@ -89,13 +135,6 @@ std::string losses(double last, double eval, double accuracy) {
   return s;
 }
 
-// The seed of the generator that draws micro-batch `index`'s gate noise and routing uniforms
-// (splitmix64 of the run's seed, the stream and the index): a function of the data, not of the
-// rank that happens to process it. stream 0: training, 1: evaluation.
-std::uint64_t draw_seed(std::uint64_t seed, std::uint64_t stream, std::int64_t index) {
-  using core::splitmix64;
-  return splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ static_cast<std::uint64_t>(index));
-}
 // Fault injection for the tests of a job that loses a rank: MOEGRAD_FAULT_SIGNAL=KILL:R:S (or
 // STOP:R:S) makes world rank R send itself SIGKILL (SIGSTOP) as step S begins.
 void inject_fault(int rank, std::int64_t step) {
@@ -138,7 +177,9 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     }
     // The model before the data: a model too large for the machine fails at its first
     // allocation, before the data sources build their tables (a sequence task's permutation of
-    // the vocabulary, say).
+    // the vocabulary, say). Except the user's files, which decide the model's widths.
+    TensorFiles files;
+    if (config_.task == "tensors") files = open_tensor_files(config_);
     model_ = build_model(&gen_);
     // Initialised whole on the CPU (the same weights on every device and every rank), then each
     // rank keeps its experts and moves to the device; the optimizer's state is allocated where
@@ -147,8 +188,23 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     model_->to(device_);
     optimizer_ = make_optimizer(config_, model_->named_parameters());
     schedule_ = std::make_unique<optim::WarmupCosine>(config_.lr, config_.warmup, config_.steps, config_.min_lr);
-    data_ = make_data(config_, Split::train);
-    eval_data_ = make_data(config_, Split::eval);
+    if (files.train) {
+      data_ = std::make_unique<ShuffledTensors>(files.train, ShuffledTensorsOptions{config_.batch_size, config_.seed});
+      auto eval = std::make_unique<OrderedTensors>(files.eval, config_.batch_size);
+      const std::int64_t available = eval->batches();
+      config_.eval_batches = std::min(config_.eval_batches, available);
+      eval_note_ = fmt::format("eval data: {} of {} ({} batches of {} rows in file order{})",
+                               config_.eval_batches == available ? "all" : fmt::format("the first {} batches", config_.eval_batches),
+                               config_.eval_data.empty() ? "--train-data (no --eval-data given)" : "--eval-data '" + config_.eval_data + "'",
+                               config_.eval_batches, config_.batch_size,
+                               files.eval->rows() % config_.batch_size != 0 && config_.eval_batches == available
+                                   ? fmt::format(", the last of {}", files.eval->rows() % config_.batch_size)
+                                   : "");
+      eval_data_ = std::move(eval);
+    } else {
+      data_ = make_data(config_, Split::train);
+      eval_data_ = make_data(config_, Split::eval);
+    }
   });
 }
 
@@ -175,10 +231,7 @@ void Trainer::check_same_config() const {
 
 Trainer::~Trainer() = default;
 
-std::shared_ptr<TaskModel> Trainer::build_model(core::Generator* gen) const {
-  if (config_.task == "sequence") return make_sequence_model(config_.model, config_.vocab, gen);
-  return make_regression_model(config_.model, config_.input_dim, config_.input_dim, gen);
-}
+std::shared_ptr<TaskModel> Trainer::build_model(core::Generator* gen) const { return make_task_model(config_, gen); }
 
 Batch Trainer::micro_batch(std::int64_t index) {
   data_->seek(index);
@@ -274,7 +327,7 @@ std::pair<double, double> Trainer::evaluate() {
     sums[1] = v[1];
   }
   const double n = static_cast<double>(batches);
-  return {sums[0] / n, config_.task == "sequence" ? sums[1] / n : -1.0};
+  return {sums[0] / n, config_.token_task() ? sums[1] / n : -1.0};
 }
 
 std::string Trainer::nonfinite_origin(const Batch& batch) {
@@ -389,7 +442,7 @@ double Trainer::train_step(std::int64_t step, StepReport& report, json::Json& re
   reduce_report(sums, 6, routing);
   const double n = static_cast<double>(per_step);
   report = {step + 1, config_.steps, sums[0] / n, sums[1] / n, sums[2] / n, sums[3] / n, optimizer_->lr(), 0, 0, 0,
-            config_.task == "sequence" ? sums[4] / n : -1.0, ""};
+            config_.token_task() ? sums[4] / n : -1.0, ""};
   record["loss"] = report.loss;
   record["aux_loss"] = report.aux_loss;
   record["balance_loss"] = report.balance_loss;
@@ -482,7 +535,8 @@ TrainResult Trainer::run() {
                               model_->st_moe_active_parameters(),
                               model_->active_parameters() - model_->st_moe_active_parameters());
   fmt::print(log_, "{}; data: {}\n", model_line, data_->describe());
-  if (const std::string note = capacity_factor_note(config_.model, config_.seq_len); !note.empty())
+  if (!eval_note_.empty()) fmt::print(log_, "{}\n", eval_note_);
+  if (const std::string note = capacity_factor_note(config_.model, group_size(config_)); !note.empty())
     fmt::print(log_, "{}\n", note);
   if (par_->distributed())
     fmt::print(log_, "world: {} ranks, expert-parallel {} ({} group(s) of {}, each rank holds 1/{} of every MoE layer's "

@@ -117,6 +117,7 @@ class Trainer {
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::Schedule> schedule_;
   std::unique_ptr<DataSource> data_, eval_data_;
+  std::string eval_note_;  // --task tensors: which batches evaluate, for the log
   std::unique_ptr<FolderLock> ckpt_lock_;  // held from the constructor to the end of run()
   std::unique_ptr<CheckpointDir> ckpt_dir_;
   std::unique_ptr<Parallel> par_;

@@ -50,6 +50,7 @@ moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
   const std::int64_t b = x.size(0), n = x.size(1);
   moe::GateResult g = gate_->route(x, {}, f.draws.policy_uniform);
   last_.set(g.routing);
+  if (record_tokens_) token_routing_ = moe::token_routing(g.routing, g.weights.value(), b, n);
   const moe::Pipeline p(g.routing, row_layout_, placement_);
   last_exchanged_rows_ = p.exchanged_rows();
   Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, false), g.weights,
@@ -96,6 +97,9 @@ moe::MoEOutput HeirarchicalMoE::forward(const Variable& x, const moe::MoEForward
   // experts (and their exchange under expert parallelism).
   moe::GateResult gi = gate_inner_->route(ag::reshape(xo, {outer_, b, co, dim_}), importance, draws.policy_uniform_inner);
   last_.set(gi.routing);
+  if (record_tokens_)
+    token_routing_ = moe::hierarchical_token_routing(go.routing, go.weights.value(), outer_rows.row, gi.routing,
+                                                     gi.weights.value(), b, n);
   const moe::Pipeline inner(gi.routing, row_layout_, placement_);
   last_exchanged_rows_ = inner.exchanged_rows();
   Variable yo = inner.run(xo, moe::dispatch_scale(gi.weights, false), gi.weights,

@@ -17,6 +17,7 @@
 #include "layers/module.h"
 #include "layers/moe/pipeline.h"
 #include "layers/moe/routing.h"
+#include "layers/moe/token_routing.h"
 
 namespace moegrad::nn::moe {
 
@@ -39,6 +40,13 @@ class MoELayer : public Module {
   MoEOutput forward(const Variable& x) { return forward(x, MoEForward{}); }
   // Statistics of the last forward (this rank's tokens), over all X experts.
   virtual const RoutingStats& last_routing_stats() const = 0;
+  // Each token's experts and weights in every later forward (token_routing.h), read with
+  // last_token_routing(); off by default, so a forward copies nothing to the host for it.
+  void record_token_routing(bool on) {
+    record_tokens_ = on;
+    token_routing_ = {};
+  }
+  const TokenRouting& last_token_routing() const { return token_routing_; }
   // Expert row buffer: automatic = padded on a GPU in capacity mode, compact otherwise.
   void set_row_layout(RowLayout layout) { row_layout_ = layout; }
   RowLayout row_layout() const { return row_layout_; }
@@ -65,6 +73,8 @@ class MoELayer : public Module {
   void init_placement(std::int64_t total) { placement_ = {nullptr, total, 0, total}; }
 
   RowLayout row_layout_ = RowLayout::automatic;
+  bool record_tokens_ = false;
+  TokenRouting token_routing_;  // the last forward's, when record_tokens_
   ExpertPlacement placement_;
   std::int64_t last_exchanged_rows_ = 0;
 };

@@ -37,6 +37,7 @@ moe::MoEOutput MoE::forward(const Variable& x, const moe::MoEForward& f) {
   const std::int64_t b = x.size(0), n = x.size(1);
   moe::GateResult g = gate_->route(x, f.noise_gates, f.noise_mult, f.draws);
   last_.set(g.routing);
+  if (record_tokens_) token_routing_ = moe::token_routing(g.routing, g.weights.value(), b, n);
   const moe::Pipeline p(g.routing, row_layout_, placement_);
   last_exchanged_rows_ = p.exchanged_rows();
   Variable out = p.run(ag::reshape(x, {b * n, dim_}), moe::dispatch_scale(g.weights, g.straight_through), g.weights,

@@ -47,11 +47,12 @@ std::int64_t first_nonfinite_row(const Tensor& t) {
 }
 
 struct Reader {
+  const std::string& flag;
   const std::string& path;
   const h5::File& file;
   std::uint64_t digest = 0;
 
-  [[noreturn]] void error(const std::string& what) const { fail(kOp, "'{}': {}", path, what); }
+  [[noreturn]] void error(const std::string& what) const { fail(kOp, "{} '{}': {}", flag, path, what); }
 
   // The dataset, folded into the digest as read (name, dtype, shape, bytes).
   Tensor read(const char* name) {
@@ -116,7 +117,7 @@ std::shared_ptr<const TensorData> load_tensor_data(const std::string& path, cons
     fail(kOp, "{} '{}' cannot be opened: {}", flag, path, e.what());
   }
   const h5::File& file = *opened;
-  Reader in{path, file};
+  Reader in{flag, path, file};
   auto data = std::make_shared<TensorData>();
   data->path = path;
   const bool has_x = file.exists("x"), has_tokens = file.exists("tokens");

@@ -16,7 +16,7 @@
 //   train::Batch b = source.at(12);  // batch 12 of the seeded stream of epochs
 //
 // Every problem is one line naming the file, the dataset and the row where one is at fault:
-//   [data] 'train.h5': dataset 'x' holds NaN or Inf (first at row 17)
+//   [data] --train-data 'train.h5': dataset 'x' holds NaN or Inf (first at row 17)
 #pragma once
 #include <cstdint>
 #include <memory>

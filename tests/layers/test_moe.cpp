@@ -267,3 +267,41 @@ TEST_CASE("moe: st-moe MoE exposes PyTorch's keys over stacked storage") {
   m.load_state_dict(sd);
   CHECK(core::select(m.experts()->parameter("b_out").value(), 0, 1).to_vector<float>() == std::vector<float>(4, 3.0f));
 }
+
+TEST_CASE("moe: per-token routing is recorded only when asked, for every layer kind") {
+  const auto x = ag::constant(randn({2, 6, 4}, 21));
+  nn::st::MoEOptions so;
+  so.gating_top_n = 3;
+  nn::st::MoE st(4, 4, so);
+  nn::lmoe::MoE lm(4, 4);
+  nn::lmoe::HeirarchicalMoE h(4, {2, 3});
+  struct Case {
+    moe::MoELayer* layer;
+    std::int64_t k, experts;
+  };
+  for (const Case& c : {Case{&st, 3, 4}, Case{&lm, 2, 4}, Case{&h, 4, 6}}) {
+    c.layer->forward(x);
+    CHECK(!c.layer->last_token_routing().defined());  // off by default: the training path records nothing
+    c.layer->record_token_routing(true);
+    c.layer->forward(x);
+    const moe::TokenRouting& r = c.layer->last_token_routing();
+    REQUIRE(r.defined());
+    CHECK(r.experts.shape() == core::Shape{2, 6, c.k});
+    CHECK(r.weights.shape() == core::Shape{2, 6, c.k});
+    CHECK(r.dropped.shape() == core::Shape{2, 6, c.k});
+    // The kept choices per expert are the layer's own statistics; weights are positive exactly there.
+    const auto e = r.experts.to_vector<std::int64_t>();
+    const auto w = r.weights.to_vector<float>();
+    const auto d = r.dropped.to_vector<std::uint8_t>();
+    std::vector<std::int64_t> kept(static_cast<std::size_t>(c.experts), 0);
+    for (std::size_t i = 0; i < e.size(); ++i) {
+      CHECK((e[i] >= -1 && e[i] < c.experts));
+      const bool is_kept = e[i] >= 0 && d[i] == 0;
+      CHECK((w[i] > 0) == is_kept);
+      if (is_kept) ++kept[static_cast<std::size_t>(e[i])];
+    }
+    CHECK(kept == c.layer->last_routing_stats().tokens_per_expert);
+    c.layer->record_token_routing(false);
+    CHECK(!c.layer->last_token_routing().defined());
+  }
+}

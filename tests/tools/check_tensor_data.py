@@ -265,6 +265,16 @@ check(np.all((rt["weights"] > 0) == ok) and np.all(rt["weights"].sum(-1) <= 1 + 
       "hierarchical: positive weights (outer x inner) exactly on kept choices, at most 1 per token")
 check_loads("tokens", ev, routing_of(pred), 4)
 
+# On the batches a run evaluated (its --eval-data in full batches, --eval-batches covering them),
+# eval reproduces the run's logged eval loss: the same batches, the same routing draws.
+ev_file = write("eval16.h5", x=X2[:16] * 0.5, y=Y2[:16])
+folder = os.path.join(WORK, "logged-eval")
+train(REG2, folder, 6, ["--model", "lucidrains", "--eval-data", ev_file])
+logged = [r["eval_loss"] for r in metrics(folder) if "eval_loss" in r][-1]
+p = run(["eval", f"{folder}/ckpt/step-000000006.h5", "--data", ev_file, "--output", f"{folder}/e.json"])
+got = json.load(open(f"{folder}/e.json"))["loss"]
+check(abs(got - logged) <= 1e-6 * logged, f"eval reproduces the run's logged eval loss ({got} vs {logged})")
+
 # A synthetic task's checkpoint evaluates on a file of its widths.
 synth = os.path.join(WORK, "synthetic")
 run(["train", "--steps", "3", "--dim", "8", "--hidden", "8", "--experts", "4", "--input-dim", "6",

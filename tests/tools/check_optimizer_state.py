@@ -5,7 +5,10 @@
   with the /model entry's shape and dtype, and /optimizer/step_count;
 - a format_version 2 checkpoint written by moegrad before version 3 (tests/train/fixtures/
   checkpoint_v2, optimizer state under the internal stacked names) still verifies (every
-  checksum) and resumes to exactly the uninterrupted run of this build.
+  checksum) and resumes to exactly the uninterrupted run of this build;
+- with mpirun and an MPI build: an expert-parallel run (2 ranks, the experts split) writes the
+  same /optimizer keys as one process, and resumes both the version 2 fixture and its own
+  checkpoint to the single-process result (1e-5 relative: the sums run in another order).
 
 usage: check_optimizer_state.py MOEGRAD_BIN FIXTURE_DIR WORK_DIR
 """
@@ -97,6 +100,49 @@ for group in ("model", "optimizer"):
     check(sorted(x) == sorted(y), f"/{group}: same keys after resuming the v2 checkpoint")
     differ = [k for k in x if k in y and not (x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]))]
     check(not differ, f"/{group}: bitwise equal to the uninterrupted run (differ: {differ[:5]})")
+
+# 3. Expert parallelism: full_state gathers each expert slot and writes it under the same keys;
+# load_full_state maps them back, from version 3 and from version 2 files.
+MPIRUN = shutil.which("mpirun")
+if MPIRUN and "MPI yes" in run(["info"]).stdout.replace(":", ""):
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
+               OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
+
+    def mpi_train(folder, extra):
+        cmd = [MPIRUN, "--oversubscribe", "-np", "2", BIN, "train"] + SMALL + ["--expert-parallel", "2",
+                                                                             "--ckpt-dir", folder, "--ckpt-every", "4"] + extra
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(cmd)}: exit {p.returncode}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+
+    def close(name, x, y):
+        check(sorted(x) == sorted(y), f"{name}: same keys")
+        worst = max((float(np.max(np.abs(x[k] - y[k]))) / max(float(np.max(np.abs(y[k]))), 1e-30)
+                     for k in y if k in x and x[k].size), default=0.0)
+        print(f"  {name}: max relative difference {worst:.2e}")
+        check(worst <= 1e-5, f"{name}: max relative difference {worst:.2e} (> 1e-5)")
+
+    # W A micro-batches make a step: 2 ranks of 1 equal 1 process of --grad-accum 2.
+    ref = fresh("grad_accum2")
+    run(["train"] + SMALL + ["--grad-accum", "2", "--ckpt-dir", f"{ref}/ckpt", "--ckpt-every", "4"])
+    shutil.copy(v2, f"{ref}/v2.h5")
+    run(["train"] + SMALL + ["--grad-accum", "2", "--ckpt-dir", f"{ref}/from_v2", "--ckpt-every", "4",
+                             "--resume", f"{ref}/v2.h5"])
+    c = fresh("parallel")
+    mpi_train(f"{c}/ckpt", ["--stop-at", "4"])
+    check(sorted(datasets(f"{c}/ckpt/step-000000004.h5", "optimizer")) ==
+          sorted(datasets(f"{a}/ckpt/step-000000004.h5", "optimizer")), "2 ranks write the keys one process writes")
+    mpi_train(f"{c}/ckpt", [])  # resumes its own version 3 checkpoint
+    d = fresh("parallel_v2")
+    shutil.copy(v2, f"{d}/v2.h5")
+    mpi_train(f"{d}/ckpt", ["--resume", f"{d}/v2.h5"])
+    for group in ("model", "optimizer"):
+        close(f"2 ranks, resumed from version 3, vs 1 process: /{group}",
+              datasets(f"{c}/ckpt/step-000000008.h5", group), datasets(f"{ref}/ckpt/step-000000008.h5", group))
+        close(f"2 ranks, resumed from version 2, vs 1 process: /{group}",
+              datasets(f"{d}/ckpt/step-000000008.h5", group), datasets(f"{ref}/from_v2/step-000000008.h5", group))
+else:
+    print("expert-parallel part not run (needs mpirun and a moegrad built with MPI)")
 
 if failures:
     sys.exit(f"{len(failures)} failure(s)")

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
 """The checkpoint's /optimizer under PyTorch's names (h5py + numpy, no torch):
+- its values: this build's state at step 4, mapped back, equals the internal (stacked) state
+  the earlier build stored at step 4 of the same run (the format_version 2 fixture);
 - its layout: one group per /model parameter key (every key but buffers) (per-expert keys for the stacked st-moe
   experts), holding step (0-d float32, as torch.optim.AdamW keeps it), exp_avg and exp_avg_sq
   with the /model entry's shape and dtype, and /optimizer/step_count;
@@ -89,6 +91,27 @@ v2 = os.path.join(FIXTURES, "checkpoint_v2", "step-000000004.h5")
 with h5py.File(v2, "r") as f:
     check(int(f.attrs["format_version"]) == 2 and "experts.w_in" in "".join(f["optimizer"]),
           "the fixture is a format_version 2 checkpoint with internal names")
+# Values: this build's step-4 state, remapped, is the internal state the earlier build stored at
+# step 4 of the same run (stacked [E, ...] slot i = expert i's slot; steps 4 as int64 vs 4.0 as f32).
+STACKED = {"w_in": "net.0.weight", "b_in": "net.0.bias", "mult_bias": "net.1.mult_bias", "w_out": "net.2.weight",
+           "b_out": "net.2.bias"}
+internal, keyed = datasets(v2, "optimizer"), datasets(f"{a}/ckpt/step-000000004.h5", "optimizer")
+expected = {}
+for key, value in internal.items():
+    param, _, slot = key.rpartition("/")
+    owner, _, leaf = param.rpartition(".")
+    if leaf in STACKED and owner.endswith(".experts"):
+        for i in range(internal[f"{param}/exp_avg"].shape[0]):  # the experts
+            expected[f"{owner}.experts.{i}.{STACKED[leaf]}/{slot}"] = value if slot == "step" else value[i]
+    else:
+        expected[key] = value
+check(sorted(expected) == sorted(keyed), "the remapped internal keys are the keys written")
+mismatched = [k for k in expected if k in keyed and not (
+    np.array_equal(expected[k], keyed[k]) and (keyed[k].dtype == expected[k].dtype or k.endswith("/step")))]
+check(not mismatched, f"values equal to the internal state after remapping (differ: {mismatched[:5]})")
+check(keyed["step_count"].dtype == np.int64 and all(keyed[k].dtype == np.float32 for k in keyed if k.endswith("/step")),
+      "steps are float32, step_count int64")
+
 p = run(["inspect", v2])
 check("step 4, epoch 0" in p.stdout, f"inspect reads the fixture:\n{p.stdout}")
 b = fresh("resumed")

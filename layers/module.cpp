@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace moegrad::nn {
@@ -266,62 +267,63 @@ void Module::zero_grad() {
 
 // ---- checkpoints ---------------------------------------------------------------------------
 
-void Module::collect_own_state(const std::string& prefix, StateDict& out) const {
-  for (const auto& [n, v] : params_) out.insert(prefix + n, v.value());
+Tensor StateEntry::view(const Tensor& whole) const {
+  Tensor v = whole;
+  for (const std::int64_t i : index) v = core::select(v, 0, i);
+  return v;
+}
+
+void Module::collect_own_entries(const std::string& prefix, std::vector<StateEntry>& out) const {
+  for (const auto& [n, v] : params_) out.push_back({prefix + n, prefix + n, v, Tensor(), {}});
   for (const auto& b : buffers_)
-    if (b.persistent) out.insert(prefix + b.name, b.value);
+    if (b.persistent) out.push_back({prefix + b.name, prefix + b.name, Variable(), b.value, {}});
 }
 
-void Module::collect_children_state(const std::string& prefix, StateDict& out) const {
-  for (const auto& [n, c] : children_) c->collect_state(prefix + n + ".", out);
+void Module::collect_children_entries(const std::string& prefix, std::vector<StateEntry>& out) const {
+  for (const auto& [n, c] : children_) c->collect_entries(prefix + n + ".", out);
 }
 
-void Module::collect_state(const std::string& prefix, StateDict& out) const {
-  collect_own_state(prefix, out);
-  collect_children_state(prefix, out);
+void Module::collect_entries(const std::string& prefix, std::vector<StateEntry>& out) const {
+  collect_own_entries(prefix, out);
+  collect_children_entries(prefix, out);
 }
 
-void Module::load_own_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
-  for (const auto& [n, v] : params_) report.load(in, prefix + n, v.value());
-  for (const auto& b : buffers_)
-    if (b.persistent) report.load(in, prefix + b.name, b.value);
-}
-
-void Module::load_children_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
-  for (const auto& [n, c] : children_) c->load_state(prefix + n + ".", in, report);
-}
-
-void Module::load_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
-  load_own_state(prefix, in, report);
-  load_children_state(prefix, in, report);
-}
-
-void Module::collect_grads(const std::string& prefix, StateDict& out) const {
-  for (const auto& [n, v] : params_) out.insert(prefix + n, v.grad().defined() ? v.grad() : core::zeros_like(v.value()));
-  for (const auto& [n, c] : children_) c->collect_grads(prefix + n + ".", out);
-}
-
-StateDict Module::grad_dict() const {
-  StateDict out;
-  collect_grads("", out);
+std::vector<StateEntry> Module::state_entries() const {
+  std::vector<StateEntry> out;
+  collect_entries("", out);
   return out;
 }
 
 StateDict Module::state_dict() const {
   StateDict out;
-  collect_state("", out);
+  for (const StateEntry& e : state_entries()) out.insert(e.key, e.view(e.source()));
+  return out;
+}
+
+StateDict Module::grad_dict() const {
+  StateDict out;
+  std::unordered_map<const void*, Tensor> zeros;  // one zero gradient per parameter without one
+  for (const StateEntry& e : state_entries()) {
+    if (!e.is_parameter()) continue;
+    Tensor g = e.parameter.grad();
+    if (!g.defined()) {
+      Tensor& z = zeros[e.parameter.impl().get()];
+      if (!z.defined()) z = core::zeros_like(e.parameter.value());
+      g = z;
+    }
+    out.insert(e.key, e.view(g));
+  }
   return out;
 }
 
 LoadReport Module::load_state_dict(const StateDict& state, bool strict) {
   LoadReport report;
-  load_state("", state, report);
+  for (const StateEntry& e : state_entries()) report.load(state, e.key, e.view(e.source()));
   for (const auto& [key, value] : state)
     if (!report.consumed(key)) report.unexpected_keys.push_back(key);
   if (!report.ok(strict)) throw Error(report.message(strict));
   ag::NoGradGuard no_grad;
-  for (const auto& [dst, src] : report.copies_) core::copy_(dst, core::to_device(src, dst.device()));
-  report.copies_.clear();
+  report.apply();
   return report;
 }
 

@@ -19,6 +19,23 @@ using core::Shape;
 using core::Tensor;
 using core::TensorOptions;
 
+// One state_dict key and the tensor behind it: a parameter or a persistent buffer of the
+// module, whole or one slice of it. A stacked expert weight "experts.w_in" [E, 2h, d] gives E
+// entries "experts.experts.<i>.net.0.weight", each with index {i} (the view w_in[i], [2h, d]).
+struct StateEntry {
+  std::string key;                  // the state_dict key
+  std::string name;                 // the parameter's or buffer's dotted name from the root
+  Variable parameter;               // defined for a parameter
+  Tensor buffer;                    // defined for a persistent buffer
+  std::vector<std::int64_t> index;  // one index per leading dim; empty: the whole tensor
+
+  bool is_parameter() const { return parameter.defined(); }
+  const Tensor& source() const { return is_parameter() ? parameter.value() : buffer; }
+  // The key's view of `whole`, a tensor of the source's shape: its value, its gradient, or
+  // state that follows it (an optimizer slot).
+  Tensor view(const Tensor& whole) const;
+};
+
 class Module {
  public:
   Module() = default;
@@ -87,26 +104,27 @@ class Module {
   void zero_grad();  // drops every parameter's gradient
 
   // ---- checkpoints --------------------------------------------------------------------------
-  // Parameters and persistent buffers under their PyTorch key names. The tensors alias the
-  // module's storage (use nn::clone(sd) for a snapshot).
+  // Parameters and persistent buffers under their PyTorch key names and shapes. The tensors
+  // alias the module's storage (use nn::clone(sd) for a snapshot).
   StateDict state_dict() const;
   // Copies values in place. Every key is checked first and nothing is copied unless all are
   // fine: shape and dtype mismatches always throw; missing and unexpected keys throw when
   // strict, and are returned in the report otherwise. One moegrad::Error lists every problem.
   LoadReport load_state_dict(const StateDict& state, bool strict = true);
-
-  // The hooks behind state_dict / load_state_dict. The defaults walk this module's parameters,
-  // persistent buffers and children. A module that stores state under other names (e.g.
-  // stacked expert weights [E, ...] exposed as per-expert keys) overrides both: collect_state
-  // inserts views, load_state calls report.load(in, key, view) for each key it owns.
-  virtual void collect_state(const std::string& prefix, StateDict& out) const;
-  virtual void load_state(const std::string& prefix, const StateDict& in, LoadReport& report);
-
-  // Each parameter's gradient under its state_dict key (zeros where backward left none), so
-  // gradients compare and export by PyTorch's names; a module that overrides collect_state
-  // overrides collect_grads the same way.
+  // Each parameter's gradient under its state_dict key and shape (zeros where backward left
+  // none), so gradients compare and export by PyTorch's names.
   StateDict grad_dict() const;
-  virtual void collect_grads(const std::string& prefix, StateDict& out) const;
+
+  // The one mapping between the tensors a module stores and the keys and shapes it exposes:
+  // every state_dict key with the parameter or buffer behind it, in state_dict order.
+  // state_dict, load_state_dict, grad_dict and the optimizer's state under PyTorch's names
+  // (optim/module_state.h) all go through it.
+  std::vector<StateEntry> state_entries() const;
+  // The hook behind state_entries. The default lists this module's parameters, then its
+  // persistent buffers (each whole, key = name), then its children's entries. A module that
+  // stores state under other names or shapes (stacked expert weights [E, ...] exposed as
+  // per-expert keys) overrides it and lists slices.
+  virtual void collect_entries(const std::string& prefix, std::vector<StateEntry>& out) const;
 
   // ---- printing -----------------------------------------------------------------------------
   virtual std::string name() const { return "Module"; }
@@ -115,11 +133,9 @@ class Module {
   std::string to_string() const;
 
  protected:
-  // The default hook bodies, for overrides that handle part of the state themselves.
-  void collect_own_state(const std::string& prefix, StateDict& out) const;     // params + buffers
-  void collect_children_state(const std::string& prefix, StateDict& out) const;
-  void load_own_state(const std::string& prefix, const StateDict& in, LoadReport& report);
-  void load_children_state(const std::string& prefix, const StateDict& in, LoadReport& report);
+  // The default hook's halves, for overrides that handle part of the state themselves.
+  void collect_own_entries(const std::string& prefix, std::vector<StateEntry>& out) const;  // params + buffers
+  void collect_children_entries(const std::string& prefix, std::vector<StateEntry>& out) const;
   // Gives this module's own parameter `name` a new value of any shape (same dtype and device),
   // keeping the Variable (handles taken earlier see it) and dropping its gradient: expert
   // placement keeps a slice of stacked expert weights this way.

@@ -65,6 +65,11 @@ void LoadReport::load(const StateDict& in, const std::string& key, const Tensor&
   copies_.emplace_back(dst, *src);
 }
 
+void LoadReport::apply() {
+  for (const auto& [dst, src] : copies_) core::copy_(dst, core::to_device(src, dst.device()));
+  copies_.clear();
+}
+
 bool LoadReport::ok(bool strict) const {
   if (!shape_mismatches.empty() || !dtype_mismatches.empty()) return false;
   return !strict || (missing_keys.empty() && unexpected_keys.empty());

@@ -39,9 +39,9 @@ class StateDict {
 // A fresh contiguous copy of every tensor (a state_dict's values alias the module's storage).
 StateDict clone(const StateDict& sd);
 
-// Collected by Module::load_state_dict. A module's load_state hook calls load(in, key, dst)
-// once per key it owns: the key is then consumed, checked against dst (shape, dtype) and,
-// when the whole walk found no error, copied into dst in place.
+// Collected by Module::load_state_dict (and the optimizer's keyed load): load(in, key, dst) once
+// per key wanted: the key is then consumed, checked against dst (shape, dtype) and, when the
+// whole walk found no error, copied into dst in place by apply().
 class LoadReport {
  public:
   std::vector<std::string> missing_keys;     // wanted by the model, absent from the checkpoint
@@ -59,9 +59,10 @@ class LoadReport {
   // listing only the categories that are errors (missing/unexpected only when strict).
   std::string message(bool strict) const;
   bool ok(bool strict) const;
+  // Copies every planned (dst, src) pair (src moved to dst's device), once everything is ok.
+  void apply();
 
  private:
-  friend class Module;
   std::unordered_set<std::string> used_;
   std::vector<std::pair<Tensor, Tensor>> copies_;  // (dst, src), applied only when ok
 };

@@ -22,9 +22,9 @@ constexpr const char* kStepCountKey = "step_count";
 
 Tensor int_scalar(std::int64_t v) { return core::from_vector<std::int64_t>({v}, core::Shape{}); }
 
-// A step count read from a checkpoint: one element, a non-negative integer (any numeric dtype,
-// since PyTorch stores its steps as float tensors). nullopt-like -1 when invalid.
-std::int64_t read_step(const Tensor& t) {
+}  // namespace
+
+std::int64_t step_value(const Tensor& t) {
   if (t.numel() != 1) return -1;
   if (t.dtype() == core::DType::i64) return t.item<std::int64_t>();
   if (!core::is_floating(t.dtype())) return -1;
@@ -32,8 +32,6 @@ std::int64_t read_step(const Tensor& t) {
   if (!(v >= 0) || v != std::floor(v) || v > 9.007199254740992e15) return -1;
   return static_cast<std::int64_t>(v);
 }
-
-}  // namespace
 
 const HyperValue* Hyperparameters::find(const std::string& name) const {
   for (const auto& [k, v] : values)
@@ -156,7 +154,7 @@ void Optimizer::load_state_dict(const nn::StateDict& in) {
       missing.push_back(key);
       return;
     }
-    out = t->defined() ? read_step(*t) : -1;
+    out = t->defined() ? step_value(*t) : -1;
     if (out < 0)
       invalid.push_back(t->defined() ? fmt::format("{} ({})", key, core::describe(*t)) : key + " (undefined)");
   };

@@ -119,6 +119,10 @@ class Optimizer {
   std::int64_t step_count_ = 0;
 };
 
+// A step count stored as a tensor: one element holding a non-negative integer, of any numeric
+// dtype (PyTorch keeps Adam's steps as f32 tensors). -1 when it is not one.
+std::int64_t step_value(const core::Tensor& t);
+
 // Builds SGD, Adam or AdamW from hyperparameters() output (a checkpoint's config). Absent
 // values take the constructor's defaults (SGD needs lr); an unknown name, a flag given as a
 // number or the reverse throws "[make_optimizer] ...".

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -75,6 +76,9 @@ void check_name(const std::string& path, const char* what, const std::string& na
 }
 
 void validate(const std::string& path, const Checkpoint& ck) {
+  if (ck.format_version != kCheckpointFormatVersion)
+    fail_file(path, "cannot save a checkpoint loaded from format_version {} as version {}: its optimizer state is keyed "
+              "by parameter name; restore it into a trainer and save from there", ck.format_version, kCheckpointFormatVersion);
   if (ck.step < 0) fail_file(path, "cannot save a negative step ({})", ck.step);
   if (ck.epoch < 0) fail_file(path, "cannot save a negative epoch ({})", ck.epoch);
   for (const auto& [key, value] : ck.model) check_key(path, "model", key);
@@ -87,8 +91,9 @@ void validate(const std::string& path, const Checkpoint& ck) {
   }
 }
 
-// Opens path and checks the root attributes; the open file is returned for load_checkpoint.
-h5::File open_checked(const std::string& path) {
+// Opens path and checks the root attributes; the open file and its format_version are returned
+// for load_checkpoint.
+std::pair<h5::File, std::int64_t> open_checked(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail_file(path, "no such file");
   if (!fs::is_regular_file(path, ec)) fail_file(path, "not a regular file");
@@ -106,6 +111,7 @@ h5::File open_checked(const std::string& path) {
     if (std::string(e.what()).rfind("[checkpoint]", 0) == 0) throw;
     fail_file(path, "{}", detail(e.what(), path));
   }
+  std::int64_t format_version = 0;
   h5::File f = [&] {
     try {
       return h5::File::open(path);
@@ -120,8 +126,10 @@ h5::File open_checked(const std::string& path) {
       fail_file(path, "not a moegrad checkpoint (format '{}', expected '{}')", *format, kCheckpointFormat);
     const auto version = f.attribute_number(kFormatVersion);
     if (!version) fail_file(path, "no '{}' attribute", kFormatVersion);
-    if (*version != static_cast<double>(kCheckpointFormatVersion))
-      fail_file(path, "unknown format_version {} (this build reads version {})", *version, kCheckpointFormatVersion);
+    if (*version < kOldestReadableFormatVersion || *version > kCheckpointFormatVersion || *version != std::floor(*version))
+      fail_file(path, "unknown format_version {} (this build reads versions {} to {})", *version, kOldestReadableFormatVersion,
+                kCheckpointFormatVersion);
+    format_version = static_cast<std::int64_t>(*version);
     const auto complete = f.attribute_number(kComplete);
     if (!complete) fail_file(path, "incomplete checkpoint (no '{}' attribute): the write was interrupted", kComplete);
     if (*complete != 1) fail_file(path, "incomplete checkpoint ('{}' is {}, expected 1)", kComplete, *complete);
@@ -129,7 +137,7 @@ h5::File open_checked(const std::string& path) {
     if (std::string(e.what()).rfind("[checkpoint]", 0) == 0) throw;
     fail_file(path, "{}", detail(e.what(), path));
   }
-  return f;
+  return {std::move(f), format_version};
 }
 
 Tensor read_scalar_i64(const h5::File& f, const std::string& dataset) {
@@ -239,8 +247,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
 void check_checkpoint(const std::string& path) { open_checked(path); }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  const h5::File f = open_checked(path);
+  const auto [f, format_version] = open_checked(path);
   Checkpoint ck;
+  ck.format_version = format_version;
   try {
     for (const char* group : {"/model", "/optimizer", "/train", "/rng"}) {
       if (!f.exists(group)) fail_file(path, "missing group '{}'", group);
@@ -252,7 +261,7 @@ Checkpoint load_checkpoint(const std::string& path) {
                          name == "train/step" || name == "train/epoch" ||
                          (name.rfind("train/cursor/", 0) == 0 && name.find('/', 13) == std::string::npos) ||
                          (name.rfind("rng/", 0) == 0 && name.find('/', 4) == std::string::npos);
-      if (!known) fail_file(path, "unexpected dataset '/{}' (not part of format_version {})", name, kCheckpointFormatVersion);
+      if (!known) fail_file(path, "unexpected dataset '/{}' (not part of format_version {})", name, format_version);
     }
     for (const auto& name : f.attribute_names()) {
       if (reserved_attribute(name)) continue;

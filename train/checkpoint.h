@@ -1,11 +1,15 @@
 // Training checkpoints: one HDF5 file each, written atomically, read back strictly.
 //
-// Layout (format "moegrad-checkpoint", format_version 2):
+// Layout (format "moegrad-checkpoint", format_version 3):
 //   /model/<state_dict key>            the model's tensors under PyTorch's names and shapes
 //                                      ("/model/experts.experts.0.net.0.weight")
-//   /optimizer/<param name>/<slot>     optimizer state, keyed "<param name>/<slot>" in the
-//                                      optimizer's StateDict ("/optimizer/gate.weight/exp_avg");
-//                                      a key without '/' is a dataset directly in /optimizer
+//   /optimizer/<state_dict key>/<slot> optimizer state under the same keys and shapes as /model
+//                                      (optim/module_state.h): exp_avg, exp_avg_sq,
+//                                      max_exp_avg_sq or momentum_buffer, and `step` as a 0-d
+//                                      f32 like torch.optim.Adam's (f64 past 2^24)
+//                                      ("/optimizer/experts.experts.0.net.0.weight/exp_avg");
+//   /optimizer/step_count              0-d int64, optimizer.step() calls (a key without '/' is a
+//                                      dataset directly in /optimizer)
 //   /train/step, /train/epoch          0-d int64
 //   /train/cursor/<name>               0-d int64, one per data cursor ("train", "eval")
 //   /rng/<name>                        int64 [2]: a Philox generator's (seed, offset); values of
@@ -24,7 +28,11 @@
 //     bytes (arrays with data also the Fletcher32 filter on their chunks);
 //   - content_crc64 over everything loaded (names, dtypes, shapes, values, step, cursors,
 //     generators, config and attributes) matches.
-// Files of format_version 1 (unsealed) are refused with one line.
+// Older files: format_version 2 (the same layout, but /optimizer keyed by the internal parameter
+// names and shapes, "/optimizer/experts.w_in/exp_avg" [E, 2h, d] and an int64 step) is read:
+// Checkpoint::format_version says so, and the trainer restores such an optimizer state by
+// parameter name (train/parallel.h, load_full_state), so runs saved before version 3 resume
+// exactly. format_version 1 (unsealed) is refused with one line.
 //
 // Errors are one line naming the file and the problem, and leave every file as it was:
 //   [checkpoint] 'ckpt/step-000000100.h5': incomplete checkpoint (no 'complete' attribute): the write was interrupted
@@ -44,7 +52,8 @@
 namespace moegrad::train {
 
 inline constexpr const char* kCheckpointFormat = "moegrad-checkpoint";
-inline constexpr std::int64_t kCheckpointFormatVersion = 2;
+inline constexpr std::int64_t kCheckpointFormatVersion = 3;      // written
+inline constexpr std::int64_t kOldestReadableFormatVersion = 2;  // read
 
 // A Philox generator's state.
 struct RngState {
@@ -58,19 +67,23 @@ struct RngState {
 
 struct Checkpoint {
   nn::StateDict model;      // Module::state_dict()
-  nn::StateDict optimizer;  // the optimizer's state_dict: "<param name>/<slot>" -> tensor
+  nn::StateDict optimizer;  // optim::module_state_dict: "<state_dict key>/<slot>" -> tensor
+  // The file's version (load_checkpoint sets it). 2: `optimizer` is keyed by parameter name
+  // (Optimizer::state_dict's form). save_checkpoint writes only the current version.
   std::int64_t step = 0;    // >= 0
   std::int64_t epoch = 0;   // >= 0
   std::map<std::string, std::int64_t> cursor;  // data cursors by name (DataSource::cursor())
   std::map<std::string, RngState> rng;         // named generators
   std::string config_json;                     // the run's configuration, as given
   std::map<std::string, std::string> attributes;  // further root string attributes
+  std::int64_t format_version = kCheckpointFormatVersion;
 };
 
 // Writes `path` atomically (h5::write_atomically: temporary file in the same folder, fsync,
 // rename). Names are checked first: model and optimizer keys with empty, "." or ".." path
 // components, cursor and rng names that are empty or hold '/', extra attributes named like
-// the reserved ones, and negative step or epoch are errors.
+// the reserved ones, negative step or epoch, and a format_version other than the current one
+// are errors.
 void save_checkpoint(const std::string& path, const Checkpoint& ck);
 // The body of save_checkpoint: everything into an open, writable file, `complete` last.
 void write_checkpoint(h5::File& f, const Checkpoint& ck);

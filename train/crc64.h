@@ -1,7 +1,7 @@
 // CRC-64 as XZ computes it (ECMA-182 polynomial, reflected, initial and final value all ones):
 // crc64("123456789") = 0x995DC9BBDF1939FA. Checkpoints use it for the whole-file checksum in
 // the user block and for each tensor's `crc64` attribute. Streaming: feed the previous result
-// back in as `crc` (start from 0).
+// back in as `crc` (start from 0). Computed by liblzma (lzma_crc64).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -9,6 +9,7 @@
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
 #include "optim/clip.h"
+#include "optim/module_state.h"
 
 namespace moegrad::train {
 
@@ -156,7 +157,7 @@ std::pair<nn::StateDict, nn::StateDict> Parallel::full_state(const nn::Module& m
   };
   if (!sharded()) {
     if (!writer()) return {};
-    return {on_host(model.state_dict()), on_host(opt.state_dict())};
+    return {on_host(model.state_dict()), on_host(optim::module_state_dict(opt, model))};
   }
   // Every rank takes part in the gathers, in the same order (named_parameters, state_dict order);
   // the writer puts the full tensors in its twin, reshaped to the twin's shapes (lucidrains'
@@ -168,30 +169,35 @@ std::pair<nn::StateDict, nn::StateDict> Parallel::full_state(const nn::Module& m
     const Tensor value = shard == shards_.end() ? host(v.value()) : gather_experts(shard->second, v.value());
     if (full) core::copy_(twin_params.at(name).value(), core::reshape(value, twin_params.at(name).shape()));
   }
-  nn::StateDict model_state, optimizer_state;
+  nn::StateDict model_state, internal;
   if (full) {
     copy_buffers(model, *full);
     model_state = on_host(full->state_dict());
   }
+  // The optimizer's state by internal name, each expert slot gathered to the twin's shape, then
+  // under the twin's keys (PyTorch's names and shapes, as /model).
   for (const auto& [key, t] : opt.state_dict()) {
     const std::string pname = parameter_of(key);
     const auto shard = shards_.find(pname);
     if (shard != shards_.end() && t.defined() && t.dim() > 0) {
       const Tensor all = gather_experts(shard->second, t);
-      if (full) optimizer_state.insert(key, core::reshape(all, twin_params.at(pname).shape()));
+      if (full) internal.insert(key, core::reshape(all, twin_params.at(pname).shape()));
     } else if (full) {
-      optimizer_state.insert(key, t.defined() ? host(t) : t);
+      internal.insert(key, t.defined() ? host(t) : t);
     }
   }
-  return {std::move(model_state), std::move(optimizer_state)};
+  if (!full) return {};
+  return {std::move(model_state), on_host(optim::to_module_keys(internal, *full, opt.name()))};
 }
 
 void Parallel::load_full_state(nn::Module& model, optim::Optimizer& opt, const nn::StateDict& model_state,
-                               const nn::StateDict& optimizer_state, const TwinFactory& make_twin) {
+                               const nn::StateDict& optimizer_state, const TwinFactory& make_twin, bool internal_names) {
+  std::vector<std::string> names;
+  for (const auto& [name, v] : opt.named_parameters()) names.push_back(name);
   if (!sharded()) {
     model.load_state_dict(model_state);
-    opt.load_state_dict(optimizer_state);
-    return;
+    if (internal_names) return opt.load_state_dict(optimizer_state);
+    return optim::load_module_state_dict(opt, model, optimizer_state);
   }
   std::shared_ptr<nn::Module>& full = twin(make_twin);
   full->load_state_dict(model_state);
@@ -209,9 +215,12 @@ void Parallel::load_full_state(nn::Module& model, optim::Optimizer& opt, const n
     core::copy_(v.value(), core::to_device(core::contiguous(part), v.value().device()));
   }
   copy_buffers(*full, model);
-  // The optimizer's state: this rank's slices of the expert parameters' slots.
+  // The optimizer's state by internal name in the twin's (full) shapes, then this rank's slices
+  // of the expert parameters' slots.
+  const nn::StateDict internal =
+      internal_names ? optimizer_state : optim::from_module_keys(optimizer_state, *full, names, opt.slot_names(), opt.name());
   nn::StateDict mine;
-  for (const auto& [key, t] : optimizer_state) {
+  for (const auto& [key, t] : internal) {
     const std::string pname = parameter_of(key);
     const auto shard = shards_.find(pname);
     if (shard != shards_.end() && t.defined() && t.dim() > 0)

@@ -61,16 +61,19 @@ class Parallel {
   // clip_grad_norm_ rule); returns the norm before clipping.
   double clip_grad_norm(const optim::NamedParameters& params, double max_norm) const;
 
-  // The whole model's state (PyTorch names) and the optimizer's (full tensors), on the host, on
-  // the writer; every rank calls it (collective). make_twin builds an unsharded model of the
-  // same options. Other ranks get empty dicts.
+  // The whole model's state and the optimizer's (full tensors, both under PyTorch's names and
+  // shapes: optim/module_state.h), on the host, on the writer; every rank calls it
+  // (collective). make_twin builds an unsharded model of the same options. Other ranks get
+  // empty dicts.
   using TwinFactory = std::function<std::shared_ptr<nn::Module>()>;
   std::pair<nn::StateDict, nn::StateDict> full_state(const nn::Module& model, const optim::Optimizer& opt,
                                                      const TwinFactory& make_twin);
   // Loads a full state (every rank reads the same checkpoint) into the sharded model and
-  // optimizer: each rank takes its experts.
+  // optimizer: each rank takes its experts. internal_names: the optimizer state is keyed by
+  // parameter name (Optimizer::state_dict's form, format_version 2 checkpoints) rather than by
+  // the model's state_dict keys.
   void load_full_state(nn::Module& model, optim::Optimizer& opt, const nn::StateDict& model_state,
-                       const nn::StateDict& optimizer_state, const TwinFactory& make_twin);
+                       const nn::StateDict& optimizer_state, const TwinFactory& make_twin, bool internal_names = false);
 
   // Runs fn on every rank; if it throws on any, every rank throws the lowest failing rank's
   // message (so the job stops together instead of waiting in the next collective).

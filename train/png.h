@@ -1,5 +1,4 @@
-// A minimal PNG encoder for the TensorBoard images: 8-bit RGB, no interlace, one IDAT chunk
-// compressed with zlib, filter type 0 on every row.
+// The TensorBoard images as PNG files (8-bit RGB), written by libpng.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -271,10 +271,14 @@ void Trainer::restore(const std::string& path) {
     fail("train", "checkpoint '{}' was written by another model or task: {} vs this run's {}", path, it->second,
          json::dump(config_.identity()));
   try {
-    par_->load_full_state(*model_, *optimizer_, ck.model, ck.optimizer, [this] {
-      core::Generator scratch(config_.seed);
-      return std::shared_ptr<nn::Module>(build_model(&scratch));
-    });
+    // format_version 2 keyed the optimizer state by parameter name; it is read as it is.
+    par_->load_full_state(
+        *model_, *optimizer_, ck.model, ck.optimizer,
+        [this] {
+          core::Generator scratch(config_.seed);
+          return std::shared_ptr<nn::Module>(build_model(&scratch));
+        },
+        /*internal_names=*/ck.format_version == 2);
   } catch (const Error& e) {
     fail("train", "checkpoint '{}' does not fit this model: {}", path, e.what());
   }

@@ -87,25 +87,10 @@ void Experts::keep_experts(std::int64_t first, std::int64_t count) {
 }
 
 // The per-expert keys use global expert indices (a sharded module lists its own experts).
-void Experts::collect_state(const std::string& prefix, StateDict& out) const {
+void Experts::collect_entries(const std::string& prefix, std::vector<StateEntry>& out) const {
   for (std::int64_t i = 0; i < local_; ++i)
     for (const auto& [key, param] : key_map())
-      out.insert(fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(parameter(param).value(), 0, i));
-}
-
-void Experts::load_state(const std::string& prefix, const StateDict& in, LoadReport& report) {
-  for (std::int64_t i = 0; i < local_; ++i)
-    for (const auto& [key, param] : key_map())
-      report.load(in, fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(parameter(param).value(), 0, i));
-}
-
-void Experts::collect_grads(const std::string& prefix, StateDict& out) const {
-  for (std::int64_t i = 0; i < local_; ++i)
-    for (const auto& [key, param] : key_map()) {
-      const Variable& p = parameter(param);
-      const Tensor g = p.grad().defined() ? p.grad() : core::zeros_like(p.value());
-      out.insert(fmt::format("{}experts.{}.{}", prefix, first_ + i, key), core::select(g, 0, i));
-    }
+      out.push_back({fmt::format("{}experts.{}.{}", prefix, first_ + i, key), prefix + param, parameter(param), Tensor(), {i}});
 }
 
 std::string Experts::extra_repr() const {

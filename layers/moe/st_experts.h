@@ -1,7 +1,8 @@
 // st-moe-pytorch's Experts over num_experts Expert(dim, hidden_mult) (spec §3.1), stored stacked
 // so the MoE fast path runs one grouped GEMM per weight:
 //   w_in [E, 2h, d], b_in [E, 2h], mult_bias [E, h], w_out [E, d, h], b_out [E, d]
-// (named_parameters gives these). state_dict exposes PyTorch's per-expert keys as views:
+// (named_parameters gives these). state_entries (so state_dict, grad_dict and the optimizer's
+// keyed state) exposes PyTorch's per-expert keys as slices:
 //   experts.<i>.net.0.weight / .bias, experts.<i>.net.1.mult_bias, experts.<i>.net.2.weight / .bias
 // (under st::MoE: experts.experts.<i>...).
 // Expert parallelism: keep_experts(first, count) keeps a slice [count, ...] of each stacked
@@ -37,9 +38,8 @@ class Experts : public Module {
   std::string name() const override { return "Experts"; }
   std::string extra_repr() const override;
 
-  void collect_state(const std::string& prefix, StateDict& out) const override;
-  void load_state(const std::string& prefix, const StateDict& in, LoadReport& report) override;
-  void collect_grads(const std::string& prefix, StateDict& out) const override;
+  // experts.<global i>.<PyTorch suffix> -> slice i of the stacked parameter.
+  void collect_entries(const std::string& prefix, std::vector<StateEntry>& out) const override;
 
  private:
   // (PyTorch key suffix, stacked parameter) in state_dict order.

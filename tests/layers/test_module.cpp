@@ -70,15 +70,9 @@ struct StackedExperts : nn::Module {
   std::string key(const std::string& prefix, std::int64_t i) const {
     return prefix + "experts." + std::to_string(i) + ".weight";
   }
-  void collect_state(const std::string& prefix, nn::StateDict& out) const override {
-    const Tensor& w = parameter("weight").value();
-    for (std::int64_t i = 0; i < e_; ++i) out.insert(key(prefix, i), core::select(w, 0, i));
-    out.insert(prefix + "counts", buffer("counts"));
-  }
-  void load_state(const std::string& prefix, const nn::StateDict& in, nn::LoadReport& report) override {
-    const Tensor& w = parameter("weight").value();
-    for (std::int64_t i = 0; i < e_; ++i) report.load(in, key(prefix, i), core::select(w, 0, i));
-    report.load(in, prefix + "counts", buffer("counts"));
+  void collect_entries(const std::string& prefix, std::vector<nn::StateEntry>& out) const override {
+    for (std::int64_t i = 0; i < e_; ++i) out.push_back({key(prefix, i), prefix + "weight", parameter("weight"), Tensor(), {i}});
+    out.push_back({prefix + "counts", prefix + "counts", ag::Variable(), buffer("counts"), {}});
   }
   std::int64_t e_;
 };

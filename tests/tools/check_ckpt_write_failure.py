@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A checkpoint write that fails, seen from `moegrad train`: an injected full disk
-(MOEGRAD_FAULT_WRITE_FAIL_AFTER_BYTES, always run) and a real one (a 256 KiB tmpfs, when run as
+(MOEGRAD_FAULT_WRITE_FAIL_AFTER_BYTES, always run) and a real one (a 512 KiB tmpfs, when run as
 root; skipped with a message otherwise). Each must end the run with exit 1 and one line, no
 signal, no temporary file, and every earlier checkpoint intact and loadable. Also a
 --ckpt-dir that cannot be written fails at start, before any step.
@@ -84,12 +84,13 @@ check(tensors(f"{d}/ckpt/step-000000002.h5") == tensors(f"{ref}/ckpt/step-000000
 p = train(["--steps", "6", "--ckpt-dir", f"{d}/ckpt"])
 check(p.returncode == 0 and "at step 2" in p.stderr, f"injected: resume after the failure: {p.stderr[-400:]}")
 
-# 2. A real full disk (tmpfs of 256 KiB) and a read-only folder, as root.
+# 2. A real full disk (tmpfs of 512 KiB: one checkpoint of about 280 KB fits, the next does not) and
+# a read-only folder, as root.
 if os.geteuid() != 0:
     print("check_ckpt_write_failure: not root, tmpfs part skipped")
 else:
     d = fresh("tmpfs")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", d], capture_output=True).returncode == 0
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", d], capture_output=True).returncode == 0
     if not mounted:
         print("check_ckpt_write_failure: mount -t tmpfs failed, tmpfs part skipped")
     else:

@@ -77,7 +77,7 @@ check("eval_loss" in records[3] and "eval_loss" in records[7], "eval every 4 ste
 
 # 2. The checkpoint layout as the README documents it.
 with h5py.File(f"{a}/ckpt/step-000000008.h5", "r") as f:
-    check(f.attrs["format"] == "moegrad-checkpoint" and int(f.attrs["format_version"]) == 2, "format attributes")
+    check(f.attrs["format"] == "moegrad-checkpoint" and int(f.attrs["format_version"]) == 3, "format attributes")
     check(int(f.attrs["complete"]) == 1, "complete attribute")
     check(json.loads(f.attrs["config_json"])["experts"] == 4, "config_json")
     check("blocks.0.ff.moe.experts.experts.3.net.0.weight" in f["model"], "PyTorch-style keys under /model")

@@ -206,7 +206,7 @@ with h5py.File(sys.argv[1], 'r') as f:
         t = h5py.check_string_dtype(f.attrs.get_id(name).dtype)
         return t is not None and t.encoding == 'utf-8' and t.length is None
     assert f.attrs['format'] == 'moegrad-checkpoint' and vlen_utf8('format')
-    assert f.attrs['format_version'] == 2 and f.attrs['format_version'].dtype == np.int64
+    assert f.attrs['format_version'] == 3 and f.attrs['format_version'].dtype == np.int64
     assert f.attrs['complete'] == 1 and f.attrs['complete'].dtype == np.int64
     assert f.attrs['config_json'] == '{"name":"caf\u00e9 moe","dim":4}' and vlen_utf8('config_json')
     assert f.attrs['note'] == 'na\u00efve' and vlen_utf8('note')
@@ -293,8 +293,10 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
     CHECK_THROWS_WITH_AS(train::check_checkpoint(path), Contains("incomplete checkpoint"), Error);
   }
   SUBCASE("unknown format_version") {
-    const auto path = damaged(dir, "v3.h5", [](h5::File& f) { f.set_attribute("format_version", 3); });
-    check_load_fails(path, "unknown format_version 3 (this build reads version 2)");
+    const auto path = damaged(dir, "v4.h5", [](h5::File& f) { f.set_attribute("format_version", 4); });
+    check_load_fails(path, "unknown format_version 4 (this build reads versions 2 to 3)");
+    const auto v1 = damaged(dir, "v1attr.h5", [](h5::File& f) { f.set_attribute("format_version", 1); });
+    check_load_fails(v1, "unknown format_version 1 (this build reads versions 2 to 3)");
   }
   SUBCASE("format_version 1 (no file checksum)") {
     const std::string path = dir.file("v1.h5");
@@ -332,7 +334,7 @@ TEST_CASE("checkpoint: loading fails with one line naming the file and the probl
     const std::string nogroup = dir.file("f.h5");
     h5::write_atomically(nogroup, [](h5::File& f) {
       f.set_attribute("format", "moegrad-checkpoint");
-      f.set_attribute("format_version", 2);
+      f.set_attribute("format_version", 3);
       f.set_attribute("config_json", "{}");
       f.create_group("/model");
       f.set_attribute("complete", 1);

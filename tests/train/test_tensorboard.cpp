@@ -1,8 +1,10 @@
 // train/tfrecord and train/png, the pieces of --tensorboard's event files: CRC-32C against
 // published vectors (RFC 3720 B.4), the TFRecord framing byte for byte (the expected bytes come
 // from TensorBoard's own Python masked_crc32c), the record file, a writer's first record, and
-// the PNG container. tests/tools/check_tensorboard.py reads whole runs with TensorBoard itself.
+// the PNG container read back by libpng. tests/tools/check_tensorboard.py reads whole runs with
+// TensorBoard itself.
 #include <doctest/doctest.h>
+#include <png.h>
 
 #include <cstdint>
 #include <string>
@@ -111,6 +113,19 @@ TEST_CASE("png: signature, IHDR with the size, chunks in order, bad sizes refuse
   CHECK(be32(png, 20) == 2);
   CHECK(png.substr(png.size() - 12, 8) == std::string("\0\0\0\0IEND", 8));
   CHECK(png.find("IDAT") != std::string::npos);
+  // libpng reads back the pixels written.
+  std::vector<std::uint8_t> pixels(3 * 7 * 3);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
+  const std::string file = train::encode_png_rgb(7, 3, pixels);
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  REQUIRE(png_image_begin_read_from_memory(&image, file.data(), file.size()));
+  CHECK(image.width == 7);
+  CHECK(image.height == 3);
+  image.format = PNG_FORMAT_RGB;
+  std::vector<std::uint8_t> back(PNG_IMAGE_SIZE(image));
+  REQUIRE(png_image_finish_read(&image, nullptr, back.data(), 0, nullptr));
+  CHECK(back == pixels);
   CHECK(error_of([&] { train::encode_png_rgb(5, 3, rgb); }) == "[png] 5 x 3 RGB needs 45 bytes, got 30");
   CHECK(error_of([&] { train::encode_png_rgb(0, 2, rgb); }).find("[png] image size must be") == 0);
 }

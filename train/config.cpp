@@ -267,6 +267,7 @@ void TrainConfig::validate() const {
   if (task == "tensors" && train_data.empty()) fail(kOp, "--task tensors needs --train-data FILE.h5");
   if (task != "tensors" && !train_data.empty()) fail(kOp, "--train-data needs --task tensors (got --task {})", task);
   if (task != "tensors" && !eval_data.empty()) fail(kOp, "--eval-data needs --task tensors (got --task {})", task);
+  if (task != "tensors" && data_kind != "auto") fail(kOp, "--data-kind needs --task tensors (got --task {})", task);
 }
 
 bool TrainConfig::token_task() const { return task == "sequence" || (task == "tensors" && data_kind == "tokens"); }

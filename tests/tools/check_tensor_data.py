@@ -312,6 +312,8 @@ cases = [
     (["--task", "tensors"], 2, ["--train-data"]),
     (["--train-data", REG2], 2, ["--train-data", "--task tensors"]),
     (["--task", "sequence", "--eval-data", REG2], 2, ["--eval-data"]),
+    (["--task", "sequence", "--data-kind", "tokens"], 2, ["--data-kind", "--task tensors"]),
+    (["--task", "tensors", "--train-data", REG2, "--data-kind", "images"], 2, ["--data-kind"]),
     (["--task", "tensors", "--train-data", "missing.h5"], 1, ["missing.h5", "no such file"]),
     (["--task", "tensors", "--train-data", "adir"], 1, ["adir", "directory"]),
     (["--task", "tensors", "--train-data", bad["empty"]], 1, ["not an HDF5 file", "empty"]),

@@ -101,7 +101,7 @@ for name, data, extra in [("reg2d", REG2, ["--noise-gates"]), ("reg3d", REG3, ["
                           ("targets", TARGETS, ["--top-n", "1"])]:
     full, part = os.path.join(WORK, name + "-full"), os.path.join(WORK, name + "-part")
     p = train(data, full, 17, extra)
-    check("tensors '" in p.stderr and "eval data: the first 2 batches of --train-data" in p.stderr,
+    check("tensors '" in p.stderr and "eval data: the first 2 batches of 8 rows of --train-data" in p.stderr,
           f"{name}: the log names the file and says what evaluates without --eval-data")
     train(data, part, 17, extra + ["--stop-at", "7"])
     p = train(data, part, 17, extra)

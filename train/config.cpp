@@ -56,7 +56,7 @@ void fields(TrainConfig& c, Visit&& v) {
           "tokens [N, seq] (and targets [N, seq]; without them, next-token prediction)"}, c.train_data);
   v(Field{"data_kind", kModel, "--task tensors: what --train-data holds: auto (found from its datasets), regression "
           "(x, y) or tokens; a run stores what it found", {.choices = {"auto", "regression", "tokens"}}}, c.data_kind);
-  v(Field{"eval_data", kModel, "--task tensors: an HDF5 file like --train-data to evaluate on, in file order (default: "
+  v(Field{"eval_data", kModel, "--task tensors: an HDF5 file like --train-data to evaluate on, in file order (without it: "
           "the first --eval-batches batches of --train-data, in file order)"}, c.eval_data);
   v(Field{"model", kModel, "st_moe, lucidrains, hierarchical, or dense (the baseline: GEGLU feed-forwards whose width gives the active parameters per token closest to the st_moe model's)",
           {.choices = {"st_moe", "lucidrains", "hierarchical", "dense"}}}, c.model.kind);
@@ -267,6 +267,7 @@ void TrainConfig::validate() const {
   if (task == "tensors" && train_data.empty()) fail(kOp, "--task tensors needs --train-data FILE.h5");
   if (task != "tensors" && !train_data.empty()) fail(kOp, "--train-data needs --task tensors (got --task {})", task);
   if (task != "tensors" && !eval_data.empty()) fail(kOp, "--eval-data needs --task tensors (got --task {})", task);
+  if (task != "tensors" && data_kind != "auto") fail(kOp, "--data-kind needs --task tensors (got --task {})", task);
 }
 
 bool TrainConfig::token_task() const { return task == "sequence" || (task == "tensors" && data_kind == "tokens"); }

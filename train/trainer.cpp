@@ -193,13 +193,13 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
       auto eval = std::make_unique<OrderedTensors>(files.eval, config_.batch_size);
       const std::int64_t available = eval->batches();
       config_.eval_batches = std::min(config_.eval_batches, available);
-      eval_note_ = fmt::format("eval data: {} of {} ({} batches of {} rows in file order{})",
-                               config_.eval_batches == available ? "all" : fmt::format("the first {} batches", config_.eval_batches),
-                               config_.eval_data.empty() ? "--train-data (no --eval-data given)" : "--eval-data '" + config_.eval_data + "'",
-                               config_.eval_batches, config_.batch_size,
-                               files.eval->rows() % config_.batch_size != 0 && config_.eval_batches == available
-                                   ? fmt::format(", the last of {}", files.eval->rows() % config_.batch_size)
-                                   : "");
+      const bool all = config_.eval_batches == available;
+      const std::int64_t short_rows = files.eval->rows() % config_.batch_size;
+      eval_note_ = fmt::format(
+          "eval data: {} {} batches of {} rows of {}, in file order{}", all ? "all" : "the first", config_.eval_batches,
+          config_.batch_size,
+          config_.eval_data.empty() ? "--train-data (no --eval-data given)" : "--eval-data '" + config_.eval_data + "'",
+          all && short_rows != 0 ? fmt::format(" (the last of {} rows)", short_rows) : "");
       eval_data_ = std::move(eval);
     } else {
       data_ = make_data(config_, Split::train);

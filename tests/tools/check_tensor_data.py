@@ -101,7 +101,7 @@ for name, data, extra in [("reg2d", REG2, ["--noise-gates"]), ("reg3d", REG3, ["
                           ("targets", TARGETS, ["--top-n", "1"])]:
     full, part = os.path.join(WORK, name + "-full"), os.path.join(WORK, name + "-part")
     p = train(data, full, 17, extra)
-    check("tensors '" in p.stderr and "eval data: the first 2 batches of --train-data" in p.stderr,
+    check("tensors '" in p.stderr and "eval data: the first 2 batches of 8 rows of --train-data" in p.stderr,
           f"{name}: the log names the file and says what evaluates without --eval-data")
     train(data, part, 17, extra + ["--stop-at", "7"])
     p = train(data, part, 17, extra)
@@ -312,6 +312,8 @@ cases = [
     (["--task", "tensors"], 2, ["--train-data"]),
     (["--train-data", REG2], 2, ["--train-data", "--task tensors"]),
     (["--task", "sequence", "--eval-data", REG2], 2, ["--eval-data"]),
+    (["--task", "sequence", "--data-kind", "tokens"], 2, ["--data-kind", "--task tensors"]),
+    (["--task", "tensors", "--train-data", REG2, "--data-kind", "images"], 2, ["--data-kind"]),
     (["--task", "tensors", "--train-data", "missing.h5"], 1, ["missing.h5", "no such file"]),
     (["--task", "tensors", "--train-data", "adir"], 1, ["adir", "directory"]),
     (["--task", "tensors", "--train-data", bad["empty"]], 1, ["not an HDF5 file", "empty"]),

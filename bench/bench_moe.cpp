@@ -5,7 +5,8 @@
 //             (st: 2 rows (d 2h + h d), lucidrains: 2 rows (d h + h d); step = 3x forward);
 //             tflops = the same in TFLOP/s;
 //   gemm_*    the same-run denominator, and ratio = layer rate / GEMM rate:
-//               cpu   OpenBLAS sgemm on the same per-expert GEMM shapes (same rows per expert,
+//               cpu   the f32 GEMM engine's sgemm (core/cpu/gemm_engine.h: oneDNN or OpenBLAS) on
+//                     the same per-expert GEMM shapes (same rows per expert,
 //                     same transposes), called and scheduled as core's grouped GEMM calls them
 //                     (cpu::gemm_strided: one product split over the threads; experts side by
 //                     side, one per thread, when they balance, as cpu::gemm_grouped does);
@@ -236,7 +237,7 @@ class GemmReference {
 // The most expert rows a routing of workload w can keep: every token's k choices.
 std::int64_t reference_rows(const Model& m, const Workload& w) { return w.b * w.n * m.k; }
 
-// CPU: OpenBLAS sgemm (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
+// CPU: the f32 GEMM engine (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
 // on the expert GEMMs of the layer for the given rows per expert: forward
 // (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
 class CblasReference final : public GemmReference {
@@ -314,7 +315,7 @@ class CblasReference final : public GemmReference {
     });
   }
 
-  // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (OpenBLAS kernels; one product is split
+  // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (the f32 engine; one product is split
   // over the threads as the layer's GEMMs are, or runs single-threaded inside for_experts).
   static void sgemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                     float* c, int ldc) {
@@ -636,7 +637,7 @@ void usage(std::FILE* to) {
              "Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
              "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
              "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
-             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = OpenBLAS sgemm on the same\n"
+             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = the GEMM engine's sgemm on the same\n"
              "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
              "cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and [R, h] @ [h, d] plus\n"
              "their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"

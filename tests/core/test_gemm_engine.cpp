@@ -200,7 +200,7 @@ TEST_CASE("gemm engines: a call from inside a parallel region runs on its own th
   }
 }
 
-TEST_CASE("gemm engines: the override picks what it names; auto follows the CPU; bad names are one line") {
+TEST_CASE("gemm engines: the override picks what it names, auto follows the CPU, bad names are one line") {
   EngineGuard guard;
   set_gemm_engine("openblas");
   CHECK(std::string(gemm_engine().name()) == "openblas");

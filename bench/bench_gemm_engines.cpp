@@ -246,7 +246,11 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--quick") {
       cfg.quick = true;
-    } else if (arg == "--engines" && i + 1 < argc) {
+    } else if (arg == "--engines") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "bench_gemm_engines: --engines takes a comma-separated list of engines\n");
+        return 2;
+      }
       std::string list = argv[++i];
       for (std::size_t p = 0; p <= list.size();) {
         const std::size_t q = std::min(list.find(',', p), list.size());

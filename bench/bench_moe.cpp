@@ -5,7 +5,8 @@
 //             (st: 2 rows (d 2h + h d), lucidrains: 2 rows (d h + h d); step = 3x forward);
 //             tflops = the same in TFLOP/s;
 //   gemm_*    the same-run denominator, and ratio = layer rate / GEMM rate:
-//               cpu   OpenBLAS sgemm on the same per-expert GEMM shapes (same rows per expert,
+//               cpu   the f32 GEMM engine's sgemm (core/cpu/gemm_engine.h: oneDNN or OpenBLAS) on
+//                     the same per-expert GEMM shapes (same rows per expert,
 //                     same transposes), called and scheduled as core's grouped GEMM calls them
 //                     (cpu::gemm_strided: one product split over the threads; experts side by
 //                     side, one per thread, when they balance, as cpu::gemm_grouped does);
@@ -52,6 +53,7 @@
 #include "bench/fma_peak.h"
 #include "core/build_info.h"
 #include "core/cpu/blas_gemm.h"
+#include "core/cpu/gemm_engine.h"
 #include "core/memory.h"
 #include "core/ops.h"
 #include "layers/layers.h"
@@ -88,6 +90,7 @@ const char* const kStMoE = "st_moe.MoE";
 
 struct Config {
   std::optional<std::string> workload, model;
+  std::vector<std::string> gemm;  // --gemm: CPU f32 GEMM engines, each in turn (empty: the current one)
   std::string device = "cpu";
   int repeat = 10, warmup = 2;
   bool quick = false;
@@ -234,7 +237,7 @@ class GemmReference {
 // The most expert rows a routing of workload w can keep: every token's k choices.
 std::int64_t reference_rows(const Model& m, const Workload& w) { return w.b * w.n * m.k; }
 
-// CPU: OpenBLAS sgemm (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
+// CPU: the f32 GEMM engine (through core::cpu::gemm_strided, scheduled as the layer's grouped GEMMs)
 // on the expert GEMMs of the layer for the given rows per expert: forward
 // (x @ W1, act @ W2) and backward (dact, dW2, dx, dW1), with the layer's weight layout.
 class CblasReference final : public GemmReference {
@@ -312,7 +315,7 @@ class CblasReference final : public GemmReference {
     });
   }
 
-  // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (OpenBLAS kernels; one product is split
+  // C [m, n] = op(A) @ op(B) through moegrad's CPU GEMM (the f32 engine; one product is split
   // over the threads as the layer's GEMMs are, or runs single-threaded inside for_experts).
   static void sgemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                     float* c, int ldc) {
@@ -528,8 +531,9 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
 
   const int repeat = cfg.quick ? 1 : cfg.repeat, warmup = cfg.quick ? 1 : cfg.warmup;
   const double load_before = load1();
-  fmt::print(stderr, "bench_moe: {} {} on {} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
-             model_name, device.str(), w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
+  fmt::print(stderr, "bench_moe: {} {} on {}{} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
+             model_name, device.str(), device.is_cpu() ? fmt::format(", {} GEMMs", core::cpu::gemm_engine().name()) : "",
+             w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
   for (int i = 0; i < warmup; ++i) sample(m, w, x, g, bench_gen, gemm);
   std::vector<Sample> ss;
   for (int i = 0; i < repeat; ++i) ss.push_back(sample(m, w, x, g, bench_gen, gemm));
@@ -594,7 +598,7 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
       "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
       "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f},"
-      "\"reference_rows\":{},\"exchange_ms\":{:.3f},\"exchange_bwd_ms\":{:.3f}}}\n",
+      "\"reference_rows\":{},\"exchange_ms\":{:.3f},\"exchange_bwd_ms\":{:.3f},\"gemm_engine\":\"{}\"}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
@@ -603,7 +607,7 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
       step_peak_mb, peak_allocated_mb, step_base_mb, cfg.fma.gflops, cfg.fma.isa,
       cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0, device.is_cpu() ? reference_rows(m, w) : 0, exchange,
-      exchange_b);
+      exchange_b, device.is_cpu() ? core::cpu::gemm_engine().name() : "cublas");
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
@@ -624,13 +628,16 @@ void usage(std::FILE* to) {
              "  --repeat N            measured repeats after 2 warm-ups, medians reported (default 10)\n"
              "  --quick               tiny shapes (both devices), 1 warm-up + 1 repeat (smoke test; figures not\n"
              "                        meaningful)\n"
+             "  --gemm LIST           cpu: the f32 GEMM engines to run, comma-separated (openblas, onednn, auto;\n"
+             "                        core/cpu/gemm_engine.h), each in turn on every (workload, model), layer and\n"
+             "                        GEMM denominator alike (default: the one MOEGRAD_GEMM or the CPU selects)\n"
              "  --tf32                let cuBLAS use TF32 tensor cores for f32 GEMMs (core::set_allow_tf32), in the\n"
              "                        layers and the GEMM denominator alike (default off: FP32; no effect on cpu)\n"
              "  --help                this text\n"
              "Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
              "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
              "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
-             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = OpenBLAS sgemm on the same\n"
+             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = the GEMM engine's sgemm on the same\n"
              "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
              "cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and [R, h] @ [h, d] plus\n"
              "their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
@@ -640,7 +647,8 @@ void usage(std::FILE* to) {
              "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
              "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
              "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
-             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); reference_rows (cpu: the rows\n"
+             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); gemm_engine (cpu: the f32 GEMM engine of\n"
+             "the layer and the denominator; cuda: cublas); reference_rows (cpu: the rows\n"
              "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda); exchange_ms,\n"
              "exchange_bwd_ms (the pipeline's exchange + exchange_back: the identity in one process).\n"
              "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
@@ -672,6 +680,20 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--quick") {
       cfg.quick = true;
+    } else if (is_flag(arg, "--gemm")) {
+      auto v = value(i, arg, "--gemm");
+      if (!v || v->empty()) return bad("--gemm takes a comma-separated list of GEMM engines");
+      for (std::size_t p = 0; p <= v->size();) {
+        const std::size_t q = std::min(v->find(',', p), v->size());
+        const std::string name = v->substr(p, q - p);
+        try {
+          core::cpu::set_gemm_engine(name);  // checks the name
+        } catch (const std::exception& e) {
+          return bad(fmt::format("--gemm: {}", e.what()));
+        }
+        cfg.gemm.push_back(name);
+        p = q + 1;
+      }
     } else if (arg == "--tf32") {
       cfg.tf32 = true;
     } else if (is_flag(arg, "--workload")) {
@@ -726,7 +748,11 @@ int main(int argc, char** argv) {
     for (const char* model : {kLucidrains, kStMoE}) {
       if (cfg.model && *cfg.model != model) continue;
       try {
-        bench(cfg, w, model, device);
+        if (cfg.gemm.empty() || device.is_cuda()) bench(cfg, w, model, device);
+        for (const std::string& engine : device.is_cuda() ? std::vector<std::string>{} : cfg.gemm) {
+          core::cpu::set_gemm_engine(engine);
+          bench(cfg, w, model, device);
+        }
         // The next (workload, model) starts from an empty device cache: its peak and its first
         // allocations do not depend on what ran before. (The CPU cache is left as it was.)
         if (device.is_cuda()) core::empty_cache(device);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include "core/cpu/gemm_engine.h"
 #include "core/cuda/runtime.h"
 
 extern "C" char* openblas_get_config(void);
@@ -19,6 +20,7 @@ BuildInfo build_info() {
   info.cuda_devices = cuda::device_count();
   info.omp_threads = omp_get_max_threads();
   info.blas = std::string("OpenBLAS ") + openblas_get_config();
+  info.gemm = cpu::gemm_engine_summary();
   return info;
 }
 

@@ -11,7 +11,8 @@ struct BuildInfo {
   bool cuda_built = false;  // CUDA sources compiled in
   int cuda_devices = 0;     // devices visible now (0 without CUDA)
   int omp_threads = 1;      // OpenMP threads for CPU loops
-  std::string blas;         // CPU BLAS and its configuration
+  std::string blas;         // CPU BLAS and its configuration (f64 GEMMs; f32 ones without oneDNN)
+  std::string gemm;         // the f32 CPU GEMM engine, why, and its library (cpu/gemm_engine.h)
 };
 
 BuildInfo build_info();

@@ -6,20 +6,13 @@
 #include <algorithm>
 #include <climits>
 #include <numeric>
+#include <type_traits>
 
+#include "core/cpu/gemm_engine.h"
 #include "core/error.h"
 
 namespace moegrad::core::cpu {
 namespace {
-
-void sgemm(const ColMajorGemm& g, float alpha, const float* first, const float* second,
-           float beta, float* c) {
-  cblas_sgemm(CblasColMajor, g.trans_first ? CblasTrans : CblasNoTrans,
-              g.trans_second ? CblasTrans : CblasNoTrans, static_cast<int>(g.m),
-              static_cast<int>(g.n), static_cast<int>(g.k), alpha, first,
-              static_cast<int>(g.ld_first), second, static_cast<int>(g.ld_second), beta, c,
-              static_cast<int>(g.ldc));
-}
 
 void dgemm(const ColMajorGemm& g, double alpha, const double* first, const double* second,
            double beta, double* c) {
@@ -30,13 +23,20 @@ void dgemm(const ColMajorGemm& g, double alpha, const double* first, const doubl
               static_cast<int>(g.ldc));
 }
 
-void blas_call(const ColMajorGemm& g, float alpha, const float* first, const float* second,
-               float beta, float* c) {
-  sgemm(g, alpha, first, second, beta, c);
+// One product on the calling thread(s): f32 through the selected engine (gemm_engine.h), f64
+// through OpenBLAS dgemm (gradcheck's path).
+void blas_call(const RowMajorGemm& g, float alpha, const float* a, const float* b, float beta, float* c) {
+  gemm_engine().sgemm(g, alpha, a, b, beta, c);
 }
-void blas_call(const ColMajorGemm& g, double alpha, const double* first, const double* second,
-               double beta, double* c) {
-  dgemm(g, alpha, first, second, beta, c);
+void blas_call(const RowMajorGemm& g, double alpha, const double* a, const double* b, double beta, double* c) {
+  dgemm(to_col_major(g), alpha, b, a, beta, c);
+}
+
+// Selects the f32 engine (MOEGRAD_GEMM is read on first use, and may throw) before any parallel
+// region calls it.
+template <class T>
+void resolve_engine() {
+  if constexpr (std::is_same_v<T, float>) (void)gemm_engine();
 }
 
 // C[m, n] (row stride ldc) = beta * C, with beta == 0 writing zeros (BLAS semantics).
@@ -93,7 +93,7 @@ void gemm_split(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, 
         pb += g.trans_b ? lo * g.ldb : lo;
         pc += lo;
       }
-      blas_call(to_col_major(part), alpha, pb, pa, beta, pc);
+      blas_call(part, alpha, pa, pb, beta, pc);
     }
   }
 }
@@ -105,7 +105,7 @@ void gemm_one(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T*
   if (g.m * g.n * g.k >= kSplitMacs && std::max(g.m, g.n) >= threads && may_thread_blas_calls(threads))
     gemm_split(g, alpha, a, b, beta, c, threads);
   else
-    blas_call(to_col_major(g), alpha, b, a, beta, c);
+    blas_call(g, alpha, a, b, beta, c);
 }
 
 }  // namespace
@@ -120,11 +120,12 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
     return;
   }
   check_blas_range(g);
+  resolve_engine<T>();
   const int threads = omp_get_max_threads();
   if (batch >= threads && batch * g.m * g.n * g.k >= kSplitMacs && may_thread_blas_calls(threads)) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t i = 0; i < batch; ++i)  // equal products side by side, one BLAS call per thread
-      blas_call(to_col_major(g), alpha, b + b_off[i], a + a_off[i], beta, c + c_off[i]);
+      blas_call(g, alpha, a + a_off[i], b + b_off[i], beta, c + c_off[i]);
     return;
   }
   for (std::int64_t i = 0; i < batch; ++i) gemm_one(g, alpha, a + a_off[i], b + b_off[i], beta, c + c_off[i]);
@@ -152,6 +153,7 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
   RowMajorGemm largest = g;
   (items.vary_k ? largest.k : largest.m) = *std::max_element(items.size.begin(), items.size.end());
   check_blas_range(largest);
+  resolve_engine<T>();
   for_each_gemm_item(items, items.vary_k ? g.m * g.n : g.n * g.k, [&](std::int64_t i) {
     RowMajorGemm gi = g;
     (items.vary_k ? gi.k : gi.m) = items.size[i];

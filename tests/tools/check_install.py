@@ -97,13 +97,13 @@ for line in ldd.splitlines():
     if "libmoegrad_" in line and (str(libdir) + "/") not in line.replace("/bin/../lib/", "/lib/"):
         fail(f"the installed moegrad loads a library from elsewhere: {line.strip()}")
 
-# 5. No header that includes a private dependency (MPI, NCCL, HDF5, CBLAS, CUDA runtime) was
+# 5. No header that includes a private dependency (MPI, NCCL, HDF5, CBLAS, oneDNN, CUDA runtime) was
 # installed, and every installed header compiles with pkg-config's flags alone.
 include = prefix / "include" / "moegrad"
 headers = sorted(str(h.relative_to(include)) for h in include.rglob("*.h"))
 for h in headers:
     body = (include / h).read_text()
-    private = re.search(r"#include <(mpi\.h|nccl\.h|hdf5\.h|hdf5_hl\.h|cblas\.h|cuda_runtime[^>]*)>", body)
+    private = re.search(r"#include <(mpi\.h|nccl\.h|hdf5\.h|hdf5_hl\.h|cblas\.h|(?:oneapi/dnnl/)?dnnl\.h|cuda_runtime[^>]*)>", body)
     if private:
         fail(f"installed header {h} includes the private <{private.group(1)}>")
 (hello_dir / "all_headers.cpp").write_text("".join(f'#include "{h}"\n' for h in headers) + "int main() {}\n")

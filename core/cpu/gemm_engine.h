@@ -1,0 +1,54 @@
+// The library that runs moegrad's f32 CPU GEMMs (cpu::gemm_strided / gemm_grouped call it for
+// every single-product call; their threading and grouping stay theirs). f64 always goes to
+// OpenBLAS dgemm (gradcheck's reference path). Engines:
+//   openblas  cblas_sgemm (any x86-64; the AVX2 kernels under OPENBLAS_CORETYPE=Haswell)
+//   onednn    dnnl_sgemm (oneDNN; its own dispatch on the CPU's ISA), when the build found it
+// The default is chosen at run time from the CPU: oneDNN where it reports AVX-512 (avx512_core),
+// else OpenBLAS (docs/benchmarks.md, "GEMM engines", gives the measurement behind the choice).
+// MOEGRAD_GEMM=openblas|onednn|auto in the environment, read on first use, or set_gemm_engine
+// overrides it.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/cpu/blas_gemm.h"
+
+namespace moegrad::core::cpu {
+
+class GemmEngine {
+ public:
+  virtual ~GemmEngine() = default;
+  virtual const char* name() const = 0;
+  // The library and its version, e.g. "oneDNN 2.6.3 (avx512_core)".
+  virtual std::string describe() const = 0;
+  // One product C = alpha * op(A) @ op(B) + beta * C in moegrad's row-major convention
+  // (RowMajorGemm); m, n, k > 0 and sizes within the int range (blas_gemm checks both). With
+  // beta == 0, C is written without being read. Called from inside OpenMP parallel regions
+  // too, where it must run on the calling thread alone; outside one it may use all threads.
+  // Must not throw inside a parallel region: a failure there ends the program with one line.
+  virtual void sgemm(const RowMajorGemm& g, float alpha, const float* a, const float* b, float beta,
+                     float* c) const = 0;
+};
+
+// The engine f32 GEMMs use now.
+const GemmEngine& gemm_engine();
+
+// Selects an engine by name ("auto" = the CPU-based default). Throws moegrad::Error naming the
+// engine and the available ones when the name is unknown or the engine is not in this build.
+// Not to be called while GEMMs run on other threads.
+void set_gemm_engine(std::string_view name);
+
+// The engines this build can run: "openblas", then "onednn" when the build found oneDNN.
+std::vector<std::string> gemm_engine_names();
+
+// One line for `moegrad info`: the engine in use and why ("onednn: oneDNN 2.6.3 (avx512_core),
+// auto: the CPU has AVX-512" / "openblas: ..., MOEGRAD_GEMM=openblas").
+std::string gemm_engine_summary();
+
+// The oneDNN engine, or nullptr when the build has no oneDNN (gemm_engine_onednn.cpp).
+const GemmEngine* onednn_gemm_engine();
+// Whether oneDNN would run its AVX-512 kernels on this CPU (false without oneDNN).
+bool onednn_has_avx512();
+
+}  // namespace moegrad::core::cpu

@@ -1,10 +1,11 @@
 #include "core/memory.h"
 
+#include "core/cpu/allocator.h"
 #include "core/cuda/runtime.h"
 
 namespace moegrad::core {
 
-cpu::MemoryStats memory_stats(Device device) {
+MemoryStats memory_stats(Device device) {
   return device.is_cuda() ? cuda::memory_stats(device.index) : cpu::memory_stats();
 }
 void reset_peak_memory(Device device) {

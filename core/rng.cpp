@@ -1,5 +1,5 @@
 // rand / uniform / randn / gumbel from Philox4x32-10, on the CPU or the GPU (core/cuda/rng.cu). The mapping from (seed,
-// offset) to values is documented in core/philox.h; every element is a pure function of
+// offset) to values is documented in core/kernels/philox.h; every element is a pure function of
 // (seed, block index, lane), so results do not depend on the thread count.
 #include "core/rng.h"
 
@@ -13,8 +13,8 @@
 #include "core/cpu/loops.h"
 #include "core/ops/dispatch.h"
 #include "core/cuda/rng.h"
-#include "core/philox.h"
-#include "core/rng_math.h"
+#include "core/kernels/philox.h"
+#include "core/kernels/rng_math.h"
 
 namespace moegrad::core {
 namespace {

@@ -11,7 +11,7 @@
 #include "core/checked_math.h"
 #include "core/cpu/allocator.h"
 #include "core/ops/creation.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 
 namespace moegrad::train {
 

@@ -1,6 +1,6 @@
 // The CPU loop behind the fused in-place updates of core/ops/fused_update.h: one pass over
 // contiguous buffers of n elements, calling f(ptrs[i]...) per element (a functor of
-// core/fused_update_math.h), OpenMP-parallel above kParallelGrain elements like
+// core/kernels/fused_update_math.h), OpenMP-parallel above kParallelGrain elements like
 // core/cpu/loops.h. Elements are independent, so the result does not depend on the thread
 // count.
 #pragma once

@@ -11,7 +11,7 @@
 
 #include "core/checked_math.h"
 #include "core/cpu/loops.h"
-#include "core/reduce_math.h"
+#include "core/kernels/reduce_math.h"
 
 namespace moegrad::core::cpu {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "core/checked_math.h"
 #include "core/cpu/loops.h"
-#include "core/moe_slots_math.h"
+#include "core/kernels/moe_slots_math.h"
 
 namespace moegrad::core::cpu {
 

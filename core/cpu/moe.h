@@ -23,7 +23,7 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
 // a [R, d], row [T, k], b [T, d]; out [T, k] (written whole).
 void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& out);
 
-// Slot assignment (core/moe_slots_math.h) of every group; expert [G * n, k], active (u8, same
+// Slot assignment (core/kernels/moe_slots_math.h) of every group; expert [G * n, k], active (u8, same
 // shape) or undefined; outputs contiguous i64, written whole. Throws "[assign_slots] expert id 9
 // out of range [0, 8)".
 void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t num_experts,

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "core/cpu/loops.h"
-#include "core/fast_exp.h"
-#include "core/reduce_math.h"
-#include "core/reduce_plan.h"
+#include "core/kernels/fast_exp.h"
+#include "core/kernels/reduce_math.h"
+#include "core/kernels/reduce_plan.h"
 
 namespace moegrad::core::cpu {
 namespace {
@@ -43,7 +43,7 @@ constexpr int64_t kMaxPartials = int64_t{1} << 22;  // per-thread partial column
 constexpr int64_t kColBlock = 512;   // columns per block in the one-dim ops
 constexpr int kLanes = 16;          // independent accumulators in row mode
 
-// The reduction ops (identity, step, combine, finalize) are core/reduce_math.h's, shared with
+// The reduction ops (identity, step, combine, finalize) are core/kernels/reduce_math.h's, shared with
 // the CUDA kernels.
 
 // Fold n contiguous elements with kLanes independent accumulators (vectorisable).
@@ -86,7 +86,7 @@ void fold_columns(const Op& op, const typename Op::In* p, int64_t ld, int64_t R,
   }
 }
 
-// ---- planning: x as dense [A, R, B] (core/reduce_plan.h) ----
+// ---- planning: x as dense [A, R, B] (core/kernels/reduce_plan.h) ----
 
 template <class T> struct Plan {
   Tensor keep;  // owns the data (x itself or a contiguous copy)
@@ -94,29 +94,27 @@ template <class T> struct Plan {
   int64_t A = 1, R = 1, B = 1;
 };
 
-template <class T> Plan<T> plan(const Tensor& x, const std::vector<int64_t>& dims) {
-  ReducePlan P = plan_reduction(x, dims);
+template <class T> Plan<T> plan(const ReducePlan& P) {
   const T* base = P.data.data<T>();
-  return {std::move(P.data), base, P.A, P.R, P.B};
+  return {P.data, base, P.A, P.R, P.B};
 }
 
 // ---- the generic reduction driver ----
 
 template <class Op>
-void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out,
-                 const Op& op) {
+void reduce_into(const ReducePlan& rp, const Tensor& out, const Op& op) {
   using T = typename Op::In;
   using Acc = typename Op::Acc;
   using Out = typename Op::Out;
   Out* o = out.data<Out>();
   const int64_t K = out.numel();
   if (K == 0) return;
-  if (x.numel() == 0) {  // empty reduced extent
+  if (rp.data.numel() == 0) {  // empty reduced extent
     const Out v = op.finalize(op.identity(), 0);
     std::fill(o, o + K, v);
     return;
   }
-  const Plan<T> P = plan<T>(x, dims);
+  const Plan<T> P = plan<T>(rp);
   const int64_t A = P.A, R = P.R, B = P.B;
   const T* p = P.base;
   const int nthreads = threads_for(A * R * B);
@@ -314,16 +312,15 @@ template <class T> double sum_exp(const T* row, int64_t n, T m, T* dst) {
 
 // logsumexp over dense [A, R, B]: max, then log(sum exp(x - max)) + max, with the shift
 // replaced by 0 when the max is infinite (all -inf gives -inf, +inf stays +inf).
-template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_t>& dims,
-                                       const Tensor& out) {
+template <class T> void logsumexp_impl(const ReducePlan& rp, const Tensor& out) {
   T* o = out.data<T>();
   const int64_t K = out.numel();
   if (K == 0) return;
-  if (x.numel() == 0) {
+  if (rp.data.numel() == 0) {
     std::fill(o, o + K, -std::numeric_limits<T>::infinity());
     return;
   }
-  const Plan<T> P = plan<T>(x, dims);
+  const Plan<T> P = plan<T>(rp);
   const Lines L{P.A, P.R, P.B};
   const T* p = P.base;
   const MaxOp<T> maxop;
@@ -520,6 +517,6 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
 
 }  // namespace
 
-#include "core/reduce_entry_points.inc"
+#include "core/kernels/reduce_entry_points.inc"
 
 }  // namespace moegrad::core::cpu

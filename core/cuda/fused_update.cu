@@ -1,5 +1,5 @@
 // The fused update kernels (core/cuda/fused_update.h): one grid-stride elementwise kernel per
-// parameter, applying the same functors as the CPU loop (core/fused_update_math.h).
+// parameter, applying the same functors as the CPU loop (core/kernels/fused_update_math.h).
 #include "core/cuda/fused_update.h"
 #include "core/cuda/launch.cuh"
 

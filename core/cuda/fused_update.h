@@ -1,13 +1,13 @@
 // The CUDA kernels behind the fused in-place updates of core/ops/fused_update.h: one
 // elementwise kernel per call, a grid-stride loop applying the functor of
-// core/fused_update_math.h to contiguous device buffers of n elements, on the device's stream
+// core/kernels/fused_update_math.h to contiguous device buffers of n elements, on the device's stream
 // (asynchronous, like every kernel). Defined and instantiated for float and double in
 // core/cuda/fused_update.cu; in a CPU-only build core/cuda/stubs/fused_update_stubs.cpp
 // defines them to throw. Callers (the ops) have validated devices, dtypes and shapes.
 #pragma once
 #include <cstdint>
 
-#include "core/fused_update_math.h"
+#include "core/kernels/fused_update_math.h"
 
 namespace moegrad::core::cuda {
 

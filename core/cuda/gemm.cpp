@@ -46,20 +46,20 @@ int as_int(std::int64_t v) {
   return static_cast<int>(v);
 }
 
-// One column-major call; first = B, second = A (see cpu::to_col_major).
-void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+// One column-major call; first = B, second = A (see to_col_major).
+void gemm_one(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const float* first,
               const float* second, const float* beta, float* c) {
   MOEGRAD_CUBLAS_CHECK(cublasSgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
                                    as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
                                    beta, c, as_int(g.ldc)));
 }
-void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+void gemm_one(cublasHandle_t h, const ColMajorGemm& g, const double* alpha, const double* first,
               const double* second, const double* beta, double* c) {
   MOEGRAD_CUBLAS_CHECK(cublasDgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
                                    as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
                                    beta, c, as_int(g.ldc)));
 }
-void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const float* first,
                   long long s_first, const float* second, long long s_second, const float* beta, float* c,
                   long long s_c, int batch) {
   MOEGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
@@ -67,7 +67,7 @@ void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alp
                                                  s_first, second, as_int(g.ld_second), s_second, beta, c,
                                                  as_int(g.ldc), s_c, batch));
 }
-void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const double* alpha, const double* first,
                   long long s_first, const double* second, long long s_second, const double* beta,
                   double* c, long long s_c, int batch) {
   MOEGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
@@ -87,12 +87,12 @@ bool uniform_step(const std::int64_t* off, std::int64_t batch, std::int64_t& ste
 }  // namespace
 
 template <class T>
-void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off, int device) {
   if (batch == 0 || g.m == 0 || g.n == 0) return;
   cublasHandle_t h = handle(device);
-  const cpu::ColMajorGemm cm = cpu::to_col_major(g);
+  const ColMajorGemm cm = to_col_major(g);
   // k == 0: cuBLAS scales C by beta (writing zeros for beta == 0), as BLAS does.
   std::int64_t sa = 0, sb = 0, sc = 0;
   if (batch > 1 && batch <= INT_MAX && uniform_step(a_off, batch, sa) && uniform_step(b_off, batch, sb) &&
@@ -104,9 +104,9 @@ void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T
   for (std::int64_t i = 0; i < batch; ++i) gemm_one(h, cm, &alpha, b + b_off[i], a + a_off[i], &beta, c + c_off[i]);
 }
 
-template void gemm_strided<float>(const cpu::RowMajorGemm&, float, const float*, const float*, float, float*,
+template void gemm_strided<float>(const RowMajorGemm&, float, const float*, const float*, float, float*,
                                   std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*, int);
-template void gemm_strided<double>(const cpu::RowMajorGemm&, double, const double*, const double*, double,
+template void gemm_strided<double>(const RowMajorGemm&, double, const double*, const double*, double,
                                    double*, std::int64_t, const std::int64_t*, const std::int64_t*,
                                    const std::int64_t*, int);
 

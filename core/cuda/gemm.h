@@ -7,19 +7,19 @@
 #pragma once
 #include <cstdint>
 
-#include "core/cpu/blas_gemm.h"
+#include "core/kernels/gemm.h"
 
 namespace moegrad::core::cuda {
 
 template <class T>
-void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off, int device);
 
-extern template void gemm_strided<float>(const cpu::RowMajorGemm&, float, const float*, const float*,
+extern template void gemm_strided<float>(const RowMajorGemm&, float, const float*, const float*,
                                          float, float*, std::int64_t, const std::int64_t*,
                                          const std::int64_t*, const std::int64_t*, int);
-extern template void gemm_strided<double>(const cpu::RowMajorGemm&, double, const double*,
+extern template void gemm_strided<double>(const RowMajorGemm&, double, const double*,
                                           const double*, double, double*, std::int64_t,
                                           const std::int64_t*, const std::int64_t*,
                                           const std::int64_t*, int);

@@ -1,5 +1,5 @@
 // The CUDA counterpart of core/cpu/loops.h: out[i] = f(ins[0][i], ...) on the GPU, for the
-// functors of core/scalar_math.h. A template whose kernels nvcc must compile: the (Out, In...,
+// functors of core/kernels/scalar_math.h. A template whose kernels nvcc must compile: the (Out, In...,
 // F) combinations the ops use are instantiated in core/cuda/elementwise.cu (a missing one is a
 // link error). Without CUDA the definition below throws (no CUDA tensor can exist then).
 #pragma once

@@ -11,7 +11,7 @@
 //                  each product and sum rounded as the CPU does (no fused multiply-add).
 //   row_dot:       a group of G <= 32 lanes per (t, j): strided partial sums, then a fixed
 //                  butterfly of warp shuffles.
-//   assign_slots:  one thread per group runs core/moe_slots_math.h (the CPU's loop); groups
+//   assign_slots:  one thread per group runs core/kernels/moe_slots_math.h (the CPU's loop); groups
 //                  are few (b), so this is a short serial pass that saves a copy to the host.
 //   check_rows:    a bitset of targeted rows (integer atomicOr) and a "repeated" flag, copied
 //                  back to the host (the one synchronisation).
@@ -23,8 +23,7 @@
 #include "core/cuda/launch.cuh"
 #include "core/cuda/moe.h"
 #include "core/cuda/runtime.h"
-#include "core/moe_slots_math.h"
-#include "core/ops/creation.h"
+#include "core/kernels/moe_slots_math.h"
 
 namespace moegrad::core::cuda {
 namespace {

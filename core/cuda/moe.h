@@ -32,7 +32,7 @@ void combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight, cons
 // a [R, d], row [T, k], b [T, d]; out [T, k] (written whole; 0 where row < 0).
 void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& out);
 
-// Slot assignment (core/moe_slots_math.h), one thread per group; outputs written whole. An
+// Slot assignment (core/kernels/moe_slots_math.h), one thread per group; outputs written whole. An
 // expert id outside [0, E) is a deferred error ("[assign_slots] expert id 9 out of range [0, 8)").
 void assign_slots(const Tensor& expert, const Tensor& active, std::int64_t groups, std::int64_t num_experts,
                   std::int64_t capacity, std::int64_t outer, const Tensor& position, const Tensor& padded_row,

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kernels/reduce_plan.h"
 #include "core/tensor.h"
 
 namespace moegrad::core::cuda {
@@ -25,16 +26,16 @@ namespace moegrad::core::cuda {
 void report_non_finite(const Tensor& x, const char* op, const char* what);
 
 // x: f32, f64 or i64; out in x's dtype.
-void sum(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
+void sum(const ReducePlan& x, const Tensor& out);
 // x: f32 or f64; empty reductions give NaN.
-void mean(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
+void mean(const ReducePlan& x, const Tensor& out);
 // x: f32, f64 or i64; NaN propagates; the reduced extent must be non-empty.
-void amax(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
-void amin(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
+void amax(const ReducePlan& x, const Tensor& out);
+void amin(const ReducePlan& x, const Tensor& out);
 // x: f32 or f64; empty reductions give -inf.
-void logsumexp(const Tensor& x, const std::vector<std::int64_t>& dims, const Tensor& out);
+void logsumexp(const ReducePlan& x, const Tensor& out);
 // x: f32 or f64; p > 0 (p = inf: max |x|).
-void norm(const Tensor& x, double p, const std::vector<std::int64_t>& dims, const Tensor& out);
+void norm(const ReducePlan& x, double p, const Tensor& out);
 
 // x contiguous, size(dim) > 0. values (x's dtype) may be undefined; indices are i64.
 void max(const Tensor& x, std::int64_t dim, const Tensor& values, const Tensor& indices);

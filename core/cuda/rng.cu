@@ -1,9 +1,9 @@
 // Random draws on the GPU: one thread per Philox block, the same element mapping and the same
-// transforms (core/rng_math.h) as the CPU, so both devices give identical bits for f64 and
+// transforms (core/kernels/rng_math.h) as the CPU, so both devices give identical bits for f64 and
 // (up to the device's log/cos/sqrt rounding) for the transforms of f32 values.
 #include "core/cuda/launch.cuh"
 #include "core/cuda/rng.h"
-#include "core/rng_math.h"
+#include "core/kernels/rng_math.h"
 
 namespace moegrad::core::cuda {
 namespace {

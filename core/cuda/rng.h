@@ -1,4 +1,4 @@
-// Philox draws on the GPU, element for element the CPU's (core/rng.cpp, core/rng_math.h).
+// Philox draws on the GPU, element for element the CPU's (core/rng.cpp, core/kernels/rng_math.h).
 // out is a contiguous device buffer of n elements; `first` is the first Philox block.
 #pragma once
 #include <cstdint>

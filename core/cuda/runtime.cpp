@@ -112,7 +112,7 @@ void* device_alloc(std::size_t nbytes, int device) {
     const cudaError_t err = cudaMalloc(&p, cls);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      throw cpu::OutOfMemory(nbytes, fmt::format("cuda:{}", device),
+      throw OutOfMemory(nbytes, fmt::format("cuda:{}", device),
                         fmt::format("cudaMalloc failed: {} ({} already in live tensors there)",
                                     cudaGetErrorString(err), bytes_str(static_cast<std::uint64_t>(s.stats.allocated))));
     }

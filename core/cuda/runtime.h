@@ -5,11 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu/allocator.h"  // MemoryStats
+#include "core/allocation.h"  // MemoryStats
 
 namespace moegrad::core::cuda {
 
-using MemoryStats = cpu::MemoryStats;  // the same fields on every device
 
 bool available();    // built with CUDA and at least one device present
 int device_count();  // 0 when not built or no device
@@ -17,7 +16,7 @@ int device_count();  // 0 when not built or no device
 // Caching allocator: freed blocks are kept per size class and handed out again (all kernels run
 // on the device's one stream, so a block freed by the host is safe to reuse for the next
 // kernel). A failed cudaMalloc empties the cache and tries once more before it throws
-// cpu::OutOfMemory (the bytes and the driver's reason).
+// OutOfMemory (the bytes and the driver's reason).
 void* device_alloc(std::size_t nbytes, int device);
 void device_free(void* ptr, std::size_t nbytes, int device) noexcept;
 MemoryStats memory_stats(int device);  // allocated, reserved (= allocated + cached), peak

@@ -13,7 +13,7 @@
 namespace moegrad::core {
 
 template <class T>
-void gemm(Device device, const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+void gemm(Device device, const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
           std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off, const std::int64_t* c_off) {
   if (device.is_cuda())
     cuda::gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off, device.index);
@@ -26,17 +26,17 @@ void gemm(Device device, const cpu::RowMajorGemm& g, T alpha, const T* a, const 
 // cuBLAS call per distinct size (one call in the padded layout, where every expert has the same
 // row count).
 template <class T>
-void gemm_grouped(Device device, const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
-                  const cpu::GemmGroups& items) {
+void gemm_grouped(Device device, const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+                  const GemmGroups& items) {
   if (!device.is_cuda()) {
     cpu::gemm_grouped<T>(g, alpha, a, b, beta, c, items);
     return;
   }
-  std::map<std::int64_t, cpu::GemmGroups> by_size;  // size -> its items, in order
+  std::map<std::int64_t, GemmGroups> by_size;  // size -> its items, in order
   for (std::size_t i = 0; i < items.size.size(); ++i)
     by_size[items.size[i]].add(items.size[i], items.a_off[i], items.b_off[i], items.c_off[i]);
   for (const auto& [size, batch] : by_size) {
-    cpu::RowMajorGemm gi = g;
+    RowMajorGemm gi = g;
     (items.vary_k ? gi.k : gi.m) = size;
     cuda::gemm_strided<T>(gi, alpha, a, b, beta, c, static_cast<std::int64_t>(batch.size.size()), batch.a_off.data(),
                           batch.b_off.data(), batch.c_off.data(), device.index);

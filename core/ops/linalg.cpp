@@ -102,7 +102,7 @@ void run(const Plan& p, T* out, double alpha, double beta) {
   const std::int64_t nbatch = shape_numel(p.batch);
   if (nbatch == 0 || p.m == 0 || p.n == 0) return;
 
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.m = p.m;
   g.n = p.n;
   g.k = p.k;
@@ -132,7 +132,7 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       expected *= p.batch[d];
     }
     if (merge) {
-      cpu::RowMajorGemm big = g;
+      RowMajorGemm big = g;
       big.m = nbatch * p.m;
       const std::int64_t zero = 0;
       gemm<T>(p.device, big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero);

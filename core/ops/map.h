@@ -1,4 +1,4 @@
-// Runs an elementwise functor of core/scalar_math.h on the output's device: the CPU loop of
+// Runs an elementwise functor of core/kernels/scalar_math.h on the output's device: the CPU loop of
 // core/cpu/loops.h or the CUDA kernel of core/cuda/loops.h. The one place an elementwise op
 // picks its backend.
 #pragma once

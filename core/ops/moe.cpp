@@ -75,7 +75,7 @@ struct Steps {
   std::int64_t row, group;
 };
 struct GroupPlan {
-  cpu::GemmGroups items;
+  GemmGroups items;
   std::vector<std::int64_t> empty;  // groups without rows
 };
 
@@ -241,7 +241,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
   const Tensor xc = contiguous(x), wc = contiguous(w);
   const GroupPlan plan = plan_groups(off, /*vary_k=*/false, {in, 0}, {0, in * out_cols}, {out_cols, 0});
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.trans_b = transpose_w;
   g.n = out_cols;
   g.k = in;
@@ -290,7 +290,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
   const GroupPlan plan = plan_groups(off, /*vary_k=*/true, {p, 0}, {q, 0}, {0, a * b});
   for (const std::int64_t e : plan.empty) fill_(select(out, 0, e), 0.0);  // no rows: an exact zero gradient
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.trans_a = true;
   g.m = p;
   g.n = q;

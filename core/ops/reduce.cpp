@@ -20,6 +20,46 @@ namespace {
 
 void check_input(const char* op, const Tensor& x) { check_defined(op, x); }
 
+// dims: normalised, sorted, unique (the reduced ones). The output holds the kept dims in x's
+// order, element (a, b) at a * B + b.
+ReducePlan plan_reduction(const Tensor& x, const std::vector<std::int64_t>& dims) {
+  const std::int64_t nd = x.dim();
+  std::vector<bool> reduced(static_cast<std::size_t>(nd), false);
+  for (std::int64_t d : dims) reduced[d] = true;
+  std::vector<std::int64_t> kept_dims, red_dims;
+  std::int64_t K = 1, R = 1;
+  for (std::int64_t d = 0; d < nd; ++d) {
+    if (reduced[d]) {
+      red_dims.push_back(d);
+      R *= x.shape()[d];
+    } else {
+      kept_dims.push_back(d);
+      K *= x.shape()[d];
+    }
+  }
+  std::vector<std::int64_t> rows_order = kept_dims;
+  rows_order.insert(rows_order.end(), red_dims.begin(), red_dims.end());
+  if (dense_in_order(x, rows_order)) return {x, K, R, 1};
+
+  std::vector<std::int64_t> cols_order = red_dims;
+  cols_order.insert(cols_order.end(), kept_dims.begin(), kept_dims.end());
+  if (dense_in_order(x, cols_order)) return {x, 1, R, K};
+
+  // Reduced dims form one consecutive block of a dense tensor: [before, block, after].
+  const bool block = !dims.empty() &&
+                     dims.back() - dims.front() + 1 == static_cast<std::int64_t>(dims.size());
+  std::vector<std::int64_t> natural(static_cast<std::size_t>(nd));
+  for (std::int64_t d = 0; d < nd; ++d) natural[d] = d;
+  if (block && dense_in_order(x, natural)) {
+    std::int64_t A = 1, B = 1;
+    for (std::int64_t d = 0; d < dims.front(); ++d) A *= x.shape()[d];
+    for (std::int64_t d = dims.back() + 1; d < nd; ++d) B *= x.shape()[d];
+    return {x, A, R, B};
+  }
+
+  return {contiguous(permute(x, rows_order)), K, R, 1};
+}
+
 // dims normalised and sorted; an empty list means every dim.
 std::vector<std::int64_t> reduce_dims(const char* op, const Tensor& x, const Dims& dims) {
   if (dims.empty()) {
@@ -118,8 +158,8 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(xs, d, out);
-  else cpu::sum(xs, d, out);
+  if (x.device().is_cuda()) cuda::sum(plan_reduction(xs, d), out);
+  else cpu::sum(plan_reduction(xs, d), out);
   return out;
 }
 
@@ -129,8 +169,8 @@ Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::mean(x, d, out);
-  else cpu::mean(x, d, out);
+  if (x.device().is_cuda()) cuda::mean(plan_reduction(x, d), out);
+  else cpu::mean(plan_reduction(x, d), out);
   return out;
 }
 
@@ -141,8 +181,8 @@ Tensor amax(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amax(x, d, out);
-  else cpu::amax(x, d, out);
+  if (x.device().is_cuda()) cuda::amax(plan_reduction(x, d), out);
+  else cpu::amax(plan_reduction(x, d), out);
   return out;
 }
 
@@ -153,8 +193,8 @@ Tensor amin(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amin(x, d, out);
-  else cpu::amin(x, d, out);
+  if (x.device().is_cuda()) cuda::amin(plan_reduction(x, d), out);
+  else cpu::amin(plan_reduction(x, d), out);
   return out;
 }
 
@@ -164,8 +204,8 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::logsumexp(x, d, out);
-  else cpu::logsumexp(x, d, out);
+  if (x.device().is_cuda()) cuda::logsumexp(plan_reduction(x, d), out);
+  else cpu::logsumexp(plan_reduction(x, d), out);
   return out;
 }
 
@@ -176,8 +216,8 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   MOEGRAD_CHECK(p > 0, op, "p must be > 0, got {}", p);
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::norm(x, p, d, out);
-  else cpu::norm(x, p, d, out);
+  if (x.device().is_cuda()) cuda::norm(plan_reduction(x, d), p, out);
+  else cpu::norm(plan_reduction(x, d), p, out);
   return out;
 }
 
@@ -279,8 +319,8 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   MOEGRAD_CHECK(ok, op, "cannot sum {} down to {}", shape_str(x.shape()), shape_str(shape));
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, shape, {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(xs, dims, out);
-  else cpu::sum(xs, dims, out);
+  if (x.device().is_cuda()) cuda::sum(plan_reduction(xs, dims), out);
+  else cpu::sum(plan_reduction(xs, dims), out);
   return out;
 }
 

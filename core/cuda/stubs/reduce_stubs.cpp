@@ -11,14 +11,14 @@ namespace {
 }  // namespace
 
 void report_non_finite(const Tensor&, const char* op, const char*) { not_built(op); }
-void sum(const Tensor&, const std::vector<std::int64_t>&, const Tensor&) { not_built("sum"); }
-void mean(const Tensor&, const std::vector<std::int64_t>&, const Tensor&) { not_built("mean"); }
-void amax(const Tensor&, const std::vector<std::int64_t>&, const Tensor&) { not_built("amax"); }
-void amin(const Tensor&, const std::vector<std::int64_t>&, const Tensor&) { not_built("amin"); }
-void logsumexp(const Tensor&, const std::vector<std::int64_t>&, const Tensor&) {
+void sum(const ReducePlan&, const Tensor&) { not_built("sum"); }
+void mean(const ReducePlan&, const Tensor&) { not_built("mean"); }
+void amax(const ReducePlan&, const Tensor&) { not_built("amax"); }
+void amin(const ReducePlan&, const Tensor&) { not_built("amin"); }
+void logsumexp(const ReducePlan&, const Tensor&) {
   not_built("logsumexp");
 }
-void norm(const Tensor&, double, const std::vector<std::int64_t>&, const Tensor&) {
+void norm(const ReducePlan&, double, const Tensor&) {
   not_built("norm");
 }
 void max(const Tensor&, std::int64_t, const Tensor&, const Tensor&) { not_built("max"); }

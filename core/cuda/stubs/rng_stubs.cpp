@@ -1,7 +1,7 @@
 // CPU-only build: no random draws on a CUDA device.
 #include "core/cuda/rng.h"
 #include "core/error.h"
-#include "core/rng_math.h"
+#include "core/kernels/rng_math.h"
 
 namespace moegrad::core::cuda {
 

@@ -13,7 +13,7 @@
 #pragma once
 #include <cmath>
 
-#include "core/scalar_math_base.h"
+#include "core/kernels/scalar_math_base.h"
 
 namespace moegrad::core::optim_math {
 

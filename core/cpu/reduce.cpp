@@ -1,15 +1,16 @@
-// CPU reduction kernels. Every reduction is planned as x[A, R, B] (reduce over R) on dense data:
+// CPU reduction kernels (ReduceKernels::cpu, core/kernels/reduce.h). Every reduction is planned
+// as x[A, R, B] (reduce over R) on dense data:
 //  - B == 1: rows of R contiguous elements, folded with independent accumulators in a loop
 //    the compiler vectorises; rows run in parallel, or a long row is split across threads;
 //  - B > 1: columns (out[a, b] += x[a, r, b]), rows streamed whole (in chunks of kSumBlock
 //    columns whose double accumulators stay in cache), four rows per pass; slabs run in
 //    parallel, or R is split across threads (per-thread partials), or the columns are.
-// Strided inputs are used in place when some order of their dims is dense; otherwise the
-// reduced dims are permuted last and the tensor copied (contiguous()).
+// The plan comes from the ops layer: strided inputs are used in place when some order of their
+// dims is dense; otherwise the reduced dims were permuted last and the tensor copied.
 // Thread partials are combined in thread order, so results are deterministic for a given
 // thread count.
 // One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines.
-#include "core/cpu/reduce.h"
+#include "core/kernels/reduce.h"
 
 #include <algorithm>
 #include <cmath>
@@ -519,4 +520,37 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
 
 #include "core/kernels/reduce_entry_points.inc"
 
+// Throws at once on the CPU (the caller waits anyway).
+void report_non_finite(const Tensor& x, const char* op, const char* what) {
+  visit_floating(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = x.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i)
+      if (!std::isfinite(p[i])) fail(op, "{} contains NaN or Inf", what);
+  });
+}
+
 }  // namespace moegrad::core::cpu
+
+namespace moegrad::core {
+
+const ReduceKernels ReduceKernels::cpu = {
+    .sum = cpu::sum,
+    .mean = cpu::mean,
+    .amax = cpu::amax,
+    .amin = cpu::amin,
+    .logsumexp = cpu::logsumexp,
+    .norm = cpu::norm,
+    .max = cpu::max,
+    .min = cpu::min,
+    .argmax = cpu::argmax,
+    .argmin = cpu::argmin,
+    .softmax = cpu::softmax,
+    .log_softmax = cpu::log_softmax,
+    .softmax_backward = cpu::softmax_backward,
+    .log_softmax_backward = cpu::log_softmax_backward,
+    .cumsum = cpu::cumsum,
+    .report_non_finite = cpu::report_non_finite,
+};
+
+}  // namespace moegrad::core

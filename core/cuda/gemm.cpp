@@ -1,14 +1,19 @@
-// cuBLAS GEMMs for core/cuda/gemm.h: one handle per device, bound to the device's stream.
-#include "core/cuda/gemm.h"
+// The CUDA GemmKernels tables (core/kernels/gemm.h) through cuBLAS: one handle per device, bound
+// to the device's stream. Uniform offset steps (contiguous batches, or a broadcast operand with
+// step 0) become one cublas<t>gemmStridedBatched call; other batches one call per product. f32
+// uses TF32 tensor cores only when core::allow_tf32() (core/memory.h) is set.
+#include "core/kernels/gemm.h"
 
 #include <cublas_v2.h>
 
 #include <climits>
+#include <map>
 #include <mutex>
 #include <vector>
 
 #include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
+#include "core/memory.h"  // allow_tf32
 
 #define MOEGRAD_CUBLAS_CHECK(call)                                                          \
   do {                                                                                      \
@@ -104,10 +109,27 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
   for (std::int64_t i = 0; i < batch; ++i) gemm_one(h, cm, &alpha, b + b_off[i], a + a_off[i], &beta, c + c_off[i]);
 }
 
-template void gemm_strided<float>(const RowMajorGemm&, float, const float*, const float*, float, float*,
-                                  std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*, int);
-template void gemm_strided<double>(const RowMajorGemm&, double, const double*, const double*, double,
-                                   double*, std::int64_t, const std::int64_t*, const std::int64_t*,
-                                   const std::int64_t*, int);
+// Grouped items: one strided-batched call per distinct size, items of a size in their order.
+template <class T>
+void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmGroups& items,
+                  int device) {
+  std::map<std::int64_t, GemmGroups> by_size;  // size -> its items, in order
+  for (std::size_t i = 0; i < items.size.size(); ++i)
+    by_size[items.size[i]].add(items.size[i], items.a_off[i], items.b_off[i], items.c_off[i]);
+  for (const auto& [size, batch] : by_size) {
+    RowMajorGemm gi = g;
+    (items.vary_k ? gi.k : gi.m) = size;
+    gemm_strided<T>(gi, alpha, a, b, beta, c, static_cast<std::int64_t>(batch.size.size()), batch.a_off.data(),
+                    batch.b_off.data(), batch.c_off.data(), device);
+  }
+}
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+template <class T> const GemmKernels<T> GemmKernels<T>::cuda = {&cuda::gemm_strided<T>, &cuda::gemm_grouped<T>};
+template const GemmKernels<float> GemmKernels<float>::cuda;
+template const GemmKernels<double> GemmKernels<double>::cuda;
+
+}  // namespace moegrad::core

@@ -1,4 +1,4 @@
-// CUDA kernels for indexing (core/cuda/indexing.h): topk, one_hot, gather/scatter,
+// CUDA kernels for indexing (IndexingKernels::cuda, core/kernels/indexing.h): topk, one_hot, gather/scatter,
 // index_select/index_add. Results equal the CPU kernels' (core/cpu/indexing.cpp):
 //  - topk: the best k by (value, then lowest index), NaN largest, sorted. k <= 16: a warp per
 //    row, each lane keeping its best k in order (the CPU's insertion list), then k rounds of
@@ -13,7 +13,7 @@
 //    sort, then a thread per (run of equal destinations, slice position) walks its run in order.
 // Index values are checked on the device: a bad one is recorded for the host (device_error.h)
 // and its entry skipped.
-#include "core/cuda/indexing.h"
+#include "core/kernels/indexing.h"
 
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_sort.cuh>
@@ -518,3 +518,17 @@ void index_add(const Tensor& out, std::int64_t dim, const Tensor& index, const T
 }
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const IndexingKernels IndexingKernels::cuda = {
+    .topk = cuda::topk,
+    .one_hot = cuda::one_hot,
+    .gather = cuda::gather,
+    .scatter = cuda::scatter,
+    .scatter_add = cuda::scatter_add,
+    .index_select = cuda::index_select,
+    .index_add = cuda::index_add,
+};
+
+}  // namespace moegrad::core

@@ -1,4 +1,4 @@
-// CUDA reduction kernels (core/cuda/reduce.h), with the ops and formulas of core/kernels/reduce_math.h
+// CUDA reduction kernels (ReduceKernels::cuda, core/kernels/reduce.h), with the ops and formulas of core/kernels/reduce_math.h
 // (the CPU kernels' own). Every reduction is planned as dense x[A, R, B] (core/kernels/reduce_plan.h),
 // reducing over R:
 //  - R == 1: one elementwise pass;
@@ -11,7 +11,7 @@
 // up to the order of float sums (both accumulate in double).
 // One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines: a
 // warp (short lines) or a block (long lines) per line when B == 1, else a thread per column.
-#include "core/cuda/reduce.h"
+#include "core/kernels/reduce.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -644,3 +644,26 @@ void report_non_finite(const Tensor& x, const char* op, const char* what) {
 }
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const ReduceKernels ReduceKernels::cuda = {
+    .sum = cuda::sum,
+    .mean = cuda::mean,
+    .amax = cuda::amax,
+    .amin = cuda::amin,
+    .logsumexp = cuda::logsumexp,
+    .norm = cuda::norm,
+    .max = cuda::max,
+    .min = cuda::min,
+    .argmax = cuda::argmax,
+    .argmin = cuda::argmin,
+    .softmax = cuda::softmax,
+    .log_softmax = cuda::log_softmax,
+    .softmax_backward = cuda::softmax_backward,
+    .log_softmax_backward = cuda::log_softmax_backward,
+    .cumsum = cuda::cumsum,
+    .report_non_finite = cuda::report_non_finite,
+};
+
+}  // namespace moegrad::core

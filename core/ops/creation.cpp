@@ -5,9 +5,10 @@
 
 #include <cmath>
 
+#include "core/backend.h"
 #include "core/checked_math.h"
+#include "core/device_runtime.h"
 #include "core/ops/map.h"
-#include "core/cuda/runtime.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
 #include "core/kernels/scalar_math.h"
@@ -100,9 +101,10 @@ Tensor contiguous(const Tensor& t) {
 Tensor clone(const Tensor& t) {
   check_defined("clone", t);
   Tensor out = empty_for("clone", t.shape(), {t.dtype(), t.device()});
-  if (t.device().is_cuda() && t.is_contiguous()) {
-    cuda::copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
-                     t.device().index);
+  if (t.is_contiguous()) {  // one copy of the bytes on the tensor's device
+    backend<DeviceRuntime>("clone", t.device())
+        .copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
+                    t.device().index);
     return out;
   }
   copy_(out, t);
@@ -125,9 +127,9 @@ Tensor to_device(const Tensor& t, Device device) {
                 device.str());
   const Tensor src = contiguous(t);  // on the source device
   Tensor out = empty_for("to_device", t.shape(), {t.dtype(), device});
-  cuda::copy_bytes(out.raw_data(), src.raw_data(),
-                   static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
-                   t.device().is_cuda() ? t.device().index : device.index);
+  const Device gpu = t.device().is_cpu() ? device : t.device();  // the copy runs on the non-CPU side
+  backend<DeviceRuntime>("to_device", gpu)
+      .copy_bytes(out.raw_data(), src.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()), gpu.index);
   return out;
 }
 

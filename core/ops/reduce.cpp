@@ -1,5 +1,5 @@
-// Reductions: validate once, allocate the output, call the kernel of the input's device
-// (core/cpu/reduce.h or core/cuda/reduce.h).
+// Reductions: validate once, plan (x as dense [A, R, B]), allocate the output, call the
+// ReduceKernels (core/kernels/reduce.h) of the input's device.
 // dtype rules: sum and cumsum take f32, f64, i64, and b8/u8 (converted to i64, as in PyTorch);
 // amax/amin/max/min/argmax/argmin take f32, f64, i64; mean, logsumexp, norm and the softmax
 // family need f32 or f64. max/amax (and min/amin) propagate NaN.
@@ -8,8 +8,8 @@
 #include <cmath>
 #include <vector>
 
-#include "core/cpu/reduce.h"
-#include "core/cuda/reduce.h"
+#include "core/backend.h"
+#include "core/kernels/reduce.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -130,23 +130,9 @@ ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool ke
   ValuesIndices r;
   if (want_values) r.values = empty_for(op, shape, {x.dtype(), x.device()});
   r.indices = empty_for(op, shape, {DType::i64, x.device()});
-  if (x.device().is_cuda()) {
-    if (is_max) {
-      if (want_values) cuda::max(xc, d, r.values, r.indices);
-      else cuda::argmax(xc, d, r.indices);
-    } else {
-      if (want_values) cuda::min(xc, d, r.values, r.indices);
-      else cuda::argmin(xc, d, r.indices);
-    }
-  } else {
-    if (is_max) {
-      if (want_values) cpu::max(xc, d, r.values, r.indices);
-      else cpu::argmax(xc, d, r.indices);
-    } else {
-      if (want_values) cpu::min(xc, d, r.values, r.indices);
-      else cpu::argmin(xc, d, r.indices);
-    }
-  }
+  const ReduceKernels& k = backend<ReduceKernels>(op, x.device());
+  if (want_values) (is_max ? k.max : k.min)(xc, d, r.values, r.indices);
+  else (is_max ? k.argmax : k.argmin)(xc, d, r.indices);
   return r;
 }
 
@@ -158,8 +144,7 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(plan_reduction(xs, d), out);
-  else cpu::sum(plan_reduction(xs, d), out);
+  backend<ReduceKernels>("sum", x.device()).sum(plan_reduction(xs, d), out);
   return out;
 }
 
@@ -169,8 +154,7 @@ Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::mean(plan_reduction(x, d), out);
-  else cpu::mean(plan_reduction(x, d), out);
+  backend<ReduceKernels>("mean", x.device()).mean(plan_reduction(x, d), out);
   return out;
 }
 
@@ -181,8 +165,7 @@ Tensor amax(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amax(plan_reduction(x, d), out);
-  else cpu::amax(plan_reduction(x, d), out);
+  backend<ReduceKernels>("amax", x.device()).amax(plan_reduction(x, d), out);
   return out;
 }
 
@@ -193,8 +176,7 @@ Tensor amin(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amin(plan_reduction(x, d), out);
-  else cpu::amin(plan_reduction(x, d), out);
+  backend<ReduceKernels>("amin", x.device()).amin(plan_reduction(x, d), out);
   return out;
 }
 
@@ -204,8 +186,7 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::logsumexp(plan_reduction(x, d), out);
-  else cpu::logsumexp(plan_reduction(x, d), out);
+  backend<ReduceKernels>("logsumexp", x.device()).logsumexp(plan_reduction(x, d), out);
   return out;
 }
 
@@ -216,8 +197,7 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   MOEGRAD_CHECK(p > 0, op, "p must be > 0, got {}", p);
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::norm(plan_reduction(x, d), p, out);
-  else cpu::norm(plan_reduction(x, d), p, out);
+  backend<ReduceKernels>("norm", x.device()).norm(plan_reduction(x, d), p, out);
   return out;
 }
 
@@ -241,8 +221,7 @@ Tensor softmax(const Tensor& x, std::int64_t dim) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::softmax(xc, d, out);
-  else cpu::softmax(xc, d, out);
+  backend<ReduceKernels>("softmax", x.device()).softmax(xc, d, out);
   return out;
 }
 
@@ -253,8 +232,7 @@ Tensor log_softmax(const Tensor& x, std::int64_t dim) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::log_softmax(xc, d, out);
-  else cpu::log_softmax(xc, d, out);
+  backend<ReduceKernels>("log_softmax", x.device()).log_softmax(xc, d, out);
   return out;
 }
 
@@ -271,13 +249,8 @@ Tensor softmax_backward_common(const char* op, const Tensor& gy, const Tensor& y
   const std::int64_t d = one_dim(op, y, dim);
   const Tensor gc = contiguous(gy), yc = contiguous(y);
   Tensor out = empty_for(op, y.shape(), {dtype, device});
-  if (device.is_cuda()) {
-    if (log) cuda::log_softmax_backward(gc, yc, d, out);
-    else cuda::softmax_backward(gc, yc, d, out);
-  } else {
-    if (log) cpu::log_softmax_backward(gc, yc, d, out);
-    else cpu::softmax_backward(gc, yc, d, out);
-  }
+  const ReduceKernels& k = backend<ReduceKernels>(op, device);
+  (log ? k.log_softmax_backward : k.softmax_backward)(gc, yc, d, out);
   return out;
 }
 }  // namespace
@@ -295,8 +268,7 @@ Tensor cumsum(const Tensor& x, std::int64_t dim, bool exclusive, bool reverse) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(as_summable(op, x));
   Tensor out = empty_for(op, x.shape(), {xc.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::cumsum(xc, d, exclusive, reverse, out);
-  else cpu::cumsum(xc, d, exclusive, reverse, out);
+  backend<ReduceKernels>("cumsum", x.device()).cumsum(xc, d, exclusive, reverse, out);
   return out;
 }
 
@@ -319,8 +291,7 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   MOEGRAD_CHECK(ok, op, "cannot sum {} down to {}", shape_str(x.shape()), shape_str(shape));
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, shape, {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(plan_reduction(xs, dims), out);
-  else cpu::sum(plan_reduction(xs, dims), out);
+  backend<ReduceKernels>("sum", x.device()).sum(plan_reduction(xs, dims), out);
   return out;
 }
 
@@ -336,8 +307,7 @@ bool all_finite(const Tensor& x) {
 void assert_finite(const Tensor& x, const char* op, const char* what) {
   check_defined(op, x, what);
   if (!is_floating(x.dtype()) || x.numel() == 0) return;
-  if (x.device().is_cuda()) return cuda::report_non_finite(contiguous(x), op, what);
-  if (!all_finite(x)) fail(op, "{} contains NaN or Inf", what);
+  backend<ReduceKernels>(op, x.device()).report_non_finite(contiguous(x), op, what);
 }
 
 }  // namespace moegrad::core

@@ -303,7 +303,7 @@ class CblasReference final : public GemmReference {
   // and largest first, when the experts balance over the threads; else one after another.
   template <class Body>
   static void for_experts(const std::vector<std::int64_t>& per_expert, std::int64_t macs_per_row, Body body) {
-    core::cpu::GemmGroups items;
+    core::GemmGroups items;
     std::vector<std::int64_t> expert;
     for (std::size_t e = 0; e < per_expert.size(); ++e)
       if (per_expert[e] > 0) {
@@ -319,7 +319,7 @@ class CblasReference final : public GemmReference {
   // over the threads as the layer's GEMMs are, or runs single-threaded inside for_experts).
   static void sgemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
                     float* c, int ldc) {
-    const core::cpu::RowMajorGemm g{ta, tb, m, n, k, lda, ldb, ldc};
+    const core::RowMajorGemm g{ta, tb, m, n, k, lda, ldb, ldc};
     const std::int64_t at = 0;
     core::cpu::gemm_strided<float>(g, 1.0f, a, b, 0.0f, c, 1, &at, &at, &at);
   }
@@ -425,7 +425,7 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     const core::Device device = x.value().device();
     core::synchronize(device);
     core::reset_peak_memory(device);
-    const core::cpu::MemoryStats before = core::memory_stats(device);
+    const core::MemoryStats before = core::memory_stats(device);
     const double t0 = now_ms();
     m.module->zero_grad();
     x.zero_grad();
@@ -433,7 +433,7 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
     Variable loss = ag::add(ag::sum(ag::mul(out, gv)), aux);
     loss.backward();
     s.step_ms = now_ms() - t0;
-    const core::cpu::MemoryStats after = core::memory_stats(device);
+    const core::MemoryStats after = core::memory_stats(device);
     s.step_misses = static_cast<double>(after.cache_misses - before.cache_misses);
     s.step_base_bytes = static_cast<double>(before.allocated);
     s.step_peak_bytes = static_cast<double>(after.peak_allocated);

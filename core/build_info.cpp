@@ -16,8 +16,8 @@ BuildInfo build_info() {
   info.version = MOEGRAD_VERSION;
 #ifdef MOEGRAD_WITH_CUDA
   info.cuda_built = true;
-#endif
   info.cuda_devices = cuda::device_count();
+#endif
   info.omp_threads = omp_get_max_threads();
   info.blas = std::string("OpenBLAS ") + openblas_get_config();
   info.gemm = cpu::gemm_engine_summary();

@@ -1,13 +1,13 @@
 // Per-device runtime controls, the same calls for every device: memory statistics of the
 // caching allocators, waiting for queued work, and the TF32 switch for CUDA f32 GEMMs.
 #pragma once
-#include "core/cpu/allocator.h"  // MemoryStats
+#include "core/allocation.h"  // MemoryStats
 #include "core/device.h"
 
 namespace moegrad::core {
 
 // allocated (live tensors), reserved (allocated + cached free blocks), peak_allocated.
-cpu::MemoryStats memory_stats(Device device);
+MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
 void empty_cache(Device device);  // returns cached free blocks to the system / driver
 // Waits until the device has finished the work queued on it (no-op on the CPU) and raises any

@@ -1,5 +1,5 @@
-// rand / uniform / randn / gumbel from Philox4x32-10, on the CPU or the GPU (core/cuda/rng.cu). The mapping from (seed,
-// offset) to values is documented in core/philox.h; every element is a pure function of
+// rand / uniform / randn / gumbel from Philox4x32-10, on the tensor's device (RandomKernels). The mapping from (seed,
+// offset) to values is documented in core/kernels/philox.h; every element is a pure function of
 // (seed, block index, lane), so results do not depend on the thread count.
 #include "core/rng.h"
 
@@ -10,11 +10,8 @@
 #include <numbers>
 #include <type_traits>
 
-#include "core/cpu/loops.h"
-#include "core/ops/dispatch.h"
-#include "core/cuda/rng.h"
-#include "core/philox.h"
-#include "core/rng_math.h"
+#include "core/backend.h"
+#include "core/kernels/random.h"
 
 namespace moegrad::core {
 namespace {
@@ -28,42 +25,23 @@ std::uint64_t blocks_for(Dist dist, DType dtype, std::int64_t n) {
   return dtype == DType::f32 ? (u + 3) / 4 : (u + 1) / 2;
 }
 
-// out[i] = f(U_i) for i in [0, n), U_i drawn from block `first` on: f32 element i = lane i%4
-// of block first + i/4; f64 element i = lanes 2(i%2), 2(i%2)+1 of block first + i/2.
-template <class T, class F>
-void fill_uniform_cpu(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first, F f) {
-  constexpr std::int64_t per = math::uniforms_per_block<T>;
-  const std::int64_t nblocks = (n + per - 1) / per;
-#pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
-  for (std::int64_t bi = 0; bi < nblocks; ++bi) {
-    const PhiloxBlock blk = Philox4x32::block(seed, first + static_cast<std::uint64_t>(bi));
-    const std::int64_t base = bi * per;
-    const std::int64_t cnt = std::min<std::int64_t>(per, n - base);
-    for (std::int64_t j = 0; j < cnt; ++j) out[base + j] = f(math::block_uniform<T>(blk, static_cast<int>(j)));
-  }
-}
-
+// The device's fill for a contiguous output (RandomKernels, core/kernels/random.h).
 template <class T>
-void fill_normal_cpu(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first) {
-#pragma omp parallel for schedule(static) num_threads(cpu::threads_for(n)) if (n >= cpu::kParallelGrain)
-  for (std::int64_t i = 0; i < n; ++i)
-    out[i] = math::block_normal<T>(Philox4x32::block(seed, first + static_cast<std::uint64_t>(i)));
+void fill_uniform(const Tensor& out, std::uint64_t seed, std::uint64_t first, math::UniformUnit f) {
+  backend<RandomKernels<T>>("rand", out.device()).uniform_unit(out.data<T>(), out.numel(), seed, first, f, out.device().index);
 }
-
-// The device's fill for a contiguous output.
-template <class T, class F>
-void fill_uniform(const Tensor& out, std::uint64_t seed, std::uint64_t first, F f) {
-  if (out.device().is_cuda())
-    cuda::fill_uniform(out.data<T>(), out.numel(), seed, first, f, out.device().index);
-  else
-    fill_uniform_cpu(out.data<T>(), out.numel(), seed, first, f);
+template <class T>
+void fill_uniform(const Tensor& out, std::uint64_t seed, std::uint64_t first, math::UniformRange<T> f) {
+  backend<RandomKernels<T>>("uniform", out.device())
+      .uniform_range(out.data<T>(), out.numel(), seed, first, f, out.device().index);
+}
+template <class T>
+void fill_uniform(const Tensor& out, std::uint64_t seed, std::uint64_t first, math::GumbelFromUniform f) {
+  backend<RandomKernels<T>>("gumbel", out.device()).gumbel(out.data<T>(), out.numel(), seed, first, f, out.device().index);
 }
 template <class T>
 void fill_normal(const Tensor& out, std::uint64_t seed, std::uint64_t first) {
-  if (out.device().is_cuda())
-    cuda::fill_normal(out.data<T>(), out.numel(), seed, first, out.device().index);
-  else
-    fill_normal_cpu(out.data<T>(), out.numel(), seed, first);
+  backend<RandomKernels<T>>("randn", out.device()).normal(out.data<T>(), out.numel(), seed, first, out.device().index);
 }
 
 Generator& pick(Generator* gen) { return gen ? *gen : default_generator(); }

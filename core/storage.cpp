@@ -1,19 +1,23 @@
 #include "core/storage.h"
 
-#include "core/cpu/allocator.h"
-#include "core/cuda/runtime.h"
+#include <fmt/format.h>
+
+#include "core/allocation.h"
+#include "core/checked_math.h"  // bytes_str
+#include "core/backend.h"
+#include "core/device_runtime.h"
 
 namespace moegrad::core {
 
+OutOfMemory::OutOfMemory(std::size_t bytes, const std::string& device, std::string reason)
+    : Error(fmt::format("[alloc] cannot allocate {} on {}: {}", bytes_str(bytes), device, reason)),
+      bytes_(bytes),
+      reason_(std::move(reason)) {}
+
 Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  data_ = device.is_cuda() ? cuda::device_alloc(nbytes, device.index) : cpu::allocate(nbytes);
+  data_ = backend<DeviceRuntime>("alloc", device).allocate(nbytes, device.index);
 }
 
-Storage::~Storage() {
-  if (device_.is_cuda())
-    cuda::device_free(data_, nbytes_, device_.index);
-  else
-    cpu::deallocate(data_, nbytes_);
-}
+Storage::~Storage() { backend<DeviceRuntime>("free", device_).deallocate(data_, nbytes_, device_.index); }
 
 }  // namespace moegrad::core

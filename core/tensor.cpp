@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <new>
 
-#include "core/ops/creation.h"
+#include "core/allocation.h"
+#include "core/checked_math.h"
 
 namespace moegrad::core {
 
@@ -52,45 +54,26 @@ void Tensor::check_data_type(DType want) const {
                 describe(*this));
 }
 
-template <class T> std::vector<T> Tensor::to_vector() const {
-  MOEGRAD_CHECK(defined(), "to_vector", "tensor is undefined");
-  const Tensor host = contiguous(to_device(*this, Device::cpu()));
-  std::vector<T> out(static_cast<std::size_t>(numel_));
-  visit_dtype(dtype_, "to_vector", [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    const S* src = host.data<S>();
-    for (std::int64_t i = 0; i < numel_; ++i) out[i] = static_cast<T>(src[i]);
-  });
-  return out;
+Tensor empty_for(const char* op, const Shape& shape, TensorOptions opt) {
+  const std::int64_t numel = shape_numel(shape, op);  // sizes >= 0, count within int64
+  Shape strides = contiguous_strides(shape, op);
+  std::int64_t nbytes = 0;
+  if (!mul_fits(numel, static_cast<std::int64_t>(dtype_size(opt.dtype)), nbytes))
+    fail(op, "{} shape {} is too large: its byte count overflows int64", dtype_name(opt.dtype), shape_str(shape));
+  std::shared_ptr<Storage> storage;
+  try {
+    storage = std::make_shared<Storage>(static_cast<std::size_t>(nbytes), opt.device);
+  } catch (const OutOfMemory& e) {
+    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: {}", bytes_str(static_cast<std::uint64_t>(nbytes)),
+         dtype_name(opt.dtype), shape_str(shape), opt.device.str(), e.reason());
+  } catch (const std::bad_alloc&) {  // the shared_ptr's control block
+    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: out of memory",
+         bytes_str(static_cast<std::uint64_t>(nbytes)), dtype_name(opt.dtype), shape_str(shape), opt.device.str());
+  }
+  return Tensor(std::move(storage), shape, std::move(strides), 0, opt.dtype);
 }
 
-template <class T> T Tensor::item() const {
-  MOEGRAD_CHECK(numel_ == 1, "item", "needs exactly one element, got {}", describe(*this));
-  return to_vector<T>()[0];
-}
-
-#define MOEGRAD_INSTANTIATE(T)                        \
-  template std::vector<T> Tensor::to_vector<T>() const; \
-  template T Tensor::item<T>() const;
-MOEGRAD_INSTANTIATE(float)
-MOEGRAD_INSTANTIATE(double)
-MOEGRAD_INSTANTIATE(std::int64_t)
-MOEGRAD_INSTANTIATE(bool)
-MOEGRAD_INSTANTIATE(std::uint8_t)
-MOEGRAD_INSTANTIATE(int)
-#undef MOEGRAD_INSTANTIATE
-
-std::string Tensor::to_string() const {
-  if (!defined()) return "Tensor(undefined)";
-  std::string out = fmt::format("Tensor({}, {}, {}", shape_str(shape_), dtype_name(dtype_), device().str());
-  const auto values = to_vector<double>();
-  constexpr std::size_t kShown = 16;
-  out += ", [";
-  for (std::size_t i = 0; i < values.size() && i < kShown; ++i)
-    out += (i ? ", " : "") + fmt::format("{:.6g}", values[i]);
-  if (values.size() > kShown) out += fmt::format(", ... ({} values)", values.size());
-  return out + "])";
-}
+Tensor empty(const Shape& shape, TensorOptions opt) { return empty_for("empty", shape, opt); }
 
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";

@@ -62,4 +62,18 @@ class Tensor {
 // Describes a tensor for error messages: "f32(2, 3)".
 std::string describe(const Tensor& t);
 
+struct TensorOptions {
+  DType dtype = DType::f32;
+  Device device = Device::cpu();
+};
+
+Tensor empty(const Shape& shape, TensorOptions opt = {});
+// empty() for `op`: every tensor's memory comes from here, so every size error and failed
+// allocation names the op, dtype and shape, before any memory is asked for:
+//   "[zeros] shape (9223372036854775807, 16) is too large: its element count overflows int64"
+//   "[cat] f64 shape (2305843009213693952, 4) is too large: its byte count overflows int64"
+//   "[randn] cannot allocate 128000000000 bytes (119.2 GiB) for a f32 tensor of shape
+//    (1000000000, 32) on cpu: more than the memory limit of ..." (core/cpu/memory_limit.h)
+Tensor empty_for(const char* op, const Shape& shape, TensorOptions opt = {});
+
 }  // namespace moegrad::core

@@ -1,5 +1,5 @@
 // Adam and AdamW with PyTorch 1.13's update rules (torch.optim.Adam / AdamW, foreach=False),
-// bias corrections included as torch computes them; see core/fused_update_math.h.
+// bias corrections included as torch computes them; see core/kernels/fused_update_math.h.
 #pragma once
 #include <utility>
 

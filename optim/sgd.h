@@ -1,5 +1,5 @@
 // SGD with PyTorch 1.13's update rule (torch.optim.SGD, foreach=False); see
-// core/fused_update_math.h for the per-element math.
+// core/kernels/fused_update_math.h for the per-element math.
 #pragma once
 #include <limits>
 

@@ -10,7 +10,6 @@
 #include "core/checked_math.h"
 #include "core/cpu/allocator.h"
 #include "core/ops/creation.h"
-#include "core/philox.h"
 #include "train/philox_draws.h"
 
 namespace moegrad::train {

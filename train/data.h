@@ -11,7 +11,7 @@
 // task itself (cluster centres, target maps, permutation) depends only on the seed; the split
 // picks the sample stream, so Split::eval draws other samples of the same task.
 //
-// Random numbers: Philox4x32-10 (core/philox.h). From the seed, splitmix64 derives three
+// Random numbers: Philox4x32-10 (core/kernels/philox.h). From the seed, splitmix64 derives three
 // keys: one for the task's parameters, one per split for the samples. Batch i reads the
 // blocks with 128-bit counter (j, i), j = 0, 1, ..., under its split's key, lane by lane:
 //   uniform  U = (hi << 32 | lo) >> 11 * 2^-53 from two consecutive u32 (lo first)

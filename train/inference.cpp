@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 #include "layers/moe/moe_layer.h"
 #include "train/checkpoint.h"
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <numbers>
 
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 
 namespace moegrad::train {
 

@@ -14,7 +14,7 @@
 #include "core/ops/creation.h"
 #include "core/ops/indexing.h"
 #include "core/ops/views.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 #include "train/crc64.h"
 #include "train/hdf5.h"
 #include "train/philox_draws.h"

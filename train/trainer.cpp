@@ -14,7 +14,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
 #include "train/inference.h"

@@ -405,11 +405,6 @@ CachingAllocator& instance() {
 
 }  // namespace
 
-OutOfMemory::OutOfMemory(std::size_t bytes, const std::string& device, std::string reason)
-    : Error(fmt::format("[alloc] cannot allocate {} on {}: {}", bytes_str(bytes), device, reason)),
-      bytes_(bytes),
-      reason_(std::move(reason)) {}
-
 void* allocate(std::size_t nbytes) {
   try {
     return instance().allocate(nbytes);

@@ -1,43 +1,14 @@
-// GEMM on row-major strided matrices through CBLAS (OpenBLAS). The row-major -> column-major
-// convention is written once here (to_col_major) so the cuBLAS path can reuse it.
+// GEMM on row-major strided matrices through CBLAS (OpenBLAS): the CPU side of the gemm family
+// (core/kernels/gemm.h, which also holds RowMajorGemm, to_col_major and GemmGroups).
 #pragma once
 #include <omp.h>
 
 #include <cstdint>
 #include <vector>
 
+#include "core/kernels/gemm.h"
+
 namespace moegrad::core::cpu {
-
-// One row-major product C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C.
-// Row-major storage: A is [m, k] with row stride lda when !trans_a, or [k, m] with row stride
-// lda when trans_a (likewise B); C is [m, n] with row stride ldc. Leading dims must satisfy the
-// BLAS rules (ld >= max(1, stored row length)).
-struct RowMajorGemm {
-  bool trans_a = false, trans_b = false;
-  std::int64_t m = 0, n = 0, k = 0;
-  std::int64_t lda = 1, ldb = 1, ldc = 1;
-};
-
-// The same product as a column-major BLAS call: a row-major C is a column-major C^T, and
-// C^T = op(B)^T op(A)^T, so the operands swap places (first = B, second = A) and m <-> n.
-struct ColMajorGemm {
-  bool trans_first = false, trans_second = false;  // op() on the first / second operand
-  std::int64_t m = 0, n = 0, k = 0;
-  std::int64_t ld_first = 1, ld_second = 1, ldc = 1;
-};
-
-inline ColMajorGemm to_col_major(const RowMajorGemm& g) {
-  ColMajorGemm c;
-  c.trans_first = g.trans_b;
-  c.trans_second = g.trans_a;
-  c.m = g.n;
-  c.n = g.m;
-  c.k = g.k;
-  c.ld_first = g.ldb;
-  c.ld_second = g.lda;
-  c.ldc = g.ldc;
-  return c;
-}
 
 // Batched strided GEMM: for i in [0, batch): C + c_off[i] = alpha * op(A + a_off[i]) @
 // op(B + b_off[i]) + beta * (C + c_off[i]). Offsets are in elements; any offsets (including
@@ -48,20 +19,6 @@ template <class T>
 void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off);
-
-// Independent products that share one RowMajorGemm except one size (m, or k when vary_k) and
-// their operand offsets: item i is that product with the size set to size[i], at A + a_off[i],
-// B + b_off[i], C + c_off[i] (the grouped MoE GEMMs: one item per expert with rows).
-struct GemmGroups {
-  bool vary_k = false;
-  std::vector<std::int64_t> size, a_off, b_off, c_off;
-  void add(std::int64_t item_size, std::int64_t a, std::int64_t b, std::int64_t c) {
-    size.push_back(item_size);
-    a_off.push_back(a);
-    b_off.push_back(b);
-    c_off.push_back(c);
-  }
-};
 
 // Runs every item of `items`. When there are several OpenMP threads, OpenBLAS runs single-
 // threaded inside a parallel region (its OpenMP or sequential build) and the items balance

@@ -1,5 +1,5 @@
-// CPU kernels for indexing: topk, one_hot, gather/scatter, index_select/index_add.
-#include "core/cpu/indexing.h"
+// CPU kernels for indexing (IndexingKernels::cpu, core/kernels/indexing.h): topk, one_hot, gather/scatter, index_select/index_add.
+#include "core/kernels/indexing.h"
 
 #include <algorithm>
 #include <array>
@@ -11,7 +11,7 @@
 
 #include "core/checked_math.h"
 #include "core/cpu/loops.h"
-#include "core/reduce_math.h"
+#include "core/kernels/reduce_math.h"
 
 namespace moegrad::core::cpu {
 namespace {
@@ -343,3 +343,17 @@ void index_add(const Tensor& out, std::int64_t dim, const Tensor& index, const T
 }
 
 }  // namespace moegrad::core::cpu
+
+namespace moegrad::core {
+
+const IndexingKernels IndexingKernels::cpu = {
+    .topk = cpu::topk,
+    .one_hot = cpu::one_hot,
+    .gather = cpu::gather,
+    .scatter = cpu::scatter,
+    .scatter_add = cpu::scatter_add,
+    .index_select = cpu::index_select,
+    .index_add = cpu::index_add,
+};
+
+}  // namespace moegrad::core

@@ -9,7 +9,7 @@
 #include <tuple>
 #include <utility>
 
-#include "core/strided_layout.h"
+#include "core/kernels/strided_layout.h"
 #include "core/tensor.h"
 
 namespace moegrad::core::cpu {

@@ -2,7 +2,7 @@
 // above kParallelGrain work); dispatch_rows writes distinct rows, so threads never share a
 // target. Each output element is accumulated in a fixed order, so results do not depend on
 // the thread count.
-#include "core/cpu/moe.h"
+#include "core/kernels/moe.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 #include "core/checked_math.h"
 #include "core/cpu/loops.h"
-#include "core/moe_slots_math.h"
+#include "core/kernels/moe_slots_math.h"
 
 namespace moegrad::core::cpu {
 
@@ -196,3 +196,15 @@ void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& 
 }
 
 }  // namespace moegrad::core::cpu
+
+namespace moegrad::core {
+
+const MoeKernels MoeKernels::cpu = {
+    .check_rows = cpu::check_rows,
+    .dispatch_rows = cpu::dispatch_rows,
+    .combine_rows = cpu::combine_rows,
+    .row_dot = cpu::row_dot,
+    .assign_slots = cpu::assign_slots,
+};
+
+}  // namespace moegrad::core

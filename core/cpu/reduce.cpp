@@ -1,15 +1,16 @@
-// CPU reduction kernels. Every reduction is planned as x[A, R, B] (reduce over R) on dense data:
+// CPU reduction kernels (ReduceKernels::cpu, core/kernels/reduce.h). Every reduction is planned
+// as x[A, R, B] (reduce over R) on dense data:
 //  - B == 1: rows of R contiguous elements, folded with independent accumulators in a loop
 //    the compiler vectorises; rows run in parallel, or a long row is split across threads;
 //  - B > 1: columns (out[a, b] += x[a, r, b]), rows streamed whole (in chunks of kSumBlock
 //    columns whose double accumulators stay in cache), four rows per pass; slabs run in
 //    parallel, or R is split across threads (per-thread partials), or the columns are.
-// Strided inputs are used in place when some order of their dims is dense; otherwise the
-// reduced dims are permuted last and the tensor copied (contiguous()).
+// The plan comes from the ops layer: strided inputs are used in place when some order of their
+// dims is dense; otherwise the reduced dims were permuted last and the tensor copied.
 // Thread partials are combined in thread order, so results are deterministic for a given
 // thread count.
 // One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines.
-#include "core/cpu/reduce.h"
+#include "core/kernels/reduce.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,9 +19,9 @@
 #include <vector>
 
 #include "core/cpu/loops.h"
-#include "core/fast_exp.h"
-#include "core/reduce_math.h"
-#include "core/reduce_plan.h"
+#include "core/kernels/fast_exp.h"
+#include "core/kernels/reduce_math.h"
+#include "core/kernels/reduce_plan.h"
 
 namespace moegrad::core::cpu {
 namespace {
@@ -43,7 +44,7 @@ constexpr int64_t kMaxPartials = int64_t{1} << 22;  // per-thread partial column
 constexpr int64_t kColBlock = 512;   // columns per block in the one-dim ops
 constexpr int kLanes = 16;          // independent accumulators in row mode
 
-// The reduction ops (identity, step, combine, finalize) are core/reduce_math.h's, shared with
+// The reduction ops (identity, step, combine, finalize) are core/kernels/reduce_math.h's, shared with
 // the CUDA kernels.
 
 // Fold n contiguous elements with kLanes independent accumulators (vectorisable).
@@ -86,7 +87,7 @@ void fold_columns(const Op& op, const typename Op::In* p, int64_t ld, int64_t R,
   }
 }
 
-// ---- planning: x as dense [A, R, B] (core/reduce_plan.h) ----
+// ---- planning: x as dense [A, R, B] (core/kernels/reduce_plan.h) ----
 
 template <class T> struct Plan {
   Tensor keep;  // owns the data (x itself or a contiguous copy)
@@ -94,29 +95,27 @@ template <class T> struct Plan {
   int64_t A = 1, R = 1, B = 1;
 };
 
-template <class T> Plan<T> plan(const Tensor& x, const std::vector<int64_t>& dims) {
-  ReducePlan P = plan_reduction(x, dims);
+template <class T> Plan<T> plan(const ReducePlan& P) {
   const T* base = P.data.data<T>();
-  return {std::move(P.data), base, P.A, P.R, P.B};
+  return {P.data, base, P.A, P.R, P.B};
 }
 
 // ---- the generic reduction driver ----
 
 template <class Op>
-void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out,
-                 const Op& op) {
+void reduce_into(const ReducePlan& rp, const Tensor& out, const Op& op) {
   using T = typename Op::In;
   using Acc = typename Op::Acc;
   using Out = typename Op::Out;
   Out* o = out.data<Out>();
   const int64_t K = out.numel();
   if (K == 0) return;
-  if (x.numel() == 0) {  // empty reduced extent
+  if (rp.data.numel() == 0) {  // empty reduced extent
     const Out v = op.finalize(op.identity(), 0);
     std::fill(o, o + K, v);
     return;
   }
-  const Plan<T> P = plan<T>(x, dims);
+  const Plan<T> P = plan<T>(rp);
   const int64_t A = P.A, R = P.R, B = P.B;
   const T* p = P.base;
   const int nthreads = threads_for(A * R * B);
@@ -314,16 +313,15 @@ template <class T> double sum_exp(const T* row, int64_t n, T m, T* dst) {
 
 // logsumexp over dense [A, R, B]: max, then log(sum exp(x - max)) + max, with the shift
 // replaced by 0 when the max is infinite (all -inf gives -inf, +inf stays +inf).
-template <class T> void logsumexp_impl(const Tensor& x, const std::vector<int64_t>& dims,
-                                       const Tensor& out) {
+template <class T> void logsumexp_impl(const ReducePlan& rp, const Tensor& out) {
   T* o = out.data<T>();
   const int64_t K = out.numel();
   if (K == 0) return;
-  if (x.numel() == 0) {
+  if (rp.data.numel() == 0) {
     std::fill(o, o + K, -std::numeric_limits<T>::infinity());
     return;
   }
-  const Plan<T> P = plan<T>(x, dims);
+  const Plan<T> P = plan<T>(rp);
   const Lines L{P.A, P.R, P.B};
   const T* p = P.base;
   const MaxOp<T> maxop;
@@ -520,6 +518,39 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
 
 }  // namespace
 
-#include "core/reduce_entry_points.inc"
+#include "core/kernels/reduce_entry_points.inc"
+
+// Throws at once on the CPU (the caller waits anyway).
+void report_non_finite(const Tensor& x, const char* op, const char* what) {
+  visit_floating(x.dtype(), op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = x.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i)
+      if (!std::isfinite(p[i])) fail(op, "{} contains NaN or Inf", what);
+  });
+}
 
 }  // namespace moegrad::core::cpu
+
+namespace moegrad::core {
+
+const ReduceKernels ReduceKernels::cpu = {
+    .sum = cpu::sum,
+    .mean = cpu::mean,
+    .amax = cpu::amax,
+    .amin = cpu::amin,
+    .logsumexp = cpu::logsumexp,
+    .norm = cpu::norm,
+    .max = cpu::max,
+    .min = cpu::min,
+    .argmax = cpu::argmax,
+    .argmin = cpu::argmin,
+    .softmax = cpu::softmax,
+    .log_softmax = cpu::log_softmax,
+    .softmax_backward = cpu::softmax_backward,
+    .log_softmax_backward = cpu::log_softmax_backward,
+    .cumsum = cpu::cumsum,
+    .report_non_finite = cpu::report_non_finite,
+};
+
+}  // namespace moegrad::core

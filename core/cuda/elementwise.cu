@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "core/cuda/loops.cuh"
-#include "core/scalar_math.h"
+#include "core/kernels/scalar_math.h"
 
 namespace moegrad::core::cuda {
 

@@ -1,7 +1,8 @@
-// The fused update kernels (core/cuda/fused_update.h): one grid-stride elementwise kernel per
-// parameter, applying the same functors as the CPU loop (core/fused_update_math.h).
-#include "core/cuda/fused_update.h"
+// The CUDA FusedUpdateKernels tables (core/kernels/fused_update.h): one grid-stride elementwise
+// kernel per parameter, applying the same functors as the CPU loop
+// (core/kernels/fused_update_math.h).
 #include "core/cuda/launch.cuh"
+#include "core/kernels/fused_update.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -46,13 +47,14 @@ template <class T> void grad_clamp(int device, std::int64_t n, const optim_math:
   launch("grad_clamp_", device, n, f, grad);
 }
 
-#define MOEGRAD_FUSED_UPDATE(T)                                                                              \
-  template void sgd_update<T>(int, std::int64_t, const optim_math::SgdStep<T>&, T*, T*, T*);                 \
-  template void adam_update<T>(int, std::int64_t, const optim_math::AdamStep<T>&, T*, T*, T*, T*, T*);       \
-  template void grad_scale<T>(int, std::int64_t, const optim_math::Scale<T>&, T*);                           \
-  template void grad_clamp<T>(int, std::int64_t, const optim_math::ClampValue<T>&, T*);
-MOEGRAD_FUSED_UPDATE(float)
-MOEGRAD_FUSED_UPDATE(double)
-#undef MOEGRAD_FUSED_UPDATE
-
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+template <class T>
+const FusedUpdateKernels<T> FusedUpdateKernels<T>::cuda = {&cuda::sgd_update<T>, &cuda::adam_update<T>,
+                                                           &cuda::grad_scale<T>, &cuda::grad_clamp<T>};
+template const FusedUpdateKernels<float> FusedUpdateKernels<float>::cuda;
+template const FusedUpdateKernels<double> FusedUpdateKernels<double>::cuda;
+
+}  // namespace moegrad::core

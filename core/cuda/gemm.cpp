@@ -1,14 +1,19 @@
-// cuBLAS GEMMs for core/cuda/gemm.h: one handle per device, bound to the device's stream.
-#include "core/cuda/gemm.h"
+// The CUDA GemmKernels tables (core/kernels/gemm.h) through cuBLAS: one handle per device, bound
+// to the device's stream. Uniform offset steps (contiguous batches, or a broadcast operand with
+// step 0) become one cublas<t>gemmStridedBatched call; other batches one call per product. f32
+// uses TF32 tensor cores only when core::allow_tf32() (core/memory.h) is set.
+#include "core/kernels/gemm.h"
 
 #include <cublas_v2.h>
 
 #include <climits>
+#include <map>
 #include <mutex>
 #include <vector>
 
 #include "core/cuda/check.h"
 #include "core/cuda/runtime.h"
+#include "core/memory.h"  // allow_tf32
 
 #define MOEGRAD_CUBLAS_CHECK(call)                                                          \
   do {                                                                                      \
@@ -46,20 +51,20 @@ int as_int(std::int64_t v) {
   return static_cast<int>(v);
 }
 
-// One column-major call; first = B, second = A (see cpu::to_col_major).
-void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+// One column-major call; first = B, second = A (see to_col_major).
+void gemm_one(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const float* first,
               const float* second, const float* beta, float* c) {
   MOEGRAD_CUBLAS_CHECK(cublasSgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
                                    as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
                                    beta, c, as_int(g.ldc)));
 }
-void gemm_one(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+void gemm_one(cublasHandle_t h, const ColMajorGemm& g, const double* alpha, const double* first,
               const double* second, const double* beta, double* c) {
   MOEGRAD_CUBLAS_CHECK(cublasDgemm(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
                                    as_int(g.k), alpha, first, as_int(g.ld_first), second, as_int(g.ld_second),
                                    beta, c, as_int(g.ldc)));
 }
-void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alpha, const float* first,
+void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const float* first,
                   long long s_first, const float* second, long long s_second, const float* beta, float* c,
                   long long s_c, int batch) {
   MOEGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
@@ -67,7 +72,7 @@ void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const float* alp
                                                  s_first, second, as_int(g.ld_second), s_second, beta, c,
                                                  as_int(g.ldc), s_c, batch));
 }
-void gemm_batched(cublasHandle_t h, const cpu::ColMajorGemm& g, const double* alpha, const double* first,
+void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const double* alpha, const double* first,
                   long long s_first, const double* second, long long s_second, const double* beta,
                   double* c, long long s_c, int batch) {
   MOEGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m),
@@ -87,12 +92,12 @@ bool uniform_step(const std::int64_t* off, std::int64_t batch, std::int64_t& ste
 }  // namespace
 
 template <class T>
-void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off, int device) {
   if (batch == 0 || g.m == 0 || g.n == 0) return;
   cublasHandle_t h = handle(device);
-  const cpu::ColMajorGemm cm = cpu::to_col_major(g);
+  const ColMajorGemm cm = to_col_major(g);
   // k == 0: cuBLAS scales C by beta (writing zeros for beta == 0), as BLAS does.
   std::int64_t sa = 0, sb = 0, sc = 0;
   if (batch > 1 && batch <= INT_MAX && uniform_step(a_off, batch, sa) && uniform_step(b_off, batch, sb) &&
@@ -104,10 +109,27 @@ void gemm_strided(const cpu::RowMajorGemm& g, T alpha, const T* a, const T* b, T
   for (std::int64_t i = 0; i < batch; ++i) gemm_one(h, cm, &alpha, b + b_off[i], a + a_off[i], &beta, c + c_off[i]);
 }
 
-template void gemm_strided<float>(const cpu::RowMajorGemm&, float, const float*, const float*, float, float*,
-                                  std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*, int);
-template void gemm_strided<double>(const cpu::RowMajorGemm&, double, const double*, const double*, double,
-                                   double*, std::int64_t, const std::int64_t*, const std::int64_t*,
-                                   const std::int64_t*, int);
+// Grouped items: one strided-batched call per distinct size, items of a size in their order.
+template <class T>
+void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmGroups& items,
+                  int device) {
+  std::map<std::int64_t, GemmGroups> by_size;  // size -> its items, in order
+  for (std::size_t i = 0; i < items.size.size(); ++i)
+    by_size[items.size[i]].add(items.size[i], items.a_off[i], items.b_off[i], items.c_off[i]);
+  for (const auto& [size, batch] : by_size) {
+    RowMajorGemm gi = g;
+    (items.vary_k ? gi.k : gi.m) = size;
+    gemm_strided<T>(gi, alpha, a, b, beta, c, static_cast<std::int64_t>(batch.size.size()), batch.a_off.data(),
+                    batch.b_off.data(), batch.c_off.data(), device);
+  }
+}
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+template <class T> const GemmKernels<T> GemmKernels<T>::cuda = {&cuda::gemm_strided<T>, &cuda::gemm_grouped<T>};
+template const GemmKernels<float> GemmKernels<float>::cuda;
+template const GemmKernels<double> GemmKernels<double>::cuda;
+
+}  // namespace moegrad::core

@@ -1,4 +1,4 @@
-// CUDA kernels for indexing (core/cuda/indexing.h): topk, one_hot, gather/scatter,
+// CUDA kernels for indexing (IndexingKernels::cuda, core/kernels/indexing.h): topk, one_hot, gather/scatter,
 // index_select/index_add. Results equal the CPU kernels' (core/cpu/indexing.cpp):
 //  - topk: the best k by (value, then lowest index), NaN largest, sorted. k <= 16: a warp per
 //    row, each lane keeping its best k in order (the CPU's insertion list), then k rounds of
@@ -13,7 +13,7 @@
 //    sort, then a thread per (run of equal destinations, slice position) walks its run in order.
 // Index values are checked on the device: a bad one is recorded for the host (device_error.h)
 // and its entry skipped.
-#include "core/cuda/indexing.h"
+#include "core/kernels/indexing.h"
 
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_sort.cuh>
@@ -26,10 +26,10 @@
 
 #include "core/cuda/launch.cuh"
 #include "core/cuda/warp.cuh"
-#include "core/ops/creation.h"
-#include "core/ops/views.h"
-#include "core/reduce_math.h"
-#include "core/strided_layout.h"
+#include "core/cuda/loops.h"
+#include "core/kernels/scalar_math.h"  // math::Cast
+#include "core/kernels/reduce_math.h"
+#include "core/kernels/strided_layout.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -189,6 +189,24 @@ __global__ void topk_take_kernel(CoalescedLayout<2> L, int64_t rows, int64_t n, 
   }
 }
 
+// x with dim last, contiguous: rows of x.size(dim) in the row-major order of the other dims
+// (x itself when that view is already contiguous).
+template <class T> Tensor dim_last(const Tensor& x, int64_t dim) {
+  Shape shape, strides;
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (d != dim) {
+      shape.push_back(x.shape()[d]);
+      strides.push_back(x.strides()[d]);
+    }
+  shape.push_back(x.shape()[dim]);
+  strides.push_back(x.strides()[dim]);
+  const Tensor view(x.storage(), shape, strides, x.offset(), x.dtype());
+  if (view.is_contiguous()) return view;
+  Tensor out = empty_for("topk", shape, {x.dtype(), x.device()});
+  map<T, T>(out, {view}, math::Cast<T>{});
+  return out;
+}
+
 template <class T>
 void topk_sorted(const Tensor& x, int64_t k, int64_t dim, bool largest, const Tensor& values,
                  const Tensor& indices) {
@@ -196,12 +214,7 @@ void topk_sorted(const Tensor& x, int64_t k, int64_t dim, bool largest, const Te
   const Device dev = x.device();
   cudaStream_t st = stream(dev.index);
   const int64_t n = x.size(dim);
-  // x with dim last, contiguous: rows of n in the row-major order of the other dims.
-  std::vector<int64_t> perm;
-  for (int64_t d = 0; d < x.dim(); ++d)
-    if (d != dim) perm.push_back(d);
-  perm.push_back(dim);
-  const Tensor xr = contiguous(permute(x, perm));
+  const Tensor xr = dim_last<T>(x, dim);
   const int64_t total = xr.numel(), rows = total / n;
   Scratch<Key> keys(total, dev), keys_out(total, dev);
   Scratch<int64_t> pos(total, dev), pos_out(total, dev), offs(rows + 1, dev);
@@ -505,3 +518,17 @@ void index_add(const Tensor& out, std::int64_t dim, const Tensor& index, const T
 }
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const IndexingKernels IndexingKernels::cuda = {
+    .topk = cuda::topk,
+    .one_hot = cuda::one_hot,
+    .gather = cuda::gather,
+    .scatter = cuda::scatter,
+    .scatter_add = cuda::scatter_add,
+    .index_select = cuda::index_select,
+    .index_add = cuda::index_add,
+};
+
+}  // namespace moegrad::core

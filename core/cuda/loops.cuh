@@ -1,13 +1,13 @@
 // The elementwise kernels behind cuda::map (core/cuda/loops.h): a flat kernel when every operand
 // is contiguous, else one that turns the flat index into per-operand offsets through the
-// coalesced layout of core/strided_layout.h. Included by core/cuda/elementwise.cu only.
+// coalesced layout of core/kernels/strided_layout.h. Included by core/cuda/elementwise.cu only.
 #pragma once
 #include <array>
 #include <utility>
 
 #include "core/cuda/launch.cuh"
 #include "core/cuda/loops.h"
-#include "core/strided_layout.h"
+#include "core/kernels/strided_layout.h"
 
 namespace moegrad::core::cuda {
 namespace detail {

@@ -1,5 +1,5 @@
-// CUDA row kernels of the MoE fast path (core/cuda/moe.h). No float atomics: every output
-// element is written by one thread in a fixed order, so results are deterministic and follow the
+// CUDA row kernels of the MoE fast path (MoeKernels::cuda, core/kernels/moe.h). No float
+// atomics: every output element is written by one thread in a fixed order, so results are deterministic and follow the
 // CPU kernels' arithmetic (row_dot aside, whose sums are in another, fixed order). Threads run along the feature dim d (16-byte vectors when d and the pointers
 // allow), so a warp reads whole row segments. Row values are checked where they are read and
 // bad ones recorded in the device's error slot (raised at the next synchronisation).
@@ -11,7 +11,7 @@
 //                  each product and sum rounded as the CPU does (no fused multiply-add).
 //   row_dot:       a group of G <= 32 lanes per (t, j): strided partial sums, then a fixed
 //                  butterfly of warp shuffles.
-//   assign_slots:  one thread per group runs core/moe_slots_math.h (the CPU's loop); groups
+//   assign_slots:  one thread per group runs core/kernels/moe_slots_math.h (the CPU's loop); groups
 //                  are few (b), so this is a short serial pass that saves a copy to the host.
 //   check_rows:    a bitset of targeted rows (integer atomicOr) and a "repeated" flag, copied
 //                  back to the host (the one synchronisation).
@@ -21,10 +21,9 @@
 #include <type_traits>
 
 #include "core/cuda/launch.cuh"
-#include "core/cuda/moe.h"
+#include "core/kernels/moe.h"
 #include "core/cuda/runtime.h"
-#include "core/moe_slots_math.h"
-#include "core/ops/creation.h"
+#include "core/kernels/moe_slots_math.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -366,3 +365,15 @@ void row_dot(const Tensor& a, const Tensor& row, const Tensor& b, const Tensor& 
 }
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const MoeKernels MoeKernels::cuda = {
+    .check_rows = cuda::check_rows,
+    .dispatch_rows = cuda::dispatch_rows,
+    .combine_rows = cuda::combine_rows,
+    .row_dot = cuda::row_dot,
+    .assign_slots = cuda::assign_slots,
+};
+
+}  // namespace moegrad::core

@@ -1,5 +1,5 @@
-// CUDA reduction kernels (core/cuda/reduce.h), with the ops and formulas of core/reduce_math.h
-// (the CPU kernels' own). Every reduction is planned as dense x[A, R, B] (core/reduce_plan.h),
+// CUDA reduction kernels (ReduceKernels::cuda, core/kernels/reduce.h), with the ops and formulas of core/kernels/reduce_math.h
+// (the CPU kernels' own). Every reduction is planned as dense x[A, R, B] (core/kernels/reduce_plan.h),
 // reducing over R:
 //  - R == 1: one elementwise pass;
 //  - B == 1, rows up to kWarpRowMax: one warp per row;
@@ -11,7 +11,7 @@
 // up to the order of float sums (both accumulate in double).
 // One-dim ops (max/min with indices, softmax family, cumsum) take contiguous [A, R, B] lines: a
 // warp (short lines) or a block (long lines) per line when B == 1, else a thread per column.
-#include "core/cuda/reduce.h"
+#include "core/kernels/reduce.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -19,9 +19,8 @@
 
 #include "core/cuda/launch.cuh"
 #include "core/cuda/warp.cuh"
-#include "core/ops/creation.h"
-#include "core/reduce_math.h"
-#include "core/reduce_plan.h"
+#include "core/kernels/reduce_math.h"
+#include "core/kernels/reduce_plan.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -196,14 +195,13 @@ void run_reduction(const ReducePlan& P, Bind bind, const Tensor& out) {
 }
 
 template <class Op>
-void reduce_into(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out,
-                 const Op& op) {
+void reduce_into(const ReducePlan& rp, const Tensor& out, const Op& op) {
   if (out.numel() == 0) return;
-  if (x.numel() == 0) {  // empty reduced extent
+  if (rp.data.numel() == 0) {  // empty reduced extent
     fill(out, op.finalize(op.identity(), 0));
     return;
   }
-  run_reduction<Op>(plan_reduction(x, dims), Same<Op>{op}, out);
+  run_reduction<Op>(rp, Same<Op>{op}, out);
 }
 
 // ---- logsumexp: the shift (max, 0 when infinite), then log(sum exp(x - shift)) + shift ----
@@ -232,14 +230,14 @@ template <class T> struct LseBind {
 };
 
 template <class T>
-void logsumexp_impl(const Tensor& x, const std::vector<int64_t>& dims, const Tensor& out) {
+void logsumexp_impl(const ReducePlan& rp, const Tensor& out) {
   const int64_t K = out.numel();
   if (K == 0) return;
-  if (x.numel() == 0) {
+  if (rp.data.numel() == 0) {
     fill(out, -std::numeric_limits<T>::infinity());
     return;
   }
-  const ReducePlan P = plan_reduction(x, dims);
+  const ReducePlan& P = rp;
   const Tensor shift = empty({K}, {dtype_of<T>(), out.device()});
   run_reduction<LseShiftOp<T>>(P, Same<LseShiftOp<T>>{}, shift);
   run_reduction<LseSumOp<T>>(P, LseBind<T>{shift.data<T>()}, out);
@@ -619,7 +617,7 @@ void cumsum_impl(const Tensor& x, int64_t dim, bool exclusive, bool reverse, con
 
 }  // namespace
 
-#include "core/reduce_entry_points.inc"
+#include "core/kernels/reduce_entry_points.inc"
 
 namespace {
 template <class T>
@@ -646,3 +644,26 @@ void report_non_finite(const Tensor& x, const char* op, const char* what) {
 }
 
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const ReduceKernels ReduceKernels::cuda = {
+    .sum = cuda::sum,
+    .mean = cuda::mean,
+    .amax = cuda::amax,
+    .amin = cuda::amin,
+    .logsumexp = cuda::logsumexp,
+    .norm = cuda::norm,
+    .max = cuda::max,
+    .min = cuda::min,
+    .argmax = cuda::argmax,
+    .argmin = cuda::argmin,
+    .softmax = cuda::softmax,
+    .log_softmax = cuda::log_softmax,
+    .softmax_backward = cuda::softmax_backward,
+    .log_softmax_backward = cuda::log_softmax_backward,
+    .cumsum = cuda::cumsum,
+    .report_non_finite = cuda::report_non_finite,
+};
+
+}  // namespace moegrad::core

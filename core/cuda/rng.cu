@@ -1,9 +1,9 @@
 // Random draws on the GPU: one thread per Philox block, the same element mapping and the same
-// transforms (core/rng_math.h) as the CPU, so both devices give identical bits for f64 and
+// transforms (core/kernels/rng_math.h) as the CPU, so both devices give identical bits for f64 and
 // (up to the device's log/cos/sqrt rounding) for the transforms of f32 values.
 #include "core/cuda/launch.cuh"
-#include "core/cuda/rng.h"
-#include "core/rng_math.h"
+#include "core/kernels/random.h"
+#include "core/kernels/rng_math.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -41,15 +41,15 @@ void fill_normal(T* out, std::int64_t n, std::uint64_t seed, std::uint64_t first
   MOEGRAD_CUDA_CHECK_LAUNCH("randn");
 }
 
-#define MOEGRAD_RNG(T)                                                                                          \
-  template void fill_uniform<T, math::UniformUnit>(T*, std::int64_t, std::uint64_t, std::uint64_t,             \
-                                                   math::UniformUnit, int);                                    \
-  template void fill_uniform<T, math::UniformRange<T>>(T*, std::int64_t, std::uint64_t, std::uint64_t,         \
-                                                       math::UniformRange<T>, int);                            \
-  template void fill_uniform<T, math::GumbelFromUniform>(T*, std::int64_t, std::uint64_t, std::uint64_t,       \
-                                                         math::GumbelFromUniform, int);                        \
-  template void fill_normal<T>(T*, std::int64_t, std::uint64_t, std::uint64_t, int);
-MOEGRAD_RNG(float)
-MOEGRAD_RNG(double)
-
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+template <class T>
+const RandomKernels<T> RandomKernels<T>::cuda = {&cuda::fill_uniform<T, math::UniformUnit>,
+                                                 &cuda::fill_uniform<T, math::UniformRange<T>>,
+                                                 &cuda::fill_uniform<T, math::GumbelFromUniform>, &cuda::fill_normal<T>};
+template const RandomKernels<float> RandomKernels<float>::cuda;
+template const RandomKernels<double> RandomKernels<double>::cuda;
+
+}  // namespace moegrad::core

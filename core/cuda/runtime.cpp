@@ -16,6 +16,7 @@
 #include "core/checked_math.h"
 #include "core/cuda/check.h"
 #include "core/cuda/device_error.h"
+#include "core/device_runtime.h"
 
 namespace moegrad::core::cuda {
 namespace {
@@ -58,7 +59,6 @@ void release_cache_locked(DeviceState& s) {
   s.cached = 0;
 }
 
-std::atomic<bool> g_allow_tf32{false};
 
 }  // namespace
 
@@ -112,7 +112,7 @@ void* device_alloc(std::size_t nbytes, int device) {
     const cudaError_t err = cudaMalloc(&p, cls);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      throw cpu::OutOfMemory(nbytes, fmt::format("cuda:{}", device),
+      throw OutOfMemory(nbytes, fmt::format("cuda:{}", device),
                         fmt::format("cudaMalloc failed: {} ({} already in live tensors there)",
                                     cudaGetErrorString(err), bytes_str(static_cast<std::uint64_t>(s.stats.allocated))));
     }
@@ -218,7 +218,19 @@ void raise_device_error(int device) {
 
 std::int64_t host_wait_count(int device) { return state(device).host_waits.load(); }
 
-void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
-bool allow_tf32() { return g_allow_tf32; }
-
 }  // namespace moegrad::core::cuda
+
+namespace moegrad::core {
+
+const DeviceRuntime DeviceRuntime::cuda = {
+    .allocate = cuda::device_alloc,
+    .deallocate = cuda::device_free,
+    .copy_bytes = cuda::copy_bytes,
+    .memory_stats = cuda::memory_stats,
+    .reset_peak_memory = cuda::reset_peak_memory,
+    .empty_cache = cuda::empty_cache,
+    .synchronize = cuda::synchronize,
+    .host_wait_count = cuda::host_wait_count,
+};
+
+}  // namespace moegrad::core

@@ -1,15 +1,13 @@
-// The CUDA runtime as core sees it (host code): devices, the caching allocator, copies, the one
-// stream per device, deferred kernel errors. Built from core/cuda/*.cpp when CUDA is on;
-// core/cuda/stubs/ supplies the same symbols (they throw) in a CPU-only build.
+// The CUDA runtime inside core/cuda (host code): devices, the caching allocator, copies, the one
+// stream per device, deferred kernel errors. Built only when CUDA is on; the rest of core reaches
+// it through DeviceRuntime::cuda (core/device_runtime.h), defined in core/cuda/runtime.cpp.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu/allocator.h"  // MemoryStats
+#include "core/allocation.h"  // MemoryStats
 
 namespace moegrad::core::cuda {
-
-using MemoryStats = cpu::MemoryStats;  // the same fields on every device
 
 bool available();    // built with CUDA and at least one device present
 int device_count();  // 0 when not built or no device
@@ -17,7 +15,7 @@ int device_count();  // 0 when not built or no device
 // Caching allocator: freed blocks are kept per size class and handed out again (all kernels run
 // on the device's one stream, so a block freed by the host is safe to reuse for the next
 // kernel). A failed cudaMalloc empties the cache and tries once more before it throws
-// cpu::OutOfMemory (the bytes and the driver's reason).
+// OutOfMemory (the bytes and the driver's reason).
 void* device_alloc(std::size_t nbytes, int device);
 void device_free(void* ptr, std::size_t nbytes, int device) noexcept;
 MemoryStats memory_stats(int device);  // allocated, reserved (= allocated + cached), peak
@@ -32,9 +30,5 @@ void synchronize(int device);
 // How many times the host has waited for the device's stream so far (synchronize, copies to
 // the host, item(), to_vector(), an allocation retried after running out of memory).
 std::int64_t host_wait_count(int device);
-
-// TF32 tensor-core math in cuBLAS f32 GEMMs: off by default (FP32 results).
-void set_allow_tf32(bool allow);
-bool allow_tf32();
 
 }  // namespace moegrad::core::cuda

@@ -1,6 +1,6 @@
 // Warp and block collectives for the reduction and selection kernels (core/cuda/reduce.cu,
 // core/cuda/indexing.cu). Every tree has a fixed shape, so results do not depend on timing.
-// Ops follow core/reduce_math.h: identity() and combine(a, b).
+// Ops follow core/kernels/reduce_math.h: identity() and combine(a, b).
 #pragma once
 #include <cstdint>
 #include <cstring>

@@ -1,39 +1,19 @@
 // Creation, copies, dtype and device moves.
 #include "core/ops/creation.h"
 
-#include <cmath>
-#include <new>
+#include <fmt/format.h>
 
+#include <cmath>
+
+#include "core/backend.h"
 #include "core/checked_math.h"
-#include "core/cpu/allocator.h"
+#include "core/device_runtime.h"
 #include "core/ops/map.h"
-#include "core/cuda/runtime.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
-#include "core/scalar_math.h"
+#include "core/kernels/scalar_math.h"
 
 namespace moegrad::core {
-
-Tensor empty_for(const char* op, const Shape& shape, TensorOptions opt) {
-  const std::int64_t numel = shape_numel(shape, op);  // sizes >= 0, count within int64
-  Shape strides = contiguous_strides(shape, op);
-  std::int64_t nbytes = 0;
-  if (!mul_fits(numel, static_cast<std::int64_t>(dtype_size(opt.dtype)), nbytes))
-    fail(op, "{} shape {} is too large: its byte count overflows int64", dtype_name(opt.dtype), shape_str(shape));
-  std::shared_ptr<Storage> storage;
-  try {
-    storage = std::make_shared<Storage>(static_cast<std::size_t>(nbytes), opt.device);
-  } catch (const cpu::OutOfMemory& e) {
-    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: {}", bytes_str(static_cast<std::uint64_t>(nbytes)),
-         dtype_name(opt.dtype), shape_str(shape), opt.device.str(), e.reason());
-  } catch (const std::bad_alloc&) {  // the shared_ptr's control block
-    fail(op, "cannot allocate {} for a {} tensor of shape {} on {}: out of memory",
-         bytes_str(static_cast<std::uint64_t>(nbytes)), dtype_name(opt.dtype), shape_str(shape), opt.device.str());
-  }
-  return Tensor(std::move(storage), shape, std::move(strides), 0, opt.dtype);
-}
-
-Tensor empty(const Shape& shape, TensorOptions opt) { return empty_for("empty", shape, opt); }
 
 namespace {
 Tensor full_for(const char* op, const Shape& shape, double value, TensorOptions opt) {
@@ -121,9 +101,10 @@ Tensor contiguous(const Tensor& t) {
 Tensor clone(const Tensor& t) {
   check_defined("clone", t);
   Tensor out = empty_for("clone", t.shape(), {t.dtype(), t.device()});
-  if (t.device().is_cuda() && t.is_contiguous()) {
-    cuda::copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
-                     t.device().index);
+  if (t.is_contiguous()) {  // one copy of the bytes on the tensor's device
+    backend<DeviceRuntime>("clone", t.device())
+        .copy_bytes(out.raw_data(), t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
+                    t.device().index);
     return out;
   }
   copy_(out, t);
@@ -146,10 +127,52 @@ Tensor to_device(const Tensor& t, Device device) {
                 device.str());
   const Tensor src = contiguous(t);  // on the source device
   Tensor out = empty_for("to_device", t.shape(), {t.dtype(), device});
-  cuda::copy_bytes(out.raw_data(), src.raw_data(),
-                   static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()),
-                   t.device().is_cuda() ? t.device().index : device.index);
+  const Device gpu = t.device().is_cpu() ? device : t.device();  // the copy runs on the non-CPU side
+  backend<DeviceRuntime>("to_device", gpu)
+      .copy_bytes(out.raw_data(), src.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()), gpu.index);
   return out;
+}
+
+// ---- Tensor's host access (core/tensor.h), written with the copies above ----
+
+template <class T> std::vector<T> Tensor::to_vector() const {
+  MOEGRAD_CHECK(defined(), "to_vector", "tensor is undefined");
+  const Tensor host = contiguous(to_device(*this, Device::cpu()));
+  std::vector<T> out(static_cast<std::size_t>(numel_));
+  visit_dtype(dtype_, "to_vector", [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    const S* src = host.data<S>();
+    for (std::int64_t i = 0; i < numel_; ++i) out[i] = static_cast<T>(src[i]);
+  });
+  return out;
+}
+
+template <class T> T Tensor::item() const {
+  MOEGRAD_CHECK(numel_ == 1, "item", "needs exactly one element, got {}", describe(*this));
+  return to_vector<T>()[0];
+}
+
+#define MOEGRAD_INSTANTIATE(T)                        \
+  template std::vector<T> Tensor::to_vector<T>() const; \
+  template T Tensor::item<T>() const;
+MOEGRAD_INSTANTIATE(float)
+MOEGRAD_INSTANTIATE(double)
+MOEGRAD_INSTANTIATE(std::int64_t)
+MOEGRAD_INSTANTIATE(bool)
+MOEGRAD_INSTANTIATE(std::uint8_t)
+MOEGRAD_INSTANTIATE(int)
+#undef MOEGRAD_INSTANTIATE
+
+std::string Tensor::to_string() const {
+  if (!defined()) return "Tensor(undefined)";
+  std::string out = fmt::format("Tensor({}, {}, {}", shape_str(shape_), dtype_name(dtype_), device().str());
+  const auto values = to_vector<double>();
+  constexpr std::size_t kShown = 16;
+  out += ", [";
+  for (std::size_t i = 0; i < values.size() && i < kShown; ++i)
+    out += (i ? ", " : "") + fmt::format("{:.6g}", values[i]);
+  if (values.size() > kShown) out += fmt::format(", ... ({} values)", values.size());
+  return out + "])";
 }
 
 }  // namespace moegrad::core

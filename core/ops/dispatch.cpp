@@ -28,8 +28,4 @@ DType common_dtype(const char* op, std::initializer_list<const Tensor*> tensors)
   return first ? first->dtype() : DType::f32;
 }
 
-void require_cpu(const char* op, Device device) {
-  MOEGRAD_CHECK(device.is_cpu(), op, "no kernel for device {} in this build", device.str());
-}
-
 }  // namespace moegrad::core

@@ -11,9 +11,6 @@ namespace moegrad::core {
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // All tensors share a dtype; returns it. Throws "[op] dtype mismatch: f32(2, 3) vs f64(3)".
 DType common_dtype(const char* op, std::initializer_list<const Tensor*> tensors);
-// Kernels exist for the CPU in this build; the CUDA kernels arrive with the CUDA backend.
-// Throws "[op] no kernel for device cuda:0 in this build".
-void require_cpu(const char* op, Device device);
 void check_defined(const char* op, const Tensor& t, const char* what = "input");
 
 }  // namespace moegrad::core

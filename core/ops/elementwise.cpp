@@ -1,5 +1,5 @@
 // Elementwise ops: validate, broadcast, allocate, then one strided loop over a functor from
-// core/scalar_math.h on the output's device (core/ops/map.h: CPU loop or CUDA kernel).
+// core/kernels/scalar_math.h on the output's device (core/ops/map.h: CPU loop or CUDA kernel).
 #include "core/ops/elementwise.h"
 
 #include <limits>
@@ -8,7 +8,7 @@
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
-#include "core/scalar_math.h"
+#include "core/kernels/scalar_math.h"
 
 namespace moegrad::core {
 namespace {

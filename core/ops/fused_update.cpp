@@ -1,12 +1,12 @@
 // The fused optimizer updates: validate once, cast the functor to the parameter's dtype, run
-// the CPU loop or the CUDA kernel on the parameter's device.
+// the FusedUpdateKernels (core/kernels/fused_update.h) of the parameter's device.
 #include "core/ops/fused_update.h"
 
 #include <initializer_list>
 #include <utility>
 
-#include "core/cpu/fused_update.h"
-#include "core/cuda/fused_update.h"
+#include "core/backend.h"
+#include "core/kernels/fused_update.h"
 #include "core/ops/dispatch.h"
 
 namespace moegrad::core {
@@ -47,13 +47,7 @@ void sgd_update_(const Tensor& param, const Tensor& grad, const Tensor& momentum
     using T = typename decltype(tag)::type;
     const optim_math::SgdStep<T> f = step.as<T>();
     T* buf = momentum ? momentum_buffer.data<T>() : nullptr;
-    if (device.is_cuda()) {
-      cuda::sgd_update<T>(device.index, n, f, param.data<T>(), grad.data<T>(), buf);
-    } else if (momentum) {
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), buf);
-    } else {
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>());
-    }
+    backend<FusedUpdateKernels<T>>(op, device).sgd(device.index, n, f, param.data<T>(), grad.data<T>(), buf);
   });
 }
 
@@ -75,14 +69,8 @@ void adam_update_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
     using T = typename decltype(tag)::type;
     const optim_math::AdamStep<T> f = step.as<T>();
     T* vmax = amsgrad ? max_exp_avg_sq.data<T>() : nullptr;
-    if (device.is_cuda()) {
-      cuda::adam_update<T>(device.index, n, f, param.data<T>(), grad.data<T>(), exp_avg.data<T>(),
-                           exp_avg_sq.data<T>(), vmax);
-    } else if (amsgrad) {
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), vmax);
-    } else {
-      cpu::for_each_element(n, f, param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>());
-    }
+    backend<FusedUpdateKernels<T>>(op, device)
+        .adam(device.index, n, f, param.data<T>(), grad.data<T>(), exp_avg.data<T>(), exp_avg_sq.data<T>(), vmax);
   });
 }
 
@@ -93,10 +81,7 @@ void grad_scale_(const Tensor& grad, double coef) {
   visit_floating(grad.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const optim_math::Scale<T> f{static_cast<T>(coef)};
-    if (device.is_cuda())
-      cuda::grad_scale<T>(device.index, grad.numel(), f, grad.data<T>());
-    else
-      cpu::for_each_element(grad.numel(), f, grad.data<T>());
+    backend<FusedUpdateKernels<T>>(op, device).scale(device.index, grad.numel(), f, grad.data<T>());
   });
 }
 
@@ -108,10 +93,7 @@ void grad_clamp_(const Tensor& grad, double lo, double hi) {
   visit_floating(grad.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const optim_math::ClampValue<T> f{static_cast<T>(lo), static_cast<T>(hi)};
-    if (device.is_cuda())
-      cuda::grad_clamp<T>(device.index, grad.numel(), f, grad.data<T>());
-    else
-      cpu::for_each_element(grad.numel(), f, grad.data<T>());
+    backend<FusedUpdateKernels<T>>(op, device).clamp(device.index, grad.numel(), f, grad.data<T>());
   });
 }
 

@@ -1,6 +1,6 @@
 // Fused in-place updates for the optimizers (optim/): one elementwise pass per parameter on
-// the parameter's device (the CPU loop of core/cpu/fused_update.h or one CUDA kernel of
-// core/cuda/fused_update.h), applying a functor of core/fused_update_math.h. Nothing is
+// the parameter's device (FusedUpdateKernels, core/kernels/fused_update.h: an OpenMP loop on the
+// CPU, one kernel on CUDA), applying a functor of core/kernels/fused_update_math.h. Nothing is
 // recorded by autograd; the tensors are modified in place.
 //
 // The caller fills the functor in double (its coefficients computed on the host, as PyTorch's
@@ -9,7 +9,7 @@
 // and share the parameter's dtype, shape and device; otherwise the op throws naming itself:
 //   [adam_update_] exp_avg f32(2, 3) does not match param f32(3, 2)
 #pragma once
-#include "core/fused_update_math.h"
+#include "core/kernels/fused_update_math.h"
 #include "core/tensor.h"
 
 namespace moegrad::core {

@@ -1,9 +1,9 @@
-// Indexing and selection: validate once, allocate, call the kernel of the same name for the
-// tensors' device (core/cpu/indexing.h or core/cuda/indexing.h).
+// Indexing and selection: validate once, allocate, call the IndexingKernels
+// (core/kernels/indexing.h) of the tensors' device.
 #include "core/ops/indexing.h"
 
-#include "core/cpu/indexing.h"
-#include "core/cuda/indexing.h"
+#include "core/backend.h"
+#include "core/kernels/indexing.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
@@ -56,8 +56,7 @@ ValuesIndices topk(const Tensor& x, std::int64_t k, std::int64_t dim, bool large
   Shape shape = x.shape();
   shape[d] = k;
   ValuesIndices r{empty_for(op, shape, {x.dtype(), x.device()}), empty_for(op, shape, {DType::i64, x.device()})};
-  if (x.device().is_cuda()) cuda::topk(x, k, d, largest, r.values, r.indices);
-  else cpu::topk(x, k, d, largest, r.values, r.indices);
+  backend<IndexingKernels>("topk", x.device()).topk(x, k, d, largest, r.values, r.indices);
   return r;
 }
 
@@ -71,8 +70,7 @@ Tensor one_hot(const Tensor& indices, std::int64_t num_classes, DType dtype) {
   shape.push_back(num_classes);
   Tensor out = empty_for(op, shape, {dtype, indices.device()});
   fill_(out, 0.0);
-  if (indices.device().is_cuda()) cuda::one_hot(indices, out);
-  else cpu::one_hot(indices, out);
+  backend<IndexingKernels>("one_hot", indices.device()).one_hot(indices, out);
   return out;
 }
 
@@ -86,8 +84,7 @@ Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index) {
   const std::int64_t d = normalize_dim(op, dim, x.shape());
   check_index_fits(op, x, d, index);
   Tensor out = empty_for(op, index.shape(), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::gather(x, d, index, out);
-  else cpu::gather(x, d, index, out);
+  backend<IndexingKernels>("gather", x.device()).gather(x, d, index, out);
   return out;
 }
 
@@ -117,14 +114,8 @@ Tensor scatter_op(const char* op, const Tensor& x, std::int64_t dim, const Tenso
     MOEGRAD_CHECK(index.size(i) <= src.size(i), op, "index {} is larger than src {} at dim {}",
                   describe(index), describe(src), i);
   Tensor out = clone(x);
-  const bool on_cuda = x.device().is_cuda();
-  if constexpr (Accumulate) {
-    if (on_cuda) cuda::scatter_add(out, d, index, src);
-    else cpu::scatter_add(out, d, index, src);
-  } else {
-    if (on_cuda) cuda::scatter(out, d, index, src);
-    else cpu::scatter(out, d, index, src);
-  }
+  const IndexingKernels& k = backend<IndexingKernels>(op, x.device());
+  (Accumulate ? k.scatter_add : k.scatter)(out, d, index, src);
   return out;
 }
 
@@ -152,8 +143,7 @@ Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index) {
   Shape shape = x.shape();
   shape[d] = index.numel();
   Tensor out = empty_for(op, shape, {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::index_select(x, d, index, out);
-  else cpu::index_select(x, d, index, out);
+  backend<IndexingKernels>("index_select", x.device()).index_select(x, d, index, out);
   return out;
 }
 
@@ -179,8 +169,7 @@ Tensor index_add(const Tensor& x, std::int64_t dim, const Tensor& index, const T
   MOEGRAD_CHECK(src.shape() == want, op, "src shape {} should be {} (input {}, index {})",
                 shape_str(src.shape()), shape_str(want), describe(x), describe(index));
   Tensor out = clone(x);
-  if (x.device().is_cuda()) cuda::index_add(out, d, index, src);
-  else cpu::index_add(out, d, index, src);
+  backend<IndexingKernels>("index_add", x.device()).index_add(out, d, index, src);
   return out;
 }
 

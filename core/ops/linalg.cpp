@@ -1,6 +1,6 @@
 // matmul / matmul_into: argument checks, NumPy-style batch broadcasting and 1-D handling, and
-// the choice of a copy-free BLAS layout per operand. The GEMM itself is cpu::gemm_strided
-// (OpenBLAS) or cuda::gemm_strided (cuBLAS), picked by the operands' device.
+// the choice of a copy-free BLAS layout per operand. The GEMM itself is the gemm family
+// (core/kernels/gemm.h) of the operands' device.
 #include "core/ops/linalg.h"
 
 #include <algorithm>
@@ -8,7 +8,8 @@
 
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
-#include "core/ops/gemm.h"
+#include "core/backend.h"
+#include "core/kernels/gemm.h"
 #include "core/ops/views.h"
 
 namespace moegrad::core {
@@ -102,7 +103,7 @@ void run(const Plan& p, T* out, double alpha, double beta) {
   const std::int64_t nbatch = shape_numel(p.batch);
   if (nbatch == 0 || p.m == 0 || p.n == 0) return;
 
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.m = p.m;
   g.n = p.n;
   g.k = p.k;
@@ -132,10 +133,10 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       expected *= p.batch[d];
     }
     if (merge) {
-      cpu::RowMajorGemm big = g;
+      RowMajorGemm big = g;
       big.m = nbatch * p.m;
       const std::int64_t zero = 0;
-      gemm<T>(p.device, big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero);
+      backend<GemmKernels<T>>("matmul", p.device).strided(big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero, p.device.index);
       return;
     }
   }
@@ -156,7 +157,8 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       idx[d] = 0;
     }
   }
-  gemm<T>(p.device, g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(), off_c.data());
+  backend<GemmKernels<T>>("matmul", p.device)
+      .strided(g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(), off_c.data(), p.device.index);
 }
 
 void dispatch(const Plan& p, const Tensor& out, double alpha, double beta) {

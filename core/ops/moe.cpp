@@ -1,16 +1,16 @@
 // MoE row ops and grouped GEMM: validate once, make operands contiguous, allocate, call the
-// kernel of the same name on the operands' device (cpu:: or cuda::). The grouped GEMMs are
-// planned here once for both devices and run through core/ops/gemm.h (gemm_grouped).
+// kernel of the same name in the operands' device's MoeKernels (core/kernels/moe.h). The grouped
+// GEMMs are planned here once for both devices and run by GemmKernels::grouped.
 #include "core/ops/moe.h"
 
 #include <vector>
 
 #include "core/checked_math.h"
-#include "core/cpu/moe.h"
-#include "core/cuda/moe.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
-#include "core/ops/gemm.h"
+#include "core/backend.h"
+#include "core/kernels/gemm.h"
+#include "core/kernels/moe.h"
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
 
@@ -68,14 +68,14 @@ std::vector<std::int64_t> read_offsets(const char* op, const Tensor& offsets, st
   return off;
 }
 
-// One GEMM item per group with rows (core/ops/gemm.h batches equal sizes on CUDA). Group e
+// One GEMM item per group with rows (CUDA batches equal sizes). Group e
 // starts at row off[e]; its operand offsets (in elements) are row_step * off[e] + group_step * e
 // for A, B and C.
 struct Steps {
   std::int64_t row, group;
 };
 struct GroupPlan {
-  cpu::GemmGroups items;
+  GemmGroups items;
   std::vector<std::int64_t> empty;  // groups without rows
 };
 
@@ -121,10 +121,7 @@ SlotAssignment assign_slots(const Tensor& expert, const Tensor& active, std::int
   const Tensor ex = contiguous(expert);
   SlotAssignment s{empty_for(op, ex.shape(), {DType::i64, dev}), empty_for(op, ex.shape(), {DType::i64, dev}),
                    empty_for(op, {groups, num_experts}, {DType::i64, dev}), empty_for(op, {groups, num_experts}, {DType::i64, dev})};
-  if (dev.is_cuda())
-    cuda::assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
-  else
-    cpu::assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
+  backend<MoeKernels>("assign_slots", dev).assign_slots(ex, on, groups, num_experts, capacity, outer, s.position, s.padded_row, s.routed, s.kept);
   return s;
 }
 
@@ -141,10 +138,7 @@ Tensor dispatch_rows(const Tensor& x, const Tensor& row, const Tensor& scale,
   check_like_row(op, scale, "scale", row);
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
   Tensor out = empty_for(op, {num_rows, x.size(1)}, {dt, dev});  // the kernel zeroes untargeted rows
-  if (dev.is_cuda())
-    cuda::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
-  else
-    cpu::dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
+  backend<MoeKernels>("dispatch_rows", dev).dispatch_rows(contiguous(x), contiguous(row), contiguous(scale), out);
   return out;
 }
 
@@ -159,10 +153,7 @@ Tensor combine_rows(const Tensor& y, const Tensor& row, const Tensor& weight) {
   check_row(op, row, -1, "");
   check_like_row(op, weight, "weight", row);
   Tensor out = empty_for(op, {row.size(0), y.size(1)}, {dt, dev});
-  if (dev.is_cuda())
-    cuda::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
-  else
-    cpu::combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
+  backend<MoeKernels>("combine_rows", dev).combine_rows(contiguous(y), contiguous(row), contiguous(weight), out);
   return out;
 }
 
@@ -178,10 +169,7 @@ Tensor row_dot(const Tensor& a, const Tensor& row, const Tensor& b) {
   MOEGRAD_CHECK(a.size(1) == b.size(1), op, "a {} and b {} differ in d", describe(a), describe(b));
   check_row(op, row, b.size(0), "b rows");
   Tensor out = empty_for(op, row.shape(), {dt, dev});
-  if (dev.is_cuda())
-    cuda::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
-  else
-    cpu::row_dot(contiguous(a), contiguous(row), contiguous(b), out);
+  backend<MoeKernels>("row_dot", dev).row_dot(contiguous(a), contiguous(row), contiguous(b), out);
   return out;
 }
 
@@ -200,9 +188,7 @@ bool rows_distinct(const Tensor& row, std::int64_t num_rows) {
   MOEGRAD_CHECK(num_rows >= 0, op, "num_rows must be >= 0, got {}", num_rows);
   // On CUDA the answer comes back to the host: a synchronisation (which also raises the
   // device's deferred errors).
-  if (row.device().is_cuda())
-    return cuda::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
-  return cpu::check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
+  return backend<MoeKernels>(op, row.device()).check_rows(op, contiguous(row), num_rows, /*require_distinct=*/false);
 }
 
 Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w,
@@ -241,7 +227,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
   const Tensor xc = contiguous(x), wc = contiguous(w);
   const GroupPlan plan = plan_groups(off, /*vary_k=*/false, {in, 0}, {0, in * out_cols}, {out_cols, 0});
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.trans_b = transpose_w;
   g.n = out_cols;
   g.k = in;
@@ -250,8 +236,8 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   g.ldc = out_cols;
   visit_floating(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gemm_grouped<T>(dev, g, T(1), xc.data<T>(), wc.data<T>(), bias.defined() ? T(1) : T(0), out.data<T>(),
-                    plan.items);
+    backend<GemmKernels<T>>(op, dev).grouped(g, T(1), xc.data<T>(), wc.data<T>(), bias.defined() ? T(1) : T(0),
+                                             out.data<T>(), plan.items, dev.index);
   });
   return out;
 }
@@ -290,7 +276,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
   const GroupPlan plan = plan_groups(off, /*vary_k=*/true, {p, 0}, {q, 0}, {0, a * b});
   for (const std::int64_t e : plan.empty) fill_(select(out, 0, e), 0.0);  // no rows: an exact zero gradient
-  cpu::RowMajorGemm g;
+  RowMajorGemm g;
   g.trans_a = true;
   g.m = p;
   g.n = q;
@@ -299,7 +285,8 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   g.ldc = q;
   visit_floating(dt, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gemm_grouped<T>(dev, g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(), plan.items);
+    backend<GemmKernels<T>>(op, dev).grouped(g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(),
+                                             plan.items, dev.index);
   });
   return out;
 }

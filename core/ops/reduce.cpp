@@ -1,5 +1,5 @@
-// Reductions: validate once, allocate the output, call the kernel of the input's device
-// (core/cpu/reduce.h or core/cuda/reduce.h).
+// Reductions: validate once, plan (x as dense [A, R, B]), allocate the output, call the
+// ReduceKernels (core/kernels/reduce.h) of the input's device.
 // dtype rules: sum and cumsum take f32, f64, i64, and b8/u8 (converted to i64, as in PyTorch);
 // amax/amin/max/min/argmax/argmin take f32, f64, i64; mean, logsumexp, norm and the softmax
 // family need f32 or f64. max/amax (and min/amin) propagate NaN.
@@ -8,8 +8,8 @@
 #include <cmath>
 #include <vector>
 
-#include "core/cpu/reduce.h"
-#include "core/cuda/reduce.h"
+#include "core/backend.h"
+#include "core/kernels/reduce.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -19,6 +19,46 @@ namespace moegrad::core {
 namespace {
 
 void check_input(const char* op, const Tensor& x) { check_defined(op, x); }
+
+// dims: normalised, sorted, unique (the reduced ones). The output holds the kept dims in x's
+// order, element (a, b) at a * B + b.
+ReducePlan plan_reduction(const Tensor& x, const std::vector<std::int64_t>& dims) {
+  const std::int64_t nd = x.dim();
+  std::vector<bool> reduced(static_cast<std::size_t>(nd), false);
+  for (std::int64_t d : dims) reduced[d] = true;
+  std::vector<std::int64_t> kept_dims, red_dims;
+  std::int64_t K = 1, R = 1;
+  for (std::int64_t d = 0; d < nd; ++d) {
+    if (reduced[d]) {
+      red_dims.push_back(d);
+      R *= x.shape()[d];
+    } else {
+      kept_dims.push_back(d);
+      K *= x.shape()[d];
+    }
+  }
+  std::vector<std::int64_t> rows_order = kept_dims;
+  rows_order.insert(rows_order.end(), red_dims.begin(), red_dims.end());
+  if (dense_in_order(x, rows_order)) return {x, K, R, 1};
+
+  std::vector<std::int64_t> cols_order = red_dims;
+  cols_order.insert(cols_order.end(), kept_dims.begin(), kept_dims.end());
+  if (dense_in_order(x, cols_order)) return {x, 1, R, K};
+
+  // Reduced dims form one consecutive block of a dense tensor: [before, block, after].
+  const bool block = !dims.empty() &&
+                     dims.back() - dims.front() + 1 == static_cast<std::int64_t>(dims.size());
+  std::vector<std::int64_t> natural(static_cast<std::size_t>(nd));
+  for (std::int64_t d = 0; d < nd; ++d) natural[d] = d;
+  if (block && dense_in_order(x, natural)) {
+    std::int64_t A = 1, B = 1;
+    for (std::int64_t d = 0; d < dims.front(); ++d) A *= x.shape()[d];
+    for (std::int64_t d = dims.back() + 1; d < nd; ++d) B *= x.shape()[d];
+    return {x, A, R, B};
+  }
+
+  return {contiguous(permute(x, rows_order)), K, R, 1};
+}
 
 // dims normalised and sorted; an empty list means every dim.
 std::vector<std::int64_t> reduce_dims(const char* op, const Tensor& x, const Dims& dims) {
@@ -90,23 +130,9 @@ ValuesIndices extreme(const char* op, const Tensor& x, std::int64_t dim, bool ke
   ValuesIndices r;
   if (want_values) r.values = empty_for(op, shape, {x.dtype(), x.device()});
   r.indices = empty_for(op, shape, {DType::i64, x.device()});
-  if (x.device().is_cuda()) {
-    if (is_max) {
-      if (want_values) cuda::max(xc, d, r.values, r.indices);
-      else cuda::argmax(xc, d, r.indices);
-    } else {
-      if (want_values) cuda::min(xc, d, r.values, r.indices);
-      else cuda::argmin(xc, d, r.indices);
-    }
-  } else {
-    if (is_max) {
-      if (want_values) cpu::max(xc, d, r.values, r.indices);
-      else cpu::argmax(xc, d, r.indices);
-    } else {
-      if (want_values) cpu::min(xc, d, r.values, r.indices);
-      else cpu::argmin(xc, d, r.indices);
-    }
-  }
+  const ReduceKernels& k = backend<ReduceKernels>(op, x.device());
+  if (want_values) (is_max ? k.max : k.min)(xc, d, r.values, r.indices);
+  else (is_max ? k.argmax : k.argmin)(xc, d, r.indices);
   return r;
 }
 
@@ -118,8 +144,7 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(xs, d, out);
-  else cpu::sum(xs, d, out);
+  backend<ReduceKernels>("sum", x.device()).sum(plan_reduction(xs, d), out);
   return out;
 }
 
@@ -129,8 +154,7 @@ Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::mean(x, d, out);
-  else cpu::mean(x, d, out);
+  backend<ReduceKernels>("mean", x.device()).mean(plan_reduction(x, d), out);
   return out;
 }
 
@@ -141,8 +165,7 @@ Tensor amax(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amax(x, d, out);
-  else cpu::amax(x, d, out);
+  backend<ReduceKernels>("amax", x.device()).amax(plan_reduction(x, d), out);
   return out;
 }
 
@@ -153,8 +176,7 @@ Tensor amin(const Tensor& x, const Dims& dims, bool keepdim) {
   const auto d = reduce_dims(op, x, dims);
   check_nonempty(op, x, reduced_numel(x.shape(), d));
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::amin(x, d, out);
-  else cpu::amin(x, d, out);
+  backend<ReduceKernels>("amin", x.device()).amin(plan_reduction(x, d), out);
   return out;
 }
 
@@ -164,8 +186,7 @@ Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
   check_floating(op, x.dtype());
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::logsumexp(x, d, out);
-  else cpu::logsumexp(x, d, out);
+  backend<ReduceKernels>("logsumexp", x.device()).logsumexp(plan_reduction(x, d), out);
   return out;
 }
 
@@ -176,8 +197,7 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   MOEGRAD_CHECK(p > 0, op, "p must be > 0, got {}", p);
   const auto d = reduce_dims(op, x, dims);
   Tensor out = empty_for(op, reduced_shape(x.shape(), d, keepdim), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::norm(x, p, d, out);
-  else cpu::norm(x, p, d, out);
+  backend<ReduceKernels>("norm", x.device()).norm(plan_reduction(x, d), p, out);
   return out;
 }
 
@@ -201,8 +221,7 @@ Tensor softmax(const Tensor& x, std::int64_t dim) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::softmax(xc, d, out);
-  else cpu::softmax(xc, d, out);
+  backend<ReduceKernels>("softmax", x.device()).softmax(xc, d, out);
   return out;
 }
 
@@ -213,8 +232,7 @@ Tensor log_softmax(const Tensor& x, std::int64_t dim) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(x);
   Tensor out = empty_for(op, x.shape(), {x.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::log_softmax(xc, d, out);
-  else cpu::log_softmax(xc, d, out);
+  backend<ReduceKernels>("log_softmax", x.device()).log_softmax(xc, d, out);
   return out;
 }
 
@@ -231,13 +249,8 @@ Tensor softmax_backward_common(const char* op, const Tensor& gy, const Tensor& y
   const std::int64_t d = one_dim(op, y, dim);
   const Tensor gc = contiguous(gy), yc = contiguous(y);
   Tensor out = empty_for(op, y.shape(), {dtype, device});
-  if (device.is_cuda()) {
-    if (log) cuda::log_softmax_backward(gc, yc, d, out);
-    else cuda::softmax_backward(gc, yc, d, out);
-  } else {
-    if (log) cpu::log_softmax_backward(gc, yc, d, out);
-    else cpu::softmax_backward(gc, yc, d, out);
-  }
+  const ReduceKernels& k = backend<ReduceKernels>(op, device);
+  (log ? k.log_softmax_backward : k.softmax_backward)(gc, yc, d, out);
   return out;
 }
 }  // namespace
@@ -255,8 +268,7 @@ Tensor cumsum(const Tensor& x, std::int64_t dim, bool exclusive, bool reverse) {
   const std::int64_t d = one_dim(op, x, dim);
   const Tensor xc = contiguous(as_summable(op, x));
   Tensor out = empty_for(op, x.shape(), {xc.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::cumsum(xc, d, exclusive, reverse, out);
-  else cpu::cumsum(xc, d, exclusive, reverse, out);
+  backend<ReduceKernels>("cumsum", x.device()).cumsum(xc, d, exclusive, reverse, out);
   return out;
 }
 
@@ -279,8 +291,7 @@ Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
   MOEGRAD_CHECK(ok, op, "cannot sum {} down to {}", shape_str(x.shape()), shape_str(shape));
   const Tensor xs = as_summable(op, x);
   Tensor out = empty_for(op, shape, {xs.dtype(), x.device()});
-  if (x.device().is_cuda()) cuda::sum(xs, dims, out);
-  else cpu::sum(xs, dims, out);
+  backend<ReduceKernels>("sum", x.device()).sum(plan_reduction(xs, dims), out);
   return out;
 }
 
@@ -296,8 +307,7 @@ bool all_finite(const Tensor& x) {
 void assert_finite(const Tensor& x, const char* op, const char* what) {
   check_defined(op, x, what);
   if (!is_floating(x.dtype()) || x.numel() == 0) return;
-  if (x.device().is_cuda()) return cuda::report_non_finite(contiguous(x), op, what);
-  if (!all_finite(x)) fail(op, "{} contains NaN or Inf", what);
+  backend<ReduceKernels>(op, x.device()).report_non_finite(contiguous(x), op, what);
 }
 
 }  // namespace moegrad::core

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "core/ops.h"
-#include "core/scalar_math.h"
+#include "core/kernels/scalar_math.h"
 
 using namespace moegrad::core;
 using doctest::Approx;

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "core/build_info.h"
-#include "core/cuda/runtime.h"
 #include "core/memory.h"
 #include "core/ops.h"
 #include "tests/core/moe_rows_inputs.h"
@@ -192,7 +191,7 @@ TEST_CASE("moe rows cuda: row errors are deferred to the next synchronisation") 
   REQUIRE_NOTHROW(out = combine_rows(y, bad_hi, s));
   CHECK_THROWS_WITH_AS(out.to_vector<float>(), Contains("[combine_rows] row index 9 out of range [-1, 9)"), Error);
   REQUIRE_NOTHROW(out = combine_rows(zeros({9, 0}, {DType::f32, kGpu}), bad_hi, s));  // d = 0 still checks
-  CHECK_THROWS_WITH_AS(cuda::synchronize(0), Contains("[combine_rows] row index 9 out of range [-1, 9)"), Error);
+  CHECK_THROWS_WITH_AS(synchronize(kGpu), Contains("[combine_rows] row index 9 out of range [-1, 9)"), Error);
   CHECK_NOTHROW(combine_rows(gpu(random_tensor({10, 4}, DType::f32, 34)), repeated, s).to_vector<float>());  // repeats are fine
   REQUIRE_NOTHROW(out = row_dot(y, bad_hi, x));
   CHECK_THROWS_WITH_AS(out.to_vector<float>(), Contains("[row_dot] row index 9 out of range [-1, 9)"), Error);

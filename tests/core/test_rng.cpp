@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 
 using namespace moegrad;
 using namespace moegrad::core;

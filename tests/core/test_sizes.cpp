@@ -137,7 +137,7 @@ TEST_CASE("sizes: an allocation over the memory limit names its bytes, op, dtype
   try {
     cpu::allocate(std::size_t{1} << 40);
     FAIL("allocate did not throw");
-  } catch (const cpu::OutOfMemory& e) {
+  } catch (const OutOfMemory& e) {
     CHECK(e.bytes() == (std::size_t{1} << 40));
     CHECK(std::string(e.what()) == "[alloc] cannot allocate 1099511627776 bytes (1.0 TiB) on cpu: " + e.reason());
   }

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "core/fast_exp.h"
-#include "core/scalar_math_base.h"
+#include "core/kernels/fast_exp.h"
+#include "core/kernels/scalar_math_base.h"
 
 namespace moegrad::core::math {
 

@@ -8,7 +8,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/philox.h"  // MOEGRAD_HOST_DEVICE
+#include "core/kernels/philox.h"  // MOEGRAD_HOST_DEVICE
 
 namespace moegrad::core::moe_math {
 

@@ -1,13 +1,13 @@
 // The per-element math of the random ops, shared by the CPU loops (core/rng.cpp) and the CUDA
 // kernels (core/cuda/rng.cu), so one (seed, offset) gives the same numbers on both devices.
-// The mapping from Philox blocks to elements is documented in core/philox.h.
+// The mapping from Philox blocks to elements is documented in core/kernels/philox.h.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 
-#include "core/philox.h"
-#include "core/scalar_math_base.h"
+#include "core/kernels/philox.h"
+#include "core/kernels/scalar_math_base.h"
 
 namespace moegrad::core::math {
 
@@ -20,7 +20,7 @@ template <class T> MOEGRAD_HD T block_uniform(const PhiloxBlock& b, int j) {
   else return philox_uniform_f64(b.v[2 * j], b.v[2 * j + 1]);
 }
 
-// N(0, 1) from one whole block: Box-Muller, cos branch (core/philox.h).
+// N(0, 1) from one whole block: Box-Muller, cos branch (core/kernels/philox.h).
 template <class T> MOEGRAD_HD T block_normal(const PhiloxBlock& b) {
   constexpr T two_pi = T(6.283185307179586476925286766559);
   T u1, u2;

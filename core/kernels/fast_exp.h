@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/scalar_math_base.h"
+#include "core/kernels/scalar_math_base.h"
 
 namespace moegrad::core::math {
 

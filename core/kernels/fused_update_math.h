@@ -1,5 +1,5 @@
 // The per-element math of the optimizer updates and of gradient clipping, written once as
-// MOEGRAD_HD functors shared by the CPU loop (core/cpu/fused_update.h) and the CUDA kernels
+// MOEGRAD_HD functors shared by the CPU loop (core/cpu/fused_update.cpp) and the CUDA kernels
 // (core/cuda/fused_update.cu); the ops of core/ops/fused_update.h run them in place. Each
 // functor updates one element: the parameter (and its state) by reference, the gradient by
 // value.
@@ -13,7 +13,7 @@
 #pragma once
 #include <cmath>
 
-#include "core/scalar_math_base.h"
+#include "core/kernels/scalar_math_base.h"
 
 namespace moegrad::core::optim_math {
 

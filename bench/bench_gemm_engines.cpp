@@ -48,8 +48,8 @@
 
 extern "C" char* openblas_get_corename(void);
 
-using moegrad::core::cpu::GemmGroups;
-using moegrad::core::cpu::RowMajorGemm;
+using moegrad::core::GemmGroups;
+using moegrad::core::RowMajorGemm;
 
 namespace {
 

@@ -20,6 +20,8 @@
 #include "core/error.h"
 
 using namespace moegrad::core::cpu;
+using moegrad::core::GemmGroups;
+using moegrad::core::RowMajorGemm;
 
 namespace {
 

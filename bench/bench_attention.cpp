@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
+#include "core/build_info.h"
 #include "core/ops.h"
 #include "core/ops/attention.h"
 
@@ -106,10 +108,14 @@ int main(int argc, char** argv) {
       cfg.dim = parse_int("--dim", value());
     } else if (arg == "--device") {
       const std::string_view d = value();
-      if (d == "cuda" && build_info().cuda_devices > 0) {
+      if (d == "cuda") {
+        if (build_info().cuda_devices == 0) {
+          fmt::print(stderr, "[bench_attention] --device cuda: no CUDA device (or built without CUDA)\n");
+          return 2;
+        }
         cfg.device = Device::cuda(0);
       } else if (d != "cpu") {
-        fmt::print(stderr, "[bench_attention] --device must be cpu or cuda (with a GPU), got '{}'\n", d);
+        fmt::print(stderr, "[bench_attention] --device must be cpu or cuda, got '{}'\n", d);
         return 2;
       }
     } else if (arg == "--help" || arg == "-h") {
@@ -126,7 +132,6 @@ int main(int argc, char** argv) {
   }
   const std::int64_t B = cfg.batch, H = cfg.heads, T = cfg.seq, D = cfg.dim, BH = B * H;
   const Shape shape{B, H, T, D};
-  const TensorOptions opt{DType::f32, cfg.device};
   Generator gen(1);
   auto make = [&](const Shape& s) { return to_device(randn(s, {}, &gen), cfg.device); };
   const Tensor q = make(shape), k = make(shape), v = make(shape), gout = make(shape);

@@ -78,6 +78,13 @@ Variable cumsum(const Variable& x, std::int64_t dim, bool exclusive = false, boo
 // ---- linear algebra -----------------------------------------------------------------------
 Variable matmul(const Variable& a, const Variable& b);
 
+// ---- attention (autograd/functions/attention.cpp) -------------------------------------------
+// Causal scaled-dot-product attention: q, k, v [B, H, T, D] (one dtype and device) ->
+// out [B, H, T, D], out[.., t, :] = sum_{s <= t} softmax_s(scale * q[t] . k[s]) v[s].
+// Saves q, k, v, out and the rows' log-sum-exp [B, H, T]; backward recomputes the
+// probabilities block by block, so no [B, H, T, T] tensor is kept for backward.
+Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, double scale);
+
 // ---- views and shape ----------------------------------------------------------------------
 Variable reshape(const Variable& x, const Shape& shape);
 Variable view(const Variable& x, const Shape& shape);

@@ -160,6 +160,17 @@ GRADCHECK("matmul") {
   check("vector @ vector", mm, {I({4}), I({4})});
 }
 
+// ---- attention -------------------------------------------------------------------------------
+// T not a multiple of the CPU kernel's 64-row block (65: two blocks, the second of one row);
+// values in [-1, 1) keep the softmax away from one-hot.
+GRADCHECK("causal_attention") {
+  auto attn = [](double scale) { return [scale](const V& v) { return ag::causal_attention(v[0], v[1], v[2], scale); }; };
+  check("B=2 H=2 T=5 D=3", attn(0.5), {I({2, 2, 5, 3}), I({2, 2, 5, 3}), I({2, 2, 5, 3})});
+  check("strided q, transposed k", attn(1.0), {S({1, 2, 4, 3}), T({1, 2, 4, 3}), I({1, 2, 4, 3})});
+  check("T=65 over two blocks", attn(0.7), {I({1, 1, 65, 2}), I({1, 1, 65, 2}), I({1, 1, 65, 2})});
+  check("T=1", attn(1.0), {I({2, 1, 1, 4}), I({2, 1, 1, 4}), I({2, 1, 1, 4})});
+}
+
 // ---- views -----------------------------------------------------------------------------------
 GRADCHECK("reshape") {
   check("contiguous", [](const V& v) { return ag::reshape(v[0], {4, -1}); }, {I({2, 3, 2})});

@@ -5,7 +5,8 @@ MOEGRAD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MOEGRAD_PACKAGES=(cmake g++ make pkg-config libfmt-dev doctest-dev libhdf5-dev hdf5-tools
                   libcli11-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin
                   libopenblas-dev libopenblas-openmp-dev python3 python3-h5py python3-numpy
-                  python3-matplotlib libprotobuf-dev protobuf-compiler python3-venv)
+                  python3-matplotlib libprotobuf-dev protobuf-compiler python3-venv
+                  fortunes)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -183,7 +183,7 @@ TEST_CASE("text files: missing, empty, a directory, shorter than a window: one l
                        Contains("--text 'tiny.txt' has 5 bytes, shorter than one window of --seq-len + 1 = 9 bytes"),
                        Error);
   // Any byte is a token: non-UTF-8 text is fine.
-  const auto binary = train::load_text(write(dir, "b.bin", std::string("\xff\xfe\x00\x80abcdefgh", 12)), "--text");
+  const auto binary = train::load_text(write(dir, "b.bin", std::string("\xff\xfe\x00\x80" "abcdefgh", 12)), "--text");
   CHECK(train::TextWindows(binary, {.batch = 1, .seq = 4}, "--text").at(0).x.to_vector<std::int64_t>().size() == 4);
 }
 

@@ -140,7 +140,7 @@ TEST_CASE("language model: logits [b, n, 256], losses, and causality for st_moe 
   CHECK_THROWS_WITH_AS(train::make_language_model(bad, 256, &gen), Contains("--heads"), Error);
 }
 
-TEST_CASE("TextWindows: batch i is a pure function of i; y is x shifted by one byte") {
+TEST_CASE("TextWindows: batch i is a pure function of i, y is x shifted by one byte") {
   moegrad::test::TempDir dir;
   std::string s;
   for (int i = 0; i < 500; ++i) s += static_cast<char>(i % 251);  // byte p is p mod 251: offsets are readable

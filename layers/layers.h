@@ -2,6 +2,7 @@
 #pragma once
 #include "autograd/autograd.h"
 #include "layers/activation.h"
+#include "layers/attention.h"
 #include "layers/geglu.h"
 #include "layers/init.h"
 #include "layers/embedding.h"

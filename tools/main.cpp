@@ -1,5 +1,5 @@
 // The moegrad command-line program: info, train and inspect (tools/train_command.*), eval
-// (tools/eval_command.*), predict (tools/predict_command.*), layer (tools/layer_command.*). Each subcommand parses its own flags with CLI11 (tools/cli.h).
+// (tools/eval_command.*), predict (tools/predict_command.*), generate (tools/generate_command.*), layer (tools/layer_command.*). Each subcommand parses its own flags with CLI11 (tools/cli.h).
 #include <fmt/format.h>
 
 #include <cstring>
@@ -9,6 +9,7 @@
 #include "dist/world.h"
 #include "tools/cli.h"
 #include "tools/eval_command.h"
+#include "tools/generate_command.h"
 #include "tools/layer_command.h"
 #include "tools/predict_command.h"
 #include "tools/train_command.h"
@@ -19,13 +20,16 @@ constexpr const char* kUsage = R"(usage: moegrad <command> [options]
 
 commands:
   info       print this build's configuration (version, CUDA, BLAS, threads)
-  train      train a MoE model on a synthetic task or on your own HDF5 tensors
-             (--task tensors --train-data F.h5), with checkpoints and metrics
+  train      train a MoE model on a synthetic task, on your own HDF5 tensors
+             (--task tensors --train-data F.h5) or on text as a byte-level MoE
+             transformer (--task text --text F.txt), with checkpoints and metrics
              (moegrad train --help)
   eval       a checkpoint's loss and per-layer routing statistics over an HDF5 file
              (moegrad eval CKPT.h5 --data F.h5 [--output F.json])
   predict    a checkpoint's outputs and each token's experts and weights, to HDF5
              (moegrad predict CKPT.h5 --input F.h5 --output OUT.h5)
+  generate   continue a prompt with a language model (moegrad train --task text)
+             (moegrad generate CKPT.h5 --prompt "..." --tokens N [--temperature T])
   inspect    print a checkpoint's configuration, step and parameter table
   layer      run one MoE module on tensors from HDF5 files: outputs, losses, gradients
              (moegrad layer --help)
@@ -67,7 +71,8 @@ int main(int argc, char** argv) {
   if (command == "inspect") return moegrad::tools::run_inspect_command(argc - 1, argv + 1);
   if (command == "eval") return moegrad::tools::run_eval_command(argc - 1, argv + 1);
   if (command == "predict") return moegrad::tools::run_predict_command(argc - 1, argv + 1);
-  fmt::print(stderr, "moegrad: unknown command '{}' (commands: info, train, eval, predict, inspect, layer; see moegrad --help)\n",
+  if (command == "generate") return moegrad::tools::run_generate_command(argc - 1, argv + 1);
+  fmt::print(stderr, "moegrad: unknown command '{}' (commands: info, train, eval, predict, generate, inspect, layer; see moegrad --help)\n",
              command);
   return 2;
 }

@@ -50,8 +50,13 @@ constexpr const char* kDist = "distributed (mpirun -np W moegrad train ...)";
 // Every option once: the command line, the JSON keys, the ranges and to_json's order.
 template <class Visit>
 void fields(TrainConfig& c, Visit&& v) {
-  v(Field{"task", kModel, "clustered-regression, sequence (a permuted copy of tokens), or tensors (your own data: --train-data)",
-          {.choices = {"clustered-regression", "sequence", "tensors"}}}, c.task);
+  v(Field{"task", kModel, "clustered-regression, sequence (a permuted copy of tokens), tensors (your own data: --train-data), "
+          "or text (a byte-level causal transformer language model: --text)",
+          {.choices = {"clustered-regression", "sequence", "tensors", "text"}}}, c.task);
+  v(Field{"text", kModel, "--task text: a file of text; its bytes are the tokens (vocab 256), windows of --seq-len + 1 "
+          "bytes drawn from the seed"}, c.text);
+  v(Field{"eval_text", kModel, "--task text: a file to evaluate on (default: the last 10% of --text is held out and "
+          "training draws from the rest)"}, c.eval_text);
   v(Field{"train_data", kModel, "--task tensors: an HDF5 file with x [N, in] and y [N, out] (or [N, seq, in/out]), or "
           "tokens [N, seq] (and targets [N, seq]; without them, next-token prediction)"}, c.train_data);
   v(Field{"data_kind", kModel, "--task tensors: what --train-data holds: auto (found from its datasets), regression "
@@ -66,7 +71,8 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"experts_outer", kModel, "hierarchical: outer experts", {2, kWidth}}, c.model.experts_outer);
   v(Field{"top_n", kModel, "experts per token (st_moe; lucidrains/hierarchical are top-2)", {1, kWidth}},
     c.model.top_n);
-  v(Field{"layers", kModel, "MoE layers", {1, 4096}}, c.model.layers);
+  v(Field{"layers", kModel, "MoE layers (--task text: transformer blocks)", {1, 4096}}, c.model.layers);
+  v(Field{"heads", kModel, "--task text: attention heads (--dim / --heads must be even)", {1, 4096}}, c.model.heads);
   v(Field{"capacity_factor", kModel, "expert capacity factor, train and eval", {0, kBig, true}},
     c.model.capacity_factor);
   v(Field{"dropless", kModel, "no capacity: no token is dropped"}, c.model.dropless);
@@ -78,7 +84,7 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"output_dim", kModel, "clustered-regression output width, 0 = --input-dim (tensors: from the file)",
           {0, kSize}}, c.output_dim);
   v(Field{"clusters", kModel, "clustered-regression clusters", {1, kSize}}, c.clusters);
-  v(Field{"vocab", kModel, "sequence vocabulary (tensors: the largest token + 1, or this when given and larger)",
+  v(Field{"vocab", kModel, "sequence vocabulary (tensors: the largest token + 1, or this when given and larger; text: 256)",
           {2, kSize}}, c.vocab);
   v(Field{"seq_len", kModel, "tokens per sequence (tensors: from the file)", {1, kSize}}, c.seq_len);
   v(Field{"batch_size", kModel, "sequences per batch", {1, kSize}}, c.batch_size);
@@ -268,9 +274,17 @@ void TrainConfig::validate() const {
   if (task != "tensors" && !train_data.empty()) fail(kOp, "--train-data needs --task tensors (got --task {})", task);
   if (task != "tensors" && !eval_data.empty()) fail(kOp, "--eval-data needs --task tensors (got --task {})", task);
   if (task != "tensors" && data_kind != "auto") fail(kOp, "--data-kind needs --task tensors (got --task {})", task);
+  if (task == "text" && text.empty()) fail(kOp, "--task text needs --text FILE");
+  if (task != "text" && !text.empty()) fail(kOp, "--text needs --task text (got --task {})", task);
+  if (task != "text" && !eval_text.empty()) fail(kOp, "--eval-text needs --task text (got --task {})", task);
+  if (task == "text" && (model.dim % model.heads != 0 || (model.dim / model.heads) % 2 != 0))
+    fail(kOp, "--task text: --dim must be a multiple of --heads with an even quotient (the rotary head width), got "
+         "--dim {} and --heads {}", model.dim, model.heads);
 }
 
-bool TrainConfig::token_task() const { return task == "sequence" || (task == "tensors" && data_kind == "tokens"); }
+bool TrainConfig::token_task() const {
+  return task == "sequence" || task == "text" || (task == "tensors" && data_kind == "tokens");
+}
 
 json::Json TrainConfig::identity() const {
   const json::Json all = to_json();
@@ -280,6 +294,7 @@ json::Json TrainConfig::identity() const {
     out[key] = all.at(key);
   // Only where they matter, so that the synthetic tasks' checkpoints keep their identity.
   if (output_dim != 0) out["output_dim"] = output_dim;
+  if (task == "text") out["heads"] = model.heads;
   if (!data_identity.is_null()) out["train_data"] = data_identity;
   return out;
 }

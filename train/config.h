@@ -21,8 +21,9 @@ struct TrainConfig {
     model.hidden = 32;
   }
   // task and model
-  std::string task = "clustered-regression";  // "sequence", or "tensors" (train/tensor_data.h)
+  std::string task = "clustered-regression";  // "sequence", "tensors" (train/tensor_data.h) or "text"
   std::string train_data, eval_data;          // tensors: HDF5 files
+  std::string text, eval_text;                 // text: byte files (train/text_data.h)
   std::string data_kind = "auto";              // tensors: auto, regression or tokens (resolved from the file)
   ModelOptions model;                          // --model, --experts, --top-n, ...
   std::int64_t input_dim = 16;                 // regression input width
@@ -69,7 +70,7 @@ struct TrainConfig {
   bool vocab_given = true;
   json::Json data_identity;
 
-  // A token model (embedding, logits, cross-entropy and accuracy): sequence, or tensors of tokens.
+  // A token model (embedding, logits, cross-entropy and accuracy): sequence, text, or tensors of tokens.
   bool token_task() const;
 
   json::Json to_json() const;  // every key, in the table's order

@@ -17,6 +17,7 @@ std::uint64_t draw_seed(std::uint64_t seed, std::uint64_t stream, std::int64_t i
 std::shared_ptr<TaskModel> make_task_model(const TrainConfig& c, core::Generator* gen) {
   if (c.task == "tensors" && c.data_kind == "auto")
     fail("train", "--task tensors: the model follows --train-data, which has not been read (data_kind auto)");
+  if (c.task == "text") return make_language_model(c.model, c.vocab, gen);
   if (c.token_task()) return make_sequence_model(c.model, c.vocab, gen);
   return make_regression_model(c.model, c.input_dim, c.output_dim > 0 ? c.output_dim : c.input_dim, gen);
 }

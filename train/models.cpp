@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "layers/moe/routing.h"
 
 namespace moegrad::train {
@@ -193,6 +194,69 @@ class SequenceModel : public TaskModel {
   std::shared_ptr<nn::RMSNorm> norm_;
   std::shared_ptr<nn::Linear> out_;
 };
+
+// The causal transformer language model (models.h): pre-norm blocks
+// h = h + attn(RMSNorm(h)); h = h + ff(RMSNorm(h)), then RMSNorm and the tied head.
+class LanguageModel : public TaskModel {
+ public:
+  LanguageModel(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) : o_(o), vocab_(vocab) {
+    const core::TensorOptions f32{};
+    embed_ = register_module("embed", std::make_shared<nn::Embedding>(vocab, o.dim, f32, gen));
+    embed_->set_parameter("weight", Variable(core::mul(core::randn({vocab, o.dim}, f32, gen), 0.02), true));
+    auto blocks = register_module("blocks", std::make_shared<nn::Module>());
+    for (std::int64_t i = 0; i < o.layers; ++i) {
+      auto block = blocks->register_module(std::to_string(i), std::make_shared<nn::Module>());
+      attn_norms_.push_back(block->register_module("attn_norm", std::make_shared<nn::RMSNorm>(o.dim)));
+      attns_.push_back(block->register_module("attn", std::make_shared<nn::CausalSelfAttention>(o.dim, o.heads, f32, gen)));
+      ff_norms_.push_back(block->register_module("ff_norm", std::make_shared<nn::RMSNorm>(o.dim)));
+      ffs_.push_back(block->register_module("ff", std::make_shared<FeedForward>(o, gen)));
+    }
+    norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(o.dim));
+  }
+  ModelOutput forward(const Batch& batch) override {
+    ModelOutput out;
+    Variable h = embed_->forward(batch.x);  // [b, n, dim]
+    out.aux_loss = ag::constant(core::zeros({}, {h.dtype(), h.device()}));
+    for (std::size_t i = 0; i < ffs_.size(); ++i) {
+      h = ag::add(h, attns_[i]->forward(attn_norms_[i]->forward(h)));
+      FfOutput f = ffs_[i]->forward(ff_norms_[i]->forward(h));
+      h = ag::add(h, f.y);
+      if (f.aux.defined()) out.aux_loss = ag::add(out.aux_loss, ag::sum(f.aux));
+      out.balance_loss += f.balance;
+      out.router_z_loss += f.z;
+      if (f.stats) out.routing.push_back(*f.stats);
+    }
+    // Tied head: logits [b * n, V] = h E^T.
+    const Variable flat = ag::reshape(norm_->forward(h), {-1, o_.dim});
+    const Variable logits = ag::matmul(flat, ag::transpose(embed_->parameter("weight"), 0, 1));
+    out.tokens = batch.x.numel();
+    out.prediction = core::reshape(logits.value(), {batch.x.size(0), batch.x.size(1), vocab_});
+    if (!batch.y.defined()) return out;
+    const Tensor target = core::reshape(batch.y, {-1, 1});
+    out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
+    const Tensor pred = core::argmax(logits.value(), 1, true);
+    out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
+    return out;
+  }
+  // The tied embedding once (the head reads all of it), each block's attention and norms, the
+  // feed-forwards' active parameters, the final norm.
+  std::int64_t active_parameters() const override {
+    std::int64_t n = vocab_ * o_.dim + o_.dim;
+    for (std::size_t i = 0; i < ffs_.size(); ++i) n += 4 * o_.dim * o_.dim + 2 * o_.dim + ffs_[i]->active();
+    return n;
+  }
+  std::int64_t st_moe_active_parameters() const override { return as_st_moe(o_, active_parameters()); }
+  std::string name() const override { return "LanguageModel"; }
+
+ private:
+  ModelOptions o_;
+  std::int64_t vocab_;
+  std::shared_ptr<nn::Embedding> embed_;
+  std::vector<std::shared_ptr<nn::RMSNorm>> attn_norms_, ff_norms_;
+  std::vector<std::shared_ptr<nn::CausalSelfAttention>> attns_;
+  std::vector<std::shared_ptr<FeedForward>> ffs_;
+  std::shared_ptr<nn::RMSNorm> norm_;
+};
 }  // namespace
 
 void check_model_options(const ModelOptions& o) {
@@ -274,6 +338,14 @@ std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int
 std::shared_ptr<TaskModel> make_sequence_model(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) {
   check_model_options(o);
   return std::make_shared<SequenceModel>(o, vocab, gen);
+}
+
+std::shared_ptr<TaskModel> make_language_model(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) {
+  check_model_options(o);
+  MOEGRAD_CHECK(o.heads >= 1 && o.dim % o.heads == 0 && (o.dim / o.heads) % 2 == 0, "model",
+                "--dim must be a multiple of --heads with an even quotient (the rotary head width), got dim {} and "
+                "heads {}", o.dim, o.heads);
+  return std::make_shared<LanguageModel>(o, vocab, gen);
 }
 
 }  // namespace moegrad::train

@@ -6,6 +6,10 @@
 //   regression: x [b, n, in] -> Linear -> L x (h + ff(RMSNorm(h))) -> RMSNorm -> Linear -> [b, n, out], MSE
 //   sequence:   ids [b, n] -> Embedding -> L x SparseMoEBlock (or dense block) -> RMSNorm ->
 //               Linear -> logits [b, n, vocab], cross-entropy and accuracy
+//   language:   ids [b, n] -> Embedding -> L x (h + attn(RMSNorm(h)); h + ff(RMSNorm(h))) -> RMSNorm
+//               -> logits = h E^T (the head tied to the embedding E) [b, n, vocab], next-token
+//               cross-entropy; attn is nn::CausalSelfAttention (rotary positions), so position t
+//               sees tokens 0..t only
 #pragma once
 #include <memory>
 #include <string>
@@ -24,6 +28,7 @@ struct ModelOptions {
   std::int64_t experts_outer = 2;
   std::int64_t top_n = 2;       // st_moe; lucidrains and hierarchical are top-2
   std::int64_t layers = 1;
+  std::int64_t heads = 4;       // language model: attention heads (dim / heads even)
   double capacity_factor = 1.25;  // train and eval
   bool dropless = false;
   bool noise_gates = false;
@@ -70,5 +75,8 @@ class TaskModel : public nn::Module {
 std::shared_ptr<TaskModel> make_regression_model(const ModelOptions& o, std::int64_t in_dim, std::int64_t out_dim,
                                                  core::Generator* gen);
 std::shared_ptr<TaskModel> make_sequence_model(const ModelOptions& o, std::int64_t vocab, core::Generator* gen);
+// The causal transformer language model above (--task text: vocab 256, bytes). The embedding is
+// drawn N(0, 0.02^2) (GPT-2's scale: the tied head's logits start near 0).
+std::shared_ptr<TaskModel> make_language_model(const ModelOptions& o, std::int64_t vocab, core::Generator* gen);
 
 }  // namespace moegrad::train

@@ -19,6 +19,7 @@
 #include "layers/moe/moe_layer.h"
 #include "train/inference.h"
 #include "train/tensor_data.h"
+#include "train/text_data.h"
 #include "train/tensorboard.h"
 
 namespace moegrad::train {
@@ -77,6 +78,42 @@ TensorFiles open_tensor_files(TrainConfig& c) {
   c.data_identity = t.identity();
   return f;
 }
+// --task text: reads --text (and --eval-text) and makes the two window streams. Without
+// --eval-text the last 10% of --text is held out for evaluation (at least one window's bytes,
+// and training draws from the rest). The vocabulary is 256 (bytes); the file is part of identity().
+struct TextSources {
+  std::unique_ptr<DataSource> train, eval;
+  std::string note;
+};
+TextSources open_text_sources(TrainConfig& c) {
+  TextSources s;
+  const auto text = load_text(c.text, "--text");
+  c.vocab = 256;
+  c.data_identity = text->identity();
+  const TextWindowsOptions base{.batch = c.batch_size, .seq = c.seq_len, .seed = c.seed};
+  if (!c.eval_text.empty()) {
+    const auto eval = load_text(c.eval_text, "--eval-text");
+    s.train = std::make_unique<TextWindows>(text, base, fmt::format("--text '{}'", c.text));
+    TextWindowsOptions e = base;
+    e.split = Split::eval;
+    s.eval = std::make_unique<TextWindows>(eval, e, fmt::format("--eval-text '{}'", c.eval_text));
+    s.note = fmt::format("eval data: {} fixed batches of windows from --eval-text '{}'", c.eval_batches, c.eval_text);
+    return s;
+  }
+  const std::int64_t n = text->size(), held = std::max<std::int64_t>(n / 10, c.seq_len + 1);
+  if (n - held < c.seq_len + 1)
+    fail("data", "--text '{}' has {} bytes: too short to hold out an evaluation part and train on the rest (each needs "
+         "one window of --seq-len + 1 = {} bytes; give --eval-text or a longer file)", c.text, n, c.seq_len + 1);
+  TextWindowsOptions t = base, e = base;
+  t.end = e.begin = n - held;
+  e.split = Split::eval;
+  s.train = std::make_unique<TextWindows>(text, t, fmt::format("--text '{}'", c.text));
+  s.eval = std::make_unique<TextWindows>(text, e, fmt::format("--text '{}' (its held-out end)", c.text));
+  s.note = fmt::format("eval data: {} fixed batches of windows from the last {} bytes of --text '{}', held out from "
+                       "training (no --eval-text given)", c.eval_batches, held, c.text);
+  return s;
+}
+
 // Tokens that one MoE routing group holds: a sequence, or a batch of a 2-d regression file's rows.
 std::int64_t group_size(const TrainConfig& c) {
   return c.task == "tensors" && c.seq_len == 1 ? c.batch_size : c.seq_len;
@@ -128,10 +165,11 @@ double stored(const std::map<std::string, std::string>& attributes, const char* 
   }
 }
 
-std::string losses(double last, double eval, double accuracy) {
+std::string losses(double last, double eval, double accuracy, bool bits_per_byte) {
   std::string s = std::isnan(last) ? "last loss unknown" : fmt::format("last loss {:.5f}", last);
   if (!std::isnan(eval)) s += fmt::format(", eval loss {:.5f}", eval);
   if (accuracy >= 0) s += fmt::format(", eval accuracy {:.3f}", accuracy);
+  if (bits_per_byte && !std::isnan(eval)) s += fmt::format(", eval {:.4f} bits per byte", eval / std::log(2.0));
   return s;
 }
 
@@ -180,6 +218,8 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
     // the vocabulary, say). Except the user's files, which decide the model's widths.
     TensorFiles files;
     if (config_.task == "tensors") files = open_tensor_files(config_);
+    TextSources text;
+    if (config_.task == "text") text = open_text_sources(config_);
     model_ = build_model(&gen_);
     // Initialised whole on the CPU (the same weights on every device and every rank), then each
     // rank keeps its experts and moves to the device; the optimizer's state is allocated where
@@ -201,6 +241,10 @@ Trainer::Trainer(TrainConfig config, std::FILE* log) : config_(std::move(config)
           config_.eval_data.empty() ? "--train-data (no --eval-data given)" : "--eval-data '" + config_.eval_data + "'",
           all && short_rows != 0 ? fmt::format(" (the last of {} rows)", short_rows) : "");
       eval_data_ = std::move(eval);
+    } else if (text.train) {
+      data_ = std::move(text.train);
+      eval_data_ = std::move(text.eval);
+      eval_note_ = text.note;
     } else {
       data_ = make_data(config_, Split::train);
       eval_data_ = make_data(config_, Split::eval);
@@ -565,6 +609,7 @@ TrainResult Trainer::run() {
     result.last_loss = last_loss_;
     result.eval_loss = eval_loss_;
     result.eval_accuracy = eval_accuracy_;
+    result.bits_per_byte = config_.task == "text";
     result.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
     return result;
   }
@@ -581,6 +626,8 @@ TrainResult Trainer::run() {
     if (!result.last_checkpoint.empty()) progress.message(fmt::format("checkpoint {}", result.last_checkpoint));
   };
 
+  const bool bytes = config_.task == "text";
+  result.bits_per_byte = bytes;
   double ms_avg = 0;
   while (step_ < end) {
     const auto s0 = Clock::now();
@@ -612,9 +659,15 @@ TrainResult Trainer::run() {
       eval_accuracy_ = ea;
       record["eval_loss"] = el;
       if (ea >= 0) record["eval_accuracy"] = ea;
-      progress.message(ea >= 0 ? fmt::format("eval at step {}: loss {:.5f}, accuracy {:.3f}", step_, el, ea)
-                               : fmt::format("eval at step {}: loss {:.5f}", step_, el));
+      std::string line = ea >= 0 ? fmt::format("eval at step {}: loss {:.5f}, accuracy {:.3f}", step_, el, ea)
+                                 : fmt::format("eval at step {}: loss {:.5f}", step_, el);
+      if (bytes) {  // bytes are the tokens: the loss in bits is bits per byte
+        record["eval_bits_per_byte"] = el / std::log(2.0);
+        line += fmt::format(", {:.4f} bits per byte", el / std::log(2.0));
+      }
+      progress.message(line);
     }
+    if (bytes && report.skipped.empty()) record["bits_per_byte"] = report.loss / std::log(2.0);
     record["ms_per_step"] = ms;
     record["tokens_per_s"] = ms > 0 ? tokens / (ms / 1000.0) : 0.0;
     const bool log_now = step_ % config_.log_every == 0 || step_ == config_.steps || eval_now;
@@ -643,10 +696,11 @@ std::string TrainResult::summary() const {
             ? (last_step == steps ? fmt::format("at its last step (step {} of {})", end_step, steps)
                                   : fmt::format("at --stop-at {} (of --steps {})", end_step, steps))
             : fmt::format("at step {}, past its last step {}", end_step, last_step);
-    s = fmt::format("nothing to do: the run is already {}; stored: {}", where, losses(last_loss, eval_loss, eval_accuracy));
+    s = fmt::format("nothing to do: the run is already {}; stored: {}", where,
+                    losses(last_loss, eval_loss, eval_accuracy, bits_per_byte));
   } else {
     s = fmt::format("done: steps {}..{} in {:.1f} s, {}", start_step, end_step, wall_s,
-                    losses(last_loss, eval_loss, eval_accuracy));
+                    losses(last_loss, eval_loss, eval_accuracy, bits_per_byte));
     if (skipped_steps > 0) s += fmt::format(", {} step(s) skipped as non-finite", skipped_steps);
   }
   if (!last_checkpoint.empty()) s += fmt::format("\ncheckpoint: {}", last_checkpoint);

@@ -53,6 +53,7 @@ struct TrainResult {
   double eval_accuracy = -1;
   std::int64_t skipped_steps = 0;             // --skip-nonfinite
   bool nothing_to_do = false;                 // resumed at (or past) the last step
+  bool bits_per_byte = false;                 // --task text: the summary adds eval bits per byte
   std::string resumed_from;                   // checkpoint path, "" for a fresh start
   std::string last_checkpoint;                // "" when none was written
   std::string metrics;                        // --metrics, "" for none

@@ -6,7 +6,7 @@ MOEGRAD_PACKAGES=(cmake g++ make pkg-config libfmt-dev doctest-dev libhdf5-dev h
                   libcli11-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin
                   libopenblas-dev libopenblas-openmp-dev libdnnl-dev python3 python3-h5py python3-numpy
                   python3-matplotlib libprotobuf-dev protobuf-compiler python3-venv
-                  libpng-dev liblzma-dev python3-torch)
+                  libpng-dev liblzma-dev python3-torch fortunes)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

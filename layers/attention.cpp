@@ -1,0 +1,59 @@
+#include "layers/attention.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+#include "core/ops/creation.h"
+
+namespace moegrad::nn {
+
+Variable apply_rotary(const Variable& x, double base) {
+  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, "rotary", "x must be [..., T, D] with D even, got {}",
+                core::describe(x.value()));
+  const std::int64_t t = x.size(-2), d = x.size(-1), half = d / 2;
+  // cos, sin [T, D / 2], computed in double and stored in x's dtype on x's device.
+  std::vector<double> c(static_cast<std::size_t>(t * half)), s(c.size());
+  for (std::int64_t p = 0; p < t; ++p)
+    for (std::int64_t i = 0; i < half; ++i) {
+      const double theta = static_cast<double>(p) * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(d));
+      c[static_cast<std::size_t>(p * half + i)] = std::cos(theta);
+      s[static_cast<std::size_t>(p * half + i)] = std::sin(theta);
+    }
+  const auto table = [&](const std::vector<double>& v) {
+    return ag::constant(core::to_device(core::to_dtype(core::from_vector<double>(v, {t, half}), x.dtype()), x.device()));
+  };
+  const Variable cos = table(c), sin = table(s);
+  const Variable x1 = ag::narrow(x, -1, 0, half), x2 = ag::narrow(x, -1, half, half);
+  return ag::cat({ag::sub(ag::mul(x1, cos), ag::mul(x2, sin)), ag::add(ag::mul(x1, sin), ag::mul(x2, cos))}, -1);
+}
+
+CausalSelfAttention::CausalSelfAttention(std::int64_t dim, std::int64_t heads, TensorOptions options,
+                                         core::Generator* gen)
+    : dim_(dim), heads_(heads), head_dim_(heads > 0 ? dim / heads : 0) {
+  MOEGRAD_CHECK(dim > 0 && heads > 0 && dim % heads == 0, "CausalSelfAttention",
+                "dim must be a positive multiple of heads, got dim {} and heads {}", dim, heads);
+  MOEGRAD_CHECK(head_dim_ % 2 == 0, "CausalSelfAttention",
+                "the head width dim / heads must be even for the rotary embedding, got {} / {} = {}", dim, heads,
+                head_dim_);
+  q_ = register_module("q_proj", std::make_shared<Linear>(dim, dim, false, options, gen));
+  k_ = register_module("k_proj", std::make_shared<Linear>(dim, dim, false, options, gen));
+  v_ = register_module("v_proj", std::make_shared<Linear>(dim, dim, false, options, gen));
+  out_ = register_module("out_proj", std::make_shared<Linear>(dim, dim, false, options, gen));
+}
+
+Variable CausalSelfAttention::forward(const Variable& x) {
+  MOEGRAD_CHECK(x.dim() == 3 && x.size(2) == dim_, "CausalSelfAttention", "x must be [B, T, {}], got {}", dim_,
+                core::describe(x.value()));
+  const std::int64_t b = x.size(0), t = x.size(1);
+  // [B, T, dim] -> [B, H, T, D]
+  const auto heads = [&](const Variable& y) {
+    return ag::contiguous(ag::permute(ag::reshape(y, {b, t, heads_, head_dim_}), {0, 2, 1, 3}));
+  };
+  const Variable q = apply_rotary(heads(q_->forward(x))), k = apply_rotary(heads(k_->forward(x)));
+  const Variable v = heads(v_->forward(x));
+  const Variable o = ag::causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  return out_->forward(ag::reshape(ag::contiguous(ag::permute(o, {0, 2, 1, 3})), {b, t, dim_}));
+}
+
+}  // namespace moegrad::nn

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/ops/creation.h"
 #include "core/ops/views.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 #include "train/philox_draws.h"
 #include "train/text_data.h"
 

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "core/ops/creation.h"
 #include "core/ops/views.h"
-#include "core/philox.h"
+#include "core/kernels/philox.h"
 #include "train/crc64.h"
 #include "train/philox_draws.h"
 

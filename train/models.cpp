@@ -159,6 +159,18 @@ class RegressionModel : public TaskModel {
   std::shared_ptr<nn::RMSNorm> norm_;
 };
 
+// The token models' outputs from logits [b * n, V]: the prediction [b, n, V], and with targets
+// the mean cross-entropy and the accuracy (a batch without targets is a prediction).
+void token_outputs(const Variable& logits, const Batch& batch, std::int64_t vocab, ModelOutput& out) {
+  out.tokens = batch.x.numel();
+  out.prediction = core::reshape(logits.value(), {batch.x.size(0), batch.x.size(1), vocab});
+  if (!batch.y.defined()) return;
+  const Tensor target = core::reshape(batch.y, {-1, 1});
+  out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
+  const Tensor pred = core::argmax(logits.value(), 1, true);
+  out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
+}
+
 class SequenceModel : public TaskModel {
  public:
   SequenceModel(const ModelOptions& o, std::int64_t vocab, core::Generator* gen) : o_(o), vocab_(vocab) {
@@ -171,13 +183,7 @@ class SequenceModel : public TaskModel {
     ModelOutput out;
     Variable h = stack_->forward(embed_->forward(batch.x), out);
     Variable logits = ag::reshape(out_->forward(norm_->forward(h)), {-1, vocab_});  // [b * n, V]
-    out.tokens = batch.x.numel();
-    out.prediction = core::reshape(logits.value(), {batch.x.size(0), batch.x.size(1), vocab_});
-    if (!batch.y.defined()) return out;  // predicting: no targets
-    const Tensor target = core::reshape(batch.y, {-1, 1});
-    out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
-    const Tensor pred = core::argmax(logits.value(), 1, true);
-    out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
+    token_outputs(logits, batch, vocab_, out);
     return out;
   }
   std::int64_t active_parameters() const override {
@@ -229,13 +235,7 @@ class LanguageModel : public TaskModel {
     // Tied head: logits [b * n, V] = h E^T.
     const Variable flat = ag::reshape(norm_->forward(h), {-1, o_.dim});
     const Variable logits = ag::matmul(flat, ag::transpose(embed_->parameter("weight"), 0, 1));
-    out.tokens = batch.x.numel();
-    out.prediction = core::reshape(logits.value(), {batch.x.size(0), batch.x.size(1), vocab_});
-    if (!batch.y.defined()) return out;
-    const Tensor target = core::reshape(batch.y, {-1, 1});
-    out.loss = ag::neg(ag::mean(ag::gather(ag::log_softmax(logits, -1), 1, target)));
-    const Tensor pred = core::argmax(logits.value(), 1, true);
-    out.accuracy = core::mean(core::to_dtype(core::eq(pred, target), core::DType::f64)).item<double>();
+    token_outputs(logits, batch, vocab_, out);
     return out;
   }
   // The tied embedding once (the head reads all of it), each block's attention and norms, the

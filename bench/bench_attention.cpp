@@ -14,19 +14,20 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <functional>
+#include <limits>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "autograd/autograd.h"
 #include "core/build_info.h"
 #include "core/ops.h"
 #include "core/ops/attention.h"
+#include "tools/cli.h"
 
 using namespace moegrad;
 using namespace moegrad::core;
+namespace cli = moegrad::cli;
 
 namespace {
 
@@ -69,67 +70,7 @@ std::pair<double, double> time_pair(const Config& cfg, const std::function<void(
   return {median(tf), median(tg)};
 }
 
-std::int64_t parse_int(const char* flag, const char* text) {
-  char* end = nullptr;
-  const long long v = std::strtoll(text, &end, 10);
-  if (end == text || *end != '\0' || v < 1) {
-    fmt::print(stderr, "[bench_attention] {} must be a positive integer, got '{}'\n", flag, text);
-    std::exit(2);
-  }
-  return v;
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        fmt::print(stderr, "[bench_attention] {} needs a value\n", arg);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--quick") {
-      cfg.batch = 2;
-      cfg.heads = 2;
-      cfg.seq = 128;
-      cfg.samples = 3;
-      cfg.sample_ms = 20;
-    } else if (arg == "--batch") {
-      cfg.batch = parse_int("--batch", value());
-    } else if (arg == "--heads") {
-      cfg.heads = parse_int("--heads", value());
-    } else if (arg == "--seq") {
-      cfg.seq = parse_int("--seq", value());
-    } else if (arg == "--dim") {
-      cfg.dim = parse_int("--dim", value());
-    } else if (arg == "--device") {
-      const std::string_view d = value();
-      if (d == "cuda") {
-        if (build_info().cuda_devices == 0) {
-          fmt::print(stderr, "[bench_attention] --device cuda: no CUDA device (or built without CUDA)\n");
-          return 2;
-        }
-        cfg.device = Device::cuda(0);
-      } else if (d != "cpu") {
-        fmt::print(stderr, "[bench_attention] --device must be cpu or cuda, got '{}'\n", d);
-        return 2;
-      }
-    } else if (arg == "--help" || arg == "-h") {
-      fmt::print(
-          "bench_attention: fused causal attention forward + backward vs the same run's GEMM rate\n"
-          "  --batch B --heads H --seq T --dim D   shape (default 8 4 256 64)\n"
-          "  --device cpu|cuda                     (default cpu)\n"
-          "  --quick                               small sizes and few samples (CI smoke test)\n");
-      return 0;
-    } else {
-      fmt::print(stderr, "[bench_attention] unknown argument '{}' (see --help)\n", arg);
-      return 2;
-    }
-  }
+int run_bench(const Config& cfg) {
   const std::int64_t B = cfg.batch, H = cfg.heads, T = cfg.seq, D = cfg.dim, BH = B * H;
   const Shape shape{B, H, T, D};
   Generator gen(1);
@@ -185,4 +126,38 @@ int main(int argc, char** argv) {
              B, H, T, D, attn_rate, gemm_rate, attn_rate / gemm_rate, held / 1048576, out_lse / 1048576,
              probs / 1048576);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Fused causal attention forward + backward vs the same run's GEMM rate, and the memory the graph "
+               "keeps for backward; one JSON line per measurement.",
+               "bench_attention"};
+  Config cfg;
+  bool quick = false;
+  std::string device = "cpu";
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  auto* batch = cli::add_integer(app, "--batch", cfg.batch, 1, kMax, "B");
+  auto* heads = cli::add_integer(app, "--heads", cfg.heads, 1, kMax, "H");
+  auto* seq = cli::add_integer(app, "--seq", cfg.seq, 1, kMax, "T");
+  cli::add_integer(app, "--dim", cfg.dim, 1, kMax, "D");
+  app.add_option("--device", device, "cpu or cuda (default cpu)")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_flag("--quick", quick, "small sizes (B 2, H 2, T 128 unless given) and few samples (CI smoke test)")
+      ->disable_flag_override();
+  return cli::run(app, argc, argv, [&] {
+    if (quick) {
+      if (batch->count() == 0) cfg.batch = 2;
+      if (heads->count() == 0) cfg.heads = 2;
+      if (seq->count() == 0) cfg.seq = 128;
+      cfg.samples = 3;
+      cfg.sample_ms = 20;
+    }
+    if (device == "cuda") {
+      if (build_info().cuda_devices == 0)
+        throw cli::UsageError("--device cuda: no CUDA device (or built without CUDA)");
+      cfg.device = Device::cuda(0);
+    }
+    return run_bench(cfg);
+  });
 }

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed steps")->check(CLI::Range(1, 100000));
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(0, 1000));
   app.add_option("--json", json_path, "append the JSON line to FILE (for bench/scaling_model.py --measured)");
-  app.add_flag("--quick", quick, "tiny shapes (a smoke test)");
+  app.add_flag("--quick", quick, "tiny shapes (a smoke test)")->disable_flag_override();
   return moegrad::cli::run(app, argc, argv, [&] {
     dist::ProcessGroup& world = dist::world();
     const int w = world.size(), rank = world.rank();

@@ -33,12 +33,12 @@
 #include <limits>
 #include <random>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "bench/fma_peak.h"
 #include "core/cpu/blas_gemm.h"
 #include "core/cpu/gemm_engine.h"
+#include "tools/cli.h"
 #ifdef MOEGRAD_BENCH_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
@@ -225,45 +225,7 @@ double seconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void usage(std::FILE* to) {
-  fmt::print(to,
-             "bench_gemm_engines: f32 GEMM engines at the MoE expert shapes, one JSON line per (case, engine).\n"
-             "  --engines LIST  comma-separated among openblas, onednn, onednn_own, blis_skx (default: all built)\n"
-             "  --quick         tiny shapes, 1 repeat (smoke test; figures not meaningful)\n"
-             "  --help          this text\n"
-             "Threads: OMP_NUM_THREADS (all cores by default). OPENBLAS_CORETYPE selects OpenBLAS's kernels for\n"
-             "the openblas column (the line's openblas_core names them). Exit 1 if a result is off the reference.\n");
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--quick") {
-      cfg.quick = true;
-    } else if (arg == "--engines") {
-      if (i + 1 >= argc) {
-        fmt::print(stderr, "bench_gemm_engines: --engines takes a comma-separated list of engines\n");
-        return 2;
-      }
-      std::string list = argv[++i];
-      for (std::size_t p = 0; p <= list.size();) {
-        const std::size_t q = std::min(list.find(',', p), list.size());
-        if (q > p) cfg.engines.push_back(list.substr(p, q - p));
-        p = q + 1;
-      }
-    } else {
-      fmt::print(stderr, "bench_gemm_engines: unknown argument '{}'\n", arg);
-      usage(stderr);
-      return 2;
-    }
-  }
-
+int run_bench(const Config& cfg) {
   std::vector<Engine> available;
   for (const std::string& e : moegrad::core::cpu::gemm_engine_names()) available.push_back(moegrad_path(e));
 #ifdef MOEGRAD_BENCH_DNNL
@@ -293,8 +255,7 @@ int main(int argc, char** argv) {
     if (std::none_of(engines.begin(), engines.end(), [&](const Engine& e) { return e.name == want; })) {
       std::string names;
       for (const Engine& e : available) names += (names.empty() ? "" : ", ") + e.name;
-      fmt::print(stderr, "bench_gemm_engines: --engines: '{}' is not available here (available: {})\n", want, names);
-      return 2;
+      throw moegrad::cli::UsageError(fmt::format("--engines: '{}' is not available here (available: {})", want, names));
     }
 
   const moegrad::perf::FmaPeak peak = moegrad::perf::measure_fma_peak();
@@ -355,4 +316,28 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "\nGFLOP/s (fraction of the {:.0f} GFLOP/s f32 FMA peak), median, {} threads:\n{}",
              peak.gflops, omp_get_max_threads(), table);
   return all_ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"f32 GEMM engines at the MoE expert shapes, one JSON line per (case, engine).", "bench_gemm_engines"};
+  app.footer(
+      "Threads: OMP_NUM_THREADS (all cores by default). OPENBLAS_CORETYPE selects OpenBLAS's kernels for\n"
+      "the openblas column (the line's openblas_core names them). Exit 1 if a result is off the reference.");
+  Config cfg;
+  std::string list;
+  app.add_option("--engines", list,
+                 "comma-separated among openblas, onednn, onednn_own, blis_skx (default: all built)")
+      ->type_name("LIST");
+  app.add_flag("--quick", cfg.quick, "tiny shapes, 1 repeat (smoke test; figures not meaningful)")
+      ->disable_flag_override();
+  return moegrad::cli::run(app, argc, argv, [&] {
+    for (std::size_t p = 0; p <= list.size();) {
+      const std::size_t q = std::min(list.find(',', p), list.size());
+      if (q > p) cfg.engines.push_back(list.substr(p, q - p));
+      p = q + 1;
+    }
+    return run_bench(cfg);
+  });
 }

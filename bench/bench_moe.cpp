@@ -42,11 +42,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -57,6 +57,7 @@
 #include "core/memory.h"
 #include "core/ops.h"
 #include "layers/layers.h"
+#include "tools/cli.h"
 
 using namespace moegrad;
 using core::Tensor;
@@ -617,121 +618,13 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
              100 * rdc_step_share, step_peak_mb);
 }
 
-void usage(std::FILE* to) {
-  fmt::print(to,
-             "bench_moe: MoE layers' forward and forward+backward on the fast path, one JSON line per measurement.\n"
-             "  --workload W1|W2|W3   W1 d256 h1024 e8 k2; W2 d1024 h4096 e8 k2; W3 d1024 h512 e64 k8 (default: all)\n"
-             "                        tokens on cpu: W1 8x256, W2 4x256, W3 8x256; on cuda: 8x2048 each\n"
-             "  --model NAME          st_moe.MoE (top-k = the workload's k) or lucidrains.MoE (always top-2:\n"
-             "                        W3 runs with k = 2 and reports k 2) (default: both)\n"
-             "  --device cpu|cuda     (default cpu; cuda = cuda:0, needs a CUDA build and a visible device)\n"
-             "  --repeat N            measured repeats after 2 warm-ups, medians reported (default 10)\n"
-             "  --quick               tiny shapes (both devices), 1 warm-up + 1 repeat (smoke test; figures not\n"
-             "                        meaningful)\n"
-             "  --gemm LIST           cpu: the f32 GEMM engines to run, comma-separated (openblas, onednn, auto;\n"
-             "                        core/cpu/gemm_engine.h), each in turn on every (workload, model), layer and\n"
-             "                        GEMM denominator alike (default: the one MOEGRAD_GEMM or the CPU selects)\n"
-             "  --tf32                let cuBLAS use TF32 tensor cores for f32 GEMMs (core::set_allow_tf32), in the\n"
-             "                        layers and the GEMM denominator alike (default off: FP32; no effect on cpu)\n"
-             "  --help                this text\n"
-             "Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
-             "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
-             "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
-             "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = the GEMM engine's sgemm on the same\n"
-             "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
-             "cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and [R, h] @ [h, d] plus\n"
-             "their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
-             "gemm_step_gflops, gemm_tflops, gemm_step_tflops, ratio_fwd, ratio (layer rate / GEMM rate);\n"
-             "experts_gflops, experts_step_gflops, experts_ratio_fwd, experts_ratio (the experts' phase alone over\n"
-             "the same GEMM rates); route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share;\n"
-             "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
-             "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
-             "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
-             "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); gemm_engine (cpu: the f32 GEMM engine of\n"
-             "the layer and the denominator; cuda: cublas); reference_rows (cpu: the rows\n"
-             "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda); exchange_ms,\n"
-             "exchange_bwd_ms (the pipeline's exchange + exchange_back: the identity in one process).\n"
-             "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).\n");
-}
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  Config cfg;
-  auto value = [&](int& i, std::string_view arg, std::string_view flag) -> std::optional<std::string> {
-    if (arg == flag) {
-      if (i + 1 >= argc) return std::nullopt;
-      return std::string(argv[++i]);
-    }
-    return std::string(arg.substr(flag.size() + 1));  // --flag=value
-  };
-  auto is_flag = [](std::string_view arg, std::string_view flag) {
-    return arg == flag || (arg.size() > flag.size() && arg.substr(0, flag.size()) == flag && arg[flag.size()] == '=');
-  };
-  auto bad = [](const std::string& msg) {
-    fmt::print(stderr, "bench_moe: {}\n", msg);
-    usage(stderr);
-    return 2;
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--quick") {
-      cfg.quick = true;
-    } else if (is_flag(arg, "--gemm")) {
-      auto v = value(i, arg, "--gemm");
-      if (!v || v->empty()) return bad("--gemm takes a comma-separated list of GEMM engines");
-      for (std::size_t p = 0; p <= v->size();) {
-        const std::size_t q = std::min(v->find(',', p), v->size());
-        const std::string name = v->substr(p, q - p);
-        try {
-          core::cpu::set_gemm_engine(name);  // checks the name
-        } catch (const std::exception& e) {
-          return bad(fmt::format("--gemm: {}", e.what()));
-        }
-        cfg.gemm.push_back(name);
-        p = q + 1;
-      }
-    } else if (arg == "--tf32") {
-      cfg.tf32 = true;
-    } else if (is_flag(arg, "--workload")) {
-      auto v = value(i, arg, "--workload");
-      if (!v || (*v != "W1" && *v != "W2" && *v != "W3")) return bad("--workload takes W1, W2 or W3");
-      cfg.workload = *v;
-    } else if (is_flag(arg, "--model")) {
-      auto v = value(i, arg, "--model");
-      if (!v || (*v != kLucidrains && *v != kStMoE)) return bad("--model takes lucidrains.MoE or st_moe.MoE");
-      cfg.model = *v;
-    } else if (is_flag(arg, "--device")) {
-      auto v = value(i, arg, "--device");
-      if (!v || (*v != "cpu" && *v != "cuda")) return bad("--device takes cpu or cuda");
-      cfg.device = *v;
-    } else if (is_flag(arg, "--repeat")) {
-      auto v = value(i, arg, "--repeat");
-      int n = 0;
-      try {
-        std::size_t used = 0;
-        n = v ? std::stoi(*v, &used) : 0;
-        if (used != v->size()) n = 0;
-      } catch (const std::exception&) {
-        n = 0;
-      }
-      if (n < 1) return bad("--repeat takes a positive integer");
-      cfg.repeat = n;
-    } else {
-      return bad(fmt::format("unknown argument '{}'", arg));
-    }
-  }
-
+int run_bench(Config cfg) {
   const core::BuildInfo info = core::build_info();
   core::Device device = core::Device::cpu();
   if (cfg.device == "cuda") {
     device = core::Device::cuda(0);
     if (const std::string why = core::device_unavailable(device); !why.empty()) {
-      fmt::print(stderr, "bench_moe: --device cuda but {}\n", why);
-      return 2;
+      throw moegrad::cli::UsageError(fmt::format("--device cuda but {}", why));
     }
   }
   if (cfg.tf32) core::set_allow_tf32(true);
@@ -763,4 +656,80 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"MoE layers' forward and forward+backward on the fast path, one JSON line per measurement.",
+               "bench_moe"};
+  app.footer("Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
+      "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
+      "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
+      "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = the GEMM engine's sgemm on the same\n"
+      "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
+      "cublas_dense = one dense GEMM of the same total size, [R, d] @ [d, h1] and [R, h] @ [h, d] plus\n"
+      "their backward, through core::matmul), gemm_fwd_ms, gemm_step_ms, gemm_gflops,\n"
+      "gemm_step_gflops, gemm_tflops, gemm_step_tflops, ratio_fwd, ratio (layer rate / GEMM rate);\n"
+      "experts_gflops, experts_step_gflops, experts_ratio_fwd, experts_ratio (the experts' phase alone over\n"
+      "the same GEMM rates); route/dispatch/experts/combine_ms (+ _bwd_ms), rdc_share, rdc_step_share;\n"
+      "step_peak_mb (the step's peak allocator growth over what was allocated before it, MiB),\n"
+      "peak_allocated_mb, step_base_mb, step_alloc_misses; omp_threads, omp_wait_policy, load1;\n"
+      "fma_peak_gflops, fma_isa (cpu: the measured f32 FMA peak of all threads, bench/fma_peak.h; 0 on cuda),\n"
+      "peak_fraction (step GFLOP/s on useful FLOPs / fma_peak_gflops); gemm_engine (cpu: the f32 GEMM engine of\n"
+      "the layer and the denominator; cuda: cublas); reference_rows (cpu: the rows\n"
+      "the GEMM reference's buffers hold, tokens * k, allocated once; 0 on cuda); exchange_ms,\n"
+      "exchange_bwd_ms (the pipeline's exchange + exchange_back: the identity in one process).\n"
+      "On a 2-core machine with the pthread OpenBLAS, set OMP_WAIT_POLICY=passive (docs/benchmarks.md).");
+  Config cfg;
+  std::string workload, model, gemm;
+  std::int64_t repeat = cfg.repeat;
+  auto* workload_opt =
+      app.add_option("--workload", workload,
+                     "W1 d256 h1024 e8 k2; W2 d1024 h4096 e8 k2; W3 d1024 h512 e64 k8 (default: all); tokens on "
+                     "cpu: W1 8x256, W2 4x256, W3 8x256; on cuda: 8x2048 each")
+          ->check(CLI::IsMember({"W1", "W2", "W3"}))
+          ->type_name("W1|W2|W3");
+  auto* model_opt = app.add_option("--model", model,
+                                   "st_moe.MoE (top-k = the workload's k) or lucidrains.MoE (always top-2: W3 runs "
+                                   "with k = 2 and reports k 2) (default: both)")
+                        ->check(CLI::IsMember({kStMoE, kLucidrains}))
+                        ->type_name("NAME");
+  app.add_option("--device", cfg.device,
+                 "cpu or cuda (default cpu; cuda = cuda:0, needs a CUDA build and a visible device)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cli::add_integer(app, "--repeat", repeat, 1, std::numeric_limits<int>::max(),
+                   "measured repeats after 2 warm-ups, medians reported");
+  app.add_flag("--quick", cfg.quick,
+               "tiny shapes (both devices), 1 warm-up + 1 repeat (smoke test; figures not meaningful)")
+      ->disable_flag_override();
+  auto* gemm_opt = app.add_option("--gemm", gemm,
+                                  "cpu: the f32 GEMM engines to run, comma-separated (openblas, onednn, auto; "
+                                  "core/cpu/gemm_engine.h), each in turn on every (workload, model), layer and GEMM "
+                                  "denominator alike (default: the one MOEGRAD_GEMM or the CPU selects)")
+                       ->type_name("LIST");
+  app.add_flag("--tf32", cfg.tf32,
+               "let cuBLAS use TF32 tensor cores for f32 GEMMs (core::set_allow_tf32), in the layers and the GEMM "
+               "denominator alike (default off: FP32; no effect on cpu)")
+      ->disable_flag_override();
+  return cli::run(app, argc, argv, [&] {
+    if (workload_opt->count() > 0) cfg.workload = workload;
+    if (model_opt->count() > 0) cfg.model = model;
+    cfg.repeat = static_cast<int>(repeat);
+    if (gemm_opt->count() > 0) {
+      if (gemm.empty()) throw cli::UsageError("--gemm takes a comma-separated list of GEMM engines");
+      for (std::size_t p = 0; p <= gemm.size();) {
+        const std::size_t q = std::min(gemm.find(',', p), gemm.size());
+        const std::string name = gemm.substr(p, q - p);
+        try {
+          core::cpu::set_gemm_engine(name);  // checks the name
+        } catch (const std::exception& e) {
+          throw cli::UsageError(fmt::format("--gemm: {}", e.what()));
+        }
+        cfg.gemm.push_back(name);
+        p = q + 1;
+      }
+    }
+    return run_bench(cfg);
+  });
 }

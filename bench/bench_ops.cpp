@@ -13,10 +13,10 @@
 #include <cstring>
 #include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/ops.h"
+#include "tools/cli.h"
 
 using namespace moegrad;
 using namespace moegrad::core;
@@ -122,48 +122,32 @@ void bench_elementwise(const Config& cfg) {
   bench_bandwidth(cfg, "sum(dim=0)", shape, (n + cols) * f, [&] { Tensor z = sum(x, {0}); });
 }
 
-void usage() {
-  fmt::print(
-      "bench_ops: core op throughput vs direct BLAS and memcpy, one JSON line per measurement.\n"
-      "  --quick   small sizes and few samples (CI smoke test)\n"
-      "  --help    this text\n");
+int run_all(Config cfg) {
+  if (cfg.quick) {
+    cfg.samples = 5;
+    cfg.sample_ms = 10;
+  }
+  fmt::print("{{\"bench\":\"info\",\"device\":\"cpu\",\"omp_threads\":{},\"quick\":{}}}\n",
+             omp_get_max_threads(), cfg.quick);
+  if (cfg.quick) {
+    bench_matmul(cfg, 1, 256, 256, 256);
+    bench_matmul(cfg, 2, 128, 128, 256);
+  } else {
+    for (std::int64_t s : {256, 512, 1024}) bench_matmul(cfg, 1, s, s, s);
+    bench_matmul(cfg, 1, 2048, 256, 1024);
+    bench_matmul(cfg, 1, 2048, 1024, 256);
+    bench_matmul(cfg, 8, 256, 256, 1024);
+  }
+  bench_elementwise(cfg);
+  return 0;  // an exception ends the run with exit 1 (cli::run)
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"Core op throughput vs direct BLAS and memcpy, one JSON line per measurement.", "bench_ops"};
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--quick") {
-      cfg.quick = true;
-      cfg.samples = 5;
-      cfg.sample_ms = 10;
-    } else if (arg == "--help" || arg == "-h") {
-      usage();
-      return 0;
-    } else {
-      fmt::print(stderr, "bench_ops: unknown argument {}\n", arg);
-      usage();
-      return 2;
-    }
-  }
-  fmt::print("{{\"bench\":\"info\",\"device\":\"cpu\",\"omp_threads\":{},\"quick\":{}}}\n",
-             omp_get_max_threads(), cfg.quick);
-  try {
-    if (cfg.quick) {
-      bench_matmul(cfg, 1, 256, 256, 256);
-      bench_matmul(cfg, 2, 128, 128, 256);
-    } else {
-      for (std::int64_t s : {256, 512, 1024}) bench_matmul(cfg, 1, s, s, s);
-      bench_matmul(cfg, 1, 2048, 256, 1024);
-      bench_matmul(cfg, 1, 2048, 1024, 256);
-      bench_matmul(cfg, 8, 256, 256, 1024);
-    }
-    bench_elementwise(cfg);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "bench_ops: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+  app.add_flag("--quick", cfg.quick, "small sizes and few samples (CI smoke test)")
+      ->disable_flag_override();
+  return moegrad::cli::run(app, argc, argv, [&] { return run_all(cfg); });
 }

@@ -12,7 +12,11 @@
   same /optimizer keys as one process, and resumes both the version 2 fixture and its own
   checkpoint to the single-process result (1e-5 relative: the sums run in another order).
 
-usage: check_optimizer_state.py MOEGRAD_BIN FIXTURE_DIR WORK_DIR
+usage: check_optimizer_state.py MOEGRAD_BIN FIXTURE_DIR WORK_DIR [BUILD_TYPE]
+
+The fixture was written by a Release build: in another build type (the Debug sanitizer build
+compiles the non-BLAS loops differently) the comparisons with its values hold to rounding
+(1e-5 relative) instead of bit for bit.
 """
 import os
 import shutil
@@ -23,6 +27,15 @@ import h5py
 import numpy as np
 
 BIN, FIXTURES, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+BITWISE = len(sys.argv) < 5 or sys.argv[4] in ("", "Release")
+
+
+def same(x, y):
+    """Bit for bit in the fixture's build type, to 1e-5 relative in another."""
+    if BITWISE:
+        return np.array_equal(x, y)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return x.shape == y.shape and bool(np.all(np.abs(x - y) <= 1e-5 * np.maximum(np.abs(y), 1e-3)))
 # The fixture's values came from OpenBLAS's sgemm (the only f32 engine of that build): the
 # bitwise comparisons with it hold for the same engine, so every run here uses it.
 os.environ["MOEGRAD_GEMM"] = "openblas"
@@ -110,7 +123,7 @@ for key, value in internal.items():
         expected[key] = value
 check(sorted(expected) == sorted(keyed), "the remapped internal keys are the keys written")
 mismatched = [k for k in expected if k in keyed and not (
-    np.array_equal(expected[k], keyed[k]) and (keyed[k].dtype == expected[k].dtype or k.endswith("/step")))]
+    same(expected[k], keyed[k]) and (keyed[k].dtype == expected[k].dtype or k.endswith("/step")))]
 check(not mismatched, f"values equal to the internal state after remapping (differ: {mismatched[:5]})")
 check(keyed["step_count"].dtype == np.int64 and all(keyed[k].dtype == np.float32 for k in keyed if k.endswith("/step")),
       "steps are float32, step_count int64")
@@ -124,15 +137,17 @@ resumed = f"{b}/ckpt/step-000000008.h5"
 for group in ("model", "optimizer"):
     x, y = datasets(last, group), datasets(resumed, group)
     check(sorted(x) == sorted(y), f"/{group}: same keys after resuming the v2 checkpoint")
-    differ = [k for k in x if k in y and not (x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]))]
-    check(not differ, f"/{group}: bitwise equal to the uninterrupted run (differ: {differ[:5]})")
+    differ = [k for k in x if k in y and not (x[k].dtype == y[k].dtype and same(x[k], y[k]))]
+    check(not differ, f"/{group}: equal to the uninterrupted run, {'bit for bit' if BITWISE else 'to 1e-5'} (differ: {differ[:5]})")
 
 # 3. Expert parallelism: full_state gathers each expert slot and writes it under the same keys;
 # load_full_state maps them back, from version 3 and from version 2 files.
 MPIRUN = shutil.which("mpirun")
 if MPIRUN and "MPI yes" in run(["info"]).stdout.replace(":", ""):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
-               OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1")
+               OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
+               # Open MPI's own allocations are not ours to report (sanitizer builds).
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 
     def mpi_train(folder, extra):
         cmd = [MPIRUN, "--oversubscribe", "-np", "2", BIN, "train"] + SMALL + ["--expert-parallel", "2",

@@ -107,12 +107,17 @@ OPENBLAS_OPENMP_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
 
 
 def loaded_blas():
-    """The BLAS library file this process mapped (resolved), or '?'."""
+    """The BLAS library file this process mapped (resolved); for a torch without one (PyPI's
+    wheels link MKL statically into libtorch_cpu) "MKL <version> inside torch"; else '?'."""
     for line in open("/proc/self/maps"):
         path = line.split()[-1] if len(line.split()) >= 6 else ""
         if re.search(r"/lib(open)?blas[^/]*\.so", path):
             if "openblas" in path:
                 return os.path.realpath(path)
+    import torch
+    if torch.backends.mkl.is_available():
+        m = re.search(r"Intel\(R\) oneAPI Math Kernel Library Version ([0-9.]+)", torch.__config__.show())
+        return f"MKL {m.group(1) if m else ''} inside torch".replace("  ", " ")
     return "?"
 
 

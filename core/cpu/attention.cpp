@@ -254,8 +254,9 @@ void causal_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v
                              chunks.first[static_cast<std::size_t>(c) + 1], d.T, d.D, static_cast<T>(scale), p.data(),
                              dp.data());
         }
-        // (the loop's barrier) Then the buffers into dK, dV, block by block of key rows, chunk after chunk.
-#pragma omp for schedule(static)
+        // (the loop's barrier) Then the buffers into dK, dV, block by block of key rows, chunk after
+        // chunk (the region's end is the barrier).
+#pragma omp for schedule(static) nowait
         for (int64_t task = 0; task < sums; ++task) {
           const int64_t i = task / d.blocks(), s0 = (task % d.blocks()) * kBlock, h = h0 + i;
           for (int64_t c = 0; c < extra; ++c) {

@@ -46,9 +46,10 @@ Variable CausalSelfAttention::forward(const Variable& x) {
   MOEGRAD_CHECK(x.dim() == 3 && x.size(2) == dim_, "CausalSelfAttention", "x must be [B, T, {}], got {}", dim_,
                 core::describe(x.value()));
   const std::int64_t b = x.size(0), t = x.size(1);
-  // [B, T, dim] -> [B, H, T, D]
+  // [B, T, dim] -> a [B, H, T, D] view (rows H D apart), no copy: the rotary embedding writes
+  // new q and k, and causal_attention reads v (and its incoming gradient) in place.
   const auto heads = [&](const Variable& y) {
-    return ag::contiguous(ag::permute(ag::reshape(y, {b, t, heads_, head_dim_}), {0, 2, 1, 3}));
+    return ag::permute(ag::reshape(y, {b, t, heads_, head_dim_}), {0, 2, 1, 3});
   };
   const Variable q = apply_rotary(heads(q_->forward(x))), k = apply_rotary(heads(k_->forward(x)));
   const Variable v = heads(v_->forward(x));

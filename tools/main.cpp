@@ -24,8 +24,9 @@ commands:
              (--task tensors --train-data F.h5) or on text as a byte-level MoE
              transformer (--task text --text F.txt), with checkpoints and metrics
              (moegrad train --help)
-  eval       a checkpoint's loss and per-layer routing statistics over an HDF5 file
-             (moegrad eval CKPT.h5 --data F.h5 [--output F.json])
+  eval       a checkpoint's loss and per-layer routing statistics over an HDF5 file,
+             or a language model's bits per byte over a text file
+             (moegrad eval CKPT.h5 --data F.h5 | --text F.txt [--output F.json])
   predict    a checkpoint's outputs and each token's experts and weights, to HDF5
              (moegrad predict CKPT.h5 --input F.h5 --output OUT.h5)
   generate   continue a prompt with a language model (moegrad train --task text)

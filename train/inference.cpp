@@ -56,57 +56,35 @@ void InferenceModel::check_fits(const TensorData& d, const std::string& flag) co
     fail("data", "{} '{}' has y of width {} but checkpoint '{}' is {}", flag, d.path, d.out_dim(), path_, model);
 }
 
-ModelOutput InferenceModel::run(const OrderedTensors& batches, std::int64_t j) {
+ModelOutput InferenceModel::run(const OrderedTensors& batches, std::int64_t j) { return run(batches.at(j), j); }
+
+ModelOutput InferenceModel::run(const Batch& batch, std::int64_t j) {
   ag::NoGradGuard no_grad;
   gen_.manual_seed(draw_seed(config_.seed, 1, j));
-  return model_->forward(batches.at(j));
+  return model_->forward(batch);
 }
 
-FileEvaluation evaluate_file(InferenceModel& m, const OrderedTensors& batches) {
-  FileEvaluation r;
-  r.checkpoint = m.path();
-  r.data = batches.data().path;
-  r.rows = batches.data().rows();
-  r.batches = batches.batches();
-  r.batch_size = batches.batch_size();
-  MOEGRAD_CHECK(batches.data().y.defined(), "eval", "'{}' was read without targets", r.data);
-  const auto& layers = m.moe_layers();
-  std::vector<std::vector<std::int64_t>> kept(layers.size()), routed(layers.size());
-  double loss = 0, correct = 0, weight = 0;
-  for (std::int64_t j = 0; j < r.batches; ++j) {
-    const ModelOutput out = m.run(batches, j);
-    // Regression's loss is a mean over every value of y, the token loss a mean over positions.
-    const double w = m.config().token_task() ? static_cast<double>(out.tokens)
-                                             : static_cast<double>(out.prediction.numel());
-    loss += core::sum(out.loss.value()).item<double>() * w;
-    weight += w;
-    if (out.accuracy >= 0) correct += out.accuracy * static_cast<double>(out.tokens);
-    r.tokens += out.tokens;
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-      const nn::moe::RoutingStats& s = layers[l].second->last_routing_stats();
-      kept[l].resize(s.tokens_per_expert.size());
-      routed[l].resize(s.routed_per_expert.size());
-      for (std::size_t e = 0; e < s.tokens_per_expert.size(); ++e) kept[l][e] += s.tokens_per_expert[e];
-      for (std::size_t e = 0; e < s.routed_per_expert.size(); ++e) routed[l][e] += s.routed_per_expert[e];
-    }
+void RoutingTotals::add() {
+  kept_.resize(layers_.size());
+  routed_.resize(layers_.size());
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const nn::moe::RoutingStats& s = layers_[l].second->last_routing_stats();
+    kept_[l].resize(s.tokens_per_expert.size());
+    routed_[l].resize(s.routed_per_expert.size());
+    for (std::size_t e = 0; e < s.tokens_per_expert.size(); ++e) kept_[l][e] += s.tokens_per_expert[e];
+    for (std::size_t e = 0; e < s.routed_per_expert.size(); ++e) routed_[l][e] += s.routed_per_expert[e];
   }
-  r.loss = loss / weight;
-  if (m.config().token_task()) r.accuracy = correct / static_cast<double>(r.tokens);
-  for (std::size_t l = 0; l < layers.size(); ++l)
-    r.routing.emplace_back(layers[l].first, nn::moe::routing_stats(std::move(kept[l]), std::move(routed[l])));
-  return r;
 }
 
-json::Json FileEvaluation::to_json() const {
-  json::Json out = json::Json::object();
-  out["checkpoint"] = checkpoint;
-  out["data"] = data;
-  out["rows"] = rows;
-  out["tokens"] = tokens;
-  out["batches"] = batches;
-  out["batch_size"] = batch_size;
-  out["loss"] = loss;
-  if (accuracy >= 0) out["accuracy"] = accuracy;
+LayerRouting RoutingTotals::stats() const {
+  LayerRouting out;
+  for (std::size_t l = 0; l < layers_.size(); ++l)
+    out.emplace_back(layers_[l].first, l < kept_.size() ? nn::moe::routing_stats(kept_[l], routed_[l])
+                                                        : nn::moe::routing_stats({}, {}));
+  return out;
+}
+
+json::Json routing_json(const LayerRouting& routing) {
   json::Json layers = json::Json::array();
   for (const auto& [name, s] : routing) {
     json::Json l = json::Json::object();
@@ -120,7 +98,53 @@ json::Json FileEvaluation::to_json() const {
     l["max_load_over_mean"] = s.max_load_over_mean;
     layers.push_back(std::move(l));
   }
-  out["layers"] = std::move(layers);
+  return layers;
+}
+
+std::string routing_text(const LayerRouting& routing) {
+  std::string s;
+  for (const auto& [name, st] : routing) s += fmt::format("\nlayer {}: {}", name, st.to_string());
+  return s;
+}
+
+FileEvaluation evaluate_file(InferenceModel& m, const OrderedTensors& batches) {
+  FileEvaluation r;
+  r.checkpoint = m.path();
+  r.data = batches.data().path;
+  r.rows = batches.data().rows();
+  r.batches = batches.batches();
+  r.batch_size = batches.batch_size();
+  MOEGRAD_CHECK(batches.data().y.defined(), "eval", "'{}' was read without targets", r.data);
+  RoutingTotals routing(m);
+  double loss = 0, correct = 0, weight = 0;
+  for (std::int64_t j = 0; j < r.batches; ++j) {
+    const ModelOutput out = m.run(batches, j);
+    // Regression's loss is a mean over every value of y, the token loss a mean over positions.
+    const double w = m.config().token_task() ? static_cast<double>(out.tokens)
+                                             : static_cast<double>(out.prediction.numel());
+    loss += core::sum(out.loss.value()).item<double>() * w;
+    weight += w;
+    if (out.accuracy >= 0) correct += out.accuracy * static_cast<double>(out.tokens);
+    r.tokens += out.tokens;
+    routing.add();
+  }
+  r.loss = loss / weight;
+  if (m.config().token_task()) r.accuracy = correct / static_cast<double>(r.tokens);
+  r.routing = routing.stats();
+  return r;
+}
+
+json::Json FileEvaluation::to_json() const {
+  json::Json out = json::Json::object();
+  out["checkpoint"] = checkpoint;
+  out["data"] = data;
+  out["rows"] = rows;
+  out["tokens"] = tokens;
+  out["batches"] = batches;
+  out["batch_size"] = batch_size;
+  out["loss"] = loss;
+  if (accuracy >= 0) out["accuracy"] = accuracy;
+  out["layers"] = routing_json(routing);
   return out;
 }
 
@@ -128,9 +152,7 @@ std::string FileEvaluation::to_text() const {
   std::string s = fmt::format("eval {} on {}: {} rows, {} tokens in {} batches of {}\nloss {:.6f}", checkpoint, data,
                               rows, tokens, batches, batch_size, loss);
   if (accuracy >= 0) s += fmt::format(", accuracy {:.4f}", accuracy);
-  for (const auto& [name, st] : routing)
-    s += fmt::format("\nlayer {}: {}", name, st.to_string());
-  return s;
+  return s + routing_text(routing);
 }
 
 }  // namespace moegrad::train

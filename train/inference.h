@@ -47,6 +47,8 @@ class InferenceModel {
   void check_fits(const TensorData& data, const std::string& flag) const;
   // Batch j of `batches`, without gradient, in eval mode.
   ModelOutput run(const OrderedTensors& batches, std::int64_t j);
+  // The same for a batch made elsewhere (train/text_evaluation.h's windows): draws of batch j.
+  ModelOutput run(const Batch& batch, std::int64_t j);
   // The MoE layers, by their dotted module path ("blocks.0.ff.moe"), in module order.
   const std::vector<std::pair<std::string, std::shared_ptr<nn::moe::MoELayer>>>& moe_layers() const { return layers_; }
 
@@ -58,6 +60,21 @@ class InferenceModel {
   std::vector<std::pair<std::string, std::shared_ptr<nn::moe::MoELayer>>> layers_;
 };
 
+// Each MoE layer's kept and routed choices summed over the forwards a command runs.
+using LayerRouting = std::vector<std::pair<std::string, nn::moe::RoutingStats>>;
+class RoutingTotals {
+ public:
+  explicit RoutingTotals(const InferenceModel& m) : layers_(m.moe_layers()) {}
+  void add();  // the layers' last forward
+  LayerRouting stats() const;
+
+ private:
+  const std::vector<std::pair<std::string, std::shared_ptr<nn::moe::MoELayer>>>& layers_;
+  std::vector<std::vector<std::int64_t>> kept_, routed_;
+};
+json::Json routing_json(const LayerRouting& routing);  // [{"name", "tokens_per_expert", ...}]
+std::string routing_text(const LayerRouting& routing);  // "\nlayer NAME: ..." per layer
+
 // A whole file through the model.
 struct FileEvaluation {
   std::string checkpoint, data;
@@ -68,7 +85,7 @@ struct FileEvaluation {
   double loss = 0;
   double accuracy = -1;  // tokens: the fraction of positions whose argmax is the target; -1 otherwise
   // Per MoE layer: its kept and routed choices summed over the file's batches.
-  std::vector<std::pair<std::string, nn::moe::RoutingStats>> routing;
+  LayerRouting routing;
 
   json::Json to_json() const;
   std::string to_text() const;  // what `moegrad eval` prints

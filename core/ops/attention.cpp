@@ -1,5 +1,7 @@
-// Causal attention: validate once, make operands contiguous, allocate, call the device's
-// AttentionKernels (core/kernels/attention.h).
+// Causal attention: validate once, allocate, call the device's AttentionKernels
+// (core/kernels/attention.h). q, k, v and grad_out go as they are when their rows are
+// unit-stride (the model's permuted projections); others (a broadcast gradient, a transposed
+// head) are copied contiguous first. out and lse are the forward's own, contiguous.
 #include "core/ops/attention.h"
 
 #include <climits>
@@ -42,6 +44,9 @@ void check_like(const Tensor& t, const Shape& shape, const Tensor& q, const char
                 q.device().str(), describe(q), describe(t), t.device().str());
 }
 
+// t itself when the kernels can read it in place (rows_unit_stride), else a contiguous copy.
+Tensor readable(const Tensor& t) { return rows_unit_stride(t) ? t : contiguous(t); }
+
 }  // namespace
 
 AttentionForward causal_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
@@ -55,8 +60,7 @@ AttentionForward causal_attention_forward(const Tensor& q, const Tensor& k, cons
       copy_(r.lse, log(arange(1.0, static_cast<double>(q.size(2)) + 1.0, 1.0, {q.dtype(), dev})));
     return r;
   }
-  const Tensor qc = contiguous(q), kc = contiguous(k), vc = contiguous(v);
-  backend<AttentionKernels>(kOp, dev).forward(qc, kc, vc, scale, r.out, r.lse);
+  backend<AttentionKernels>(kOp, dev).forward(readable(q), readable(k), readable(v), scale, r.out, r.lse);
   return r;
 }
 
@@ -75,9 +79,8 @@ AttentionGrads causal_attention_backward(const Tensor& q, const Tensor& k, const
     fill_(g.dv, 0.0);
     return g;
   }
-  const Tensor qc = contiguous(q), kc = contiguous(k), vc = contiguous(v), oc = contiguous(out),
-               lc = contiguous(lse), gc = contiguous(grad_out);
-  backend<AttentionKernels>(kOp, dev).backward(qc, kc, vc, oc, lc, gc, scale, g.dq, g.dk, g.dv);
+  backend<AttentionKernels>(kOp, dev).backward(readable(q), readable(k), readable(v), contiguous(out),
+                                               contiguous(lse), readable(grad_out), scale, g.dq, g.dk, g.dv);
   return g;
 }
 

@@ -2,7 +2,8 @@
 // f64) on one device. The forward returns the output and each row's log-sum-exp; the backward
 // recomputes the probabilities from them block by block, so no [B, H, T, T] tensor exists
 // between the two (autograd/functions/attention.cpp saves q, k, v, out and lse). The softmax
-// runs in the operands' dtype (FP32 for f32). Strided operands are copied contiguous.
+// runs in the operands' dtype (FP32 for f32). Strided q, k, v and grad_out are read in place when
+// each row's D values are adjacent (e.g. [B, T, H, D] permuted to [B, H, T, D]), else copied.
 // Kernels: AttentionKernels (core/kernels/attention.h), with one scalar core
 // (core/kernels/attention_math.h).
 #pragma once

@@ -4,8 +4,10 @@
 // finite-difference check is the catalogue's entry (test_gradcheck_catalogue.cpp); the CUDA
 // kernel against this CPU one is tests/core/test_attention_cuda.cpp.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "autograd/autograd.h"
@@ -78,6 +80,71 @@ TEST_CASE("causal_attention matches matmul + mask + softmax + matmul") {
     compare_with_naive({1, 2, 70, 8}, DType::f32, 1.0, 1e-4, 1e-3, 4.0);
   }
   SUBCASE("f64, T = 67") { compare_with_naive({2, 1, 67, 5}, DType::f64, 0.4, 1e-12, 1e-10); }
+  // Few heads: the CPU backward splits each head's query blocks into chunks whose dK, dV are
+  // summed afterwards (core/cpu/attention.cpp), here 11 blocks in up to 11 chunks, and 5 in 5.
+  SUBCASE("f32, B H = 1, T = 700") { compare_with_naive({1, 1, 700, 32}, DType::f32, 0.18, 2e-5, 2e-4); }
+  SUBCASE("f64, B H = 2, T = 300") { compare_with_naive({2, 1, 300, 8}, DType::f64, 0.35, 1e-12, 1e-10); }
+}
+
+namespace {
+// Bitwise equality of two tensors of one shape and dtype.
+bool same_bits(const Tensor& a, const Tensor& b) {
+  const Tensor x = core::contiguous(a), y = core::contiguous(b);
+  return x.shape() == y.shape() && x.dtype() == y.dtype() &&
+         std::memcmp(x.raw_data(), y.raw_data(), static_cast<std::size_t>(x.numel()) * core::dtype_size(x.dtype())) == 0;
+}
+
+// The forward's out and the three gradients under `threads` OpenMP threads.
+std::vector<Tensor> attention_under(int threads, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g) {
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  const core::AttentionForward f = core::causal_attention_forward(q, k, v, 0.2);
+  const core::AttentionGrads d = core::causal_attention_backward(q, k, v, f.out, f.lse, g, 0.2);
+  omp_set_num_threads(before);
+  return {f.out, f.lse, d.dq, d.dk, d.dv};
+}
+}  // namespace
+
+TEST_CASE("causal_attention gives the same bits for 1, 2 and 3 threads") {
+  // One head of 9 blocks (chunked backward), and 36 heads of 2 blocks (a head per task).
+  for (const Shape& shape : {Shape{1, 1, 530, 16}, Shape{6, 6, 100, 8}}) {
+    CAPTURE(core::shape_str(shape));
+    core::Generator gen(5);
+    const Tensor q = core::randn(shape, {}, &gen), k = core::randn(shape, {}, &gen), v = core::randn(shape, {}, &gen),
+                 g = core::randn(shape, {}, &gen);
+    const std::vector<Tensor> one = attention_under(1, q, k, v, g);
+    for (int threads : {2, 3}) {
+      CAPTURE(threads);
+      const std::vector<Tensor> many = attention_under(threads, q, k, v, g);
+      for (std::size_t i = 0; i < one.size(); ++i) CHECK(same_bits(one[i], many[i]));
+    }
+  }
+}
+
+TEST_CASE("causal_attention reads permuted [B, T, H, D] operands in place") {
+  // The model's layout: projections [B, T, H, D] viewed as [B, H, T, D] (rows H D apart).
+  const std::int64_t B = 2, T = 150, H = 3, D = 16;
+  core::Generator gen(9);
+  auto heads = [&] { return core::permute(core::randn({B, T, H, D}, {}, &gen), {0, 2, 1, 3}); };
+  const Tensor q = heads(), k = heads(), v = heads(), g = heads();
+  REQUIRE_FALSE(q.is_contiguous());
+  const Tensor qc = core::contiguous(q), kc = core::contiguous(k), vc = core::contiguous(v), gc = core::contiguous(g);
+  // Peak bytes allocated by forward + backward, beyond what exists before.
+  const auto peak_of = [](const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& go) {
+    const auto base = core::memory_stats(core::Device::cpu()).allocated;
+    core::reset_peak_memory(core::Device::cpu());
+    const core::AttentionForward fw = core::causal_attention_forward(a, b, c, 0.25);
+    const core::AttentionGrads bw = core::causal_attention_backward(a, b, c, fw.out, fw.lse, go, 0.25);
+    return std::pair{static_cast<std::int64_t>(core::memory_stats(core::Device::cpu()).peak_allocated - base),
+                     std::vector<Tensor>{fw.out, fw.lse, bw.dq, bw.dk, bw.dv}};
+  };
+  const auto [peak_contiguous, want] = peak_of(qc, kc, vc, gc);
+  const auto [peak, got] = peak_of(q, k, v, g);
+  // No contiguous copy of q, k, v or g: each would add an operand's bytes.
+  MESSAGE("peak ", peak, " bytes (contiguous operands: ", peak_contiguous, "); one operand = ", B * H * T * D * 4);
+  CHECK(peak <= peak_contiguous + 4096);
+  const char* names[] = {"out", "lse", "dq", "dk", "dv"};
+  for (std::size_t i = 0; i < got.size(); ++i) expect_close(names[i], got[i], want[i], 1e-6, 1e-6);
 }
 
 TEST_CASE("causal_attention: the first row copies v[0], lse is each row's log-sum-exp") {

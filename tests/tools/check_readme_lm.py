@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Runs the README's "A small MoE language model" section: each line of its sh block in a scratch
-folder (build/release/moegrad replaced by the binary under test; the `cat` line through bash),
-shortened so that it runs in seconds: --steps 1000 becomes --steps 20 (and the checkpoint name
-step-000001000 step-000000020), --warmup 50 becomes 2, --eval-every 250 becomes 10. The corpus
-is Debian's fortunes package (scripts/lib/common.sh installs it). Checks that each command
-succeeds, that the runs report bits per byte and that generate prints the prompt and 200 bytes.
+"""Runs the README's "A small MoE language model" section: each line of its sh blocks, in order, in a
+scratch folder (build/release/moegrad replaced by the binary under test; the `cat` and `tail` lines
+through bash), shortened so that it runs in seconds: --steps 1000 becomes --steps 20 (and the
+checkpoint name step-000001000 step-000000020), --warmup 50 becomes 2, --eval-every 250 becomes
+10. The corpus is Debian's fortunes package (scripts/lib/common.sh installs it). Checks that each
+command succeeds, that the runs report bits per byte, that generate prints the prompt and 200
+bytes, that the `tail` line cuts the 10% the runs hold out, and that eval --text predicts each of
+its bytes but the first once and writes bits per byte = loss / ln 2.
 
 usage: check_readme_lm.py MOEGRAD_BIN README.md WORK_DIR
 """
+import json
+import math
 import os
 import re
 import shlex
@@ -20,7 +24,7 @@ text = open(readme).read()
 start = text.index("## A small MoE language model\n")
 section = text[start:text.index("\n## ", start + 1)]
 shell = re.findall(r"```sh\n(.*?)```", section, re.S)
-assert len(shell) == 1, "the section has one sh block"
+assert len(shell) == 2, "the section has two sh blocks (training and generation; eval)"
 if not os.path.isdir("/usr/share/games/fortunes"):
     sys.exit("the corpus is missing: install Debian's fortunes package (scripts/lib/common.sh lists it)")
 
@@ -30,13 +34,13 @@ os.chdir(work)
 SHORTER = [("--steps 1000", "--steps 20"), ("step-000001000", "step-000000020"), ("--warmup 50", "--warmup 2"),
            ("--eval-every 250", "--eval-every 10")]
 outputs = []
-for line in shell[0].splitlines():
+for line in "\n".join(shell).splitlines():
     command = line.split(" #")[0].strip()
     if not command:
         continue
     for a, b in SHORTER:
         command = command.replace(a, b)
-    if command.startswith("cat "):
+    if command.startswith(("cat ", "tail ")):
         argv = ["bash", "-c", command]
     else:
         assert command.startswith("build/release/moegrad "), command
@@ -51,4 +55,12 @@ assert len(trains) == 2 and all(b"bits per byte" in p.stderr for p in trains), "
 assert b"the st_moe model of these options" in trains[1].stderr, "the second run is the dense baseline"
 gen = [p for c, p in outputs if " generate " in c]
 assert len(gen) == 1 and gen[0].stdout.startswith(b"The ") and len(gen[0].stdout) == len("The ") + 200 + 1
+corpus = os.path.getsize("build/fortunes.txt")
+tail = [c for c, p in outputs if c.startswith("tail ")]
+assert len(tail) == 1 and f"tail -c {corpus // 10} " in tail[0], f"{tail}: the held-out 10% of {corpus} bytes"
+ev = [(c, p) for c, p in outputs if " eval " in c]
+assert len(ev) == 1 and b"bits per byte" in ev[0][1].stdout, ev
+r = json.load(open(re.search(r"--output (\S+)", ev[0][0]).group(1)))
+assert r["predicted_bytes"] == corpus // 10 - 1 and abs(r["bits_per_byte"] - r["loss"] / math.log(2)) < 1e-12, r
+print(f"eval --text: {r['bits_per_byte']:.4f} bits per byte over {r['predicted_bytes']} bytes (20 steps)")
 print("README 'A small MoE language model' section: ok")

@@ -3,7 +3,9 @@
 stopped and resumed equals the uninterrupted run bit for bit (model and optimizer state, metrics),
 bits per byte in the log and the metrics (= loss / ln 2), --eval-text or the held-out end of
 --text, `moegrad generate` deterministic for a seed (greedy whatever the seed), a prompt longer
-than the context, and every bad input as one line.
+than the context, `moegrad eval --text` (consecutive windows, the last one partial) equal to a
+numpy recomputation from `moegrad predict`'s logits on the same windows, and every bad input as
+one line.
 
 usage: check_text_lm.py MOEGRAD_BIN WORK_DIR
 """
@@ -131,7 +133,70 @@ check("longer than the model's context of 16" in lp.stderr_text, "a long prompt 
 sp = run(["generate", ck, "--prompt", long_prompt[-16:], "--tokens", "5", "--temperature", "0"])
 check(lp.stdout[-6:] == sp.stdout[-6:], "a long prompt reads its last --seq-len bytes")
 
-# 3. Bad inputs: one line each.
+# 3. moegrad eval --text: every byte but the first predicted once, in consecutive windows of
+# --seq-len 16; the leftover (n - 1) mod 16 bytes by the file's last 17 bytes, counting only those.
+# Recomputed here from predict's logits on the same windows and batches (so the same routing draws).
+S = 16
+
+
+def text_windows(data):
+    """Inputs, targets [W, S] and which positions count, as text_evaluation.h defines them."""
+    full, rest = (len(data) - 1) // S, (len(data) - 1) % S
+    starts = [w * S for w in range(full)] + ([len(data) - 1 - S] if rest else [])
+    x = np.array([list(data[s:s + S]) for s in starts], dtype=np.int64)
+    y = np.array([list(data[s + 1:s + S + 1]) for s in starts], dtype=np.int64)
+    counted = np.ones(y.shape, dtype=bool)
+    if rest:
+        counted[-1, :S - rest] = False
+    return x, y, counted
+
+
+def numpy_eval(ckpt, path, batch):
+    x, y, counted = text_windows(open(path, "rb").read())
+    with h5py.File(path + ".h5", "w") as f:
+        f["tokens"] = x
+    run(["predict", ckpt, "--input", path + ".h5", "--output", path + "-pred.h5", "--batch-size", str(batch)])
+    with h5py.File(path + "-pred.h5", "r") as f:
+        logits = np.array(f["logits"], dtype=np.float64)
+    top = logits.max(-1, keepdims=True)
+    logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, y[..., None], -1)[..., 0]
+    return float(nll[counted].mean()), float((logits.argmax(-1) == y)[counted].mean()), int(counted.sum()), len(x)
+
+
+corpus = open("corpus.txt", "rb").read()
+held = corpus[len(corpus) - max(len(corpus) // 10, S + 1):]  # the run's held-out end
+open("held.txt", "wb").write(held)
+open("held-exact.txt", "wb").write(held[:(len(held) - 1) // S * S + 1])  # no leftover
+open("window.txt", "wb").write(held[:S + 1])  # one window
+open("window1.txt", "wb").write(held[:S + 2])  # one window and one leftover byte
+check((len(held) - 1) % S != 0, "the held-out part has a partial last window")
+for name, batch in (("held.txt", 4), ("held.txt", 3), ("held-exact.txt", 4), ("window.txt", 4), ("window1.txt", 4)):
+    tag = f"eval --text {name} --batch-size {batch}"
+    data = open(name, "rb").read()
+    args = ["eval", ck, "--text", name, "--output", name + ".json"] + (["--batch-size", str(batch)] if batch != 4 else [])
+    p = run(args)
+    check("bits per byte" in p.stdout_text and f"{len(data) - 1} predicted" in p.stdout_text,
+          f"{tag}: prints bits per byte and the predicted count\n{p.stdout_text}")
+    if p.returncode != 0:
+        continue
+    r = json.load(open(name + ".json"))
+    loss, acc, count, windows = numpy_eval(ck, name, batch)
+    print(f"{tag}: eval loss {r['loss']:.6f} ({r['bits_per_byte']:.4f} bits per byte), numpy {loss:.6f} "
+          f"(relative difference {abs(r['loss'] - loss) / loss:.1e}); {count} bytes in {windows} windows")
+    check(abs(r["loss"] - loss) <= 1e-5 * loss, f"{tag}: eval loss {r['loss']} = numpy {loss} from predict's logits")
+    check(abs(r["bits_per_byte"] - r["loss"] / math.log(2)) < 1e-12, f"{tag}: bits_per_byte = loss / ln 2")
+    check(abs(r["accuracy"] - acc) < 1e-9, f"{tag}: accuracy {r['accuracy']} = numpy {acc}")
+    check(r["predicted_bytes"] == count == len(data) - 1 and r["bytes"] == len(data) and r["windows"] == windows
+          and r["batches"] == -(-windows // batch) and r["seq_len"] == S,
+          f"{tag}: counts {r['predicted_bytes']} bytes, {r['windows']} windows, {r['batches']} batches")
+    check(r["last_window_counted"] == ((len(data) - 1) % S or S), f"{tag}: last window counts {r['last_window_counted']}")
+    check(len(r["layers"]) == 2 and sum(r["layers"][0]["routed_per_expert"]) > 0, f"{tag}: routing of 2 MoE layers")
+# The same bytes evaluated twice give the same figures (fixed routing draws per batch).
+check(run(["eval", ck, "--text", "held.txt"]).stdout == run(["eval", ck, "--text", "held.txt"]).stdout,
+      "eval --text is deterministic")
+
+# 4. Bad inputs: one line each.
 open("empty.txt", "w").close()
 open("tiny.txt", "w").write("hello")
 open("short.txt", "w").write("x" * 20)  # windows of 17 bytes: too short to hold out a part and train
@@ -150,8 +215,21 @@ one_line_error(["generate", ck, "--prompt", "a", "--temperature", "-1"], "--temp
 run(["train", "--task", "sequence", "--steps", "1", "--dim", "8", "--hidden", "8", "--experts", "2", "--ckpt-dir", "seq",
      "--no-progress"])
 one_line_error(["generate", "seq/step-000000001.h5", "--prompt", "a"], "not a language model")
+one_line_error(["eval", "seq/step-000000001.h5", "--text", "corpus.txt"],
+               "is a --task sequence model, not a language model (--task text): --text needs one")
+one_line_error(["eval", ck, "--data", "held.txt.h5"], "is a language model (--task text): evaluate it on a text file "
+               "with --text FILE, not --data")
+one_line_error(["eval", ck, "--text", "missing.txt"], "--text 'missing.txt': no such file")
+one_line_error(["eval", ck, "--text", "empty.txt"], "--text 'empty.txt' is empty")
+one_line_error(["eval", ck, "--text", "tiny.txt"],
+               "--text 'tiny.txt' has 5 bytes, shorter than one window of the checkpoint's --seq-len + 1 = 17 bytes")
+open("window0.txt", "wb").write(held[:S])
+one_line_error(["eval", ck, "--text", "window0.txt"], "has 16 bytes, shorter than one window")
+one_line_error(["eval", ck, "--text", "corpus.txt", "--data", "held.txt.h5"], "excludes")
+one_line_error(["eval", ck], "needs --data FILE.h5 (a model of tensors) or --text FILE (a language model)")
+one_line_error(["eval", ck, "--text", "corpus.txt", "--batch-size", "-1"], "--batch-size")
 
-# 4. Expert parallelism: mpirun -np 2 --expert-parallel 2 trains what 1 rank x 2 micro-batches does.
+# 5. Expert parallelism: mpirun -np 2 --expert-parallel 2 trains what 1 rank x 2 micro-batches does.
 info = run(["info"]).stdout_text
 if "MPI yes" in info and shutil.which("mpirun"):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader",

@@ -13,20 +13,34 @@
 
 namespace moegrad::core::math {
 
-MOEGRAD_HD std::uint16_t bf16_bits_rne(float f) {
+// The bit pattern of an f32 and back (the device's intrinsics in CUDA code).
+MOEGRAD_HD std::uint32_t f32_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+MOEGRAD_HD float f32_from_bits(std::uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
+
+MOEGRAD_HD std::uint16_t bf16_bits_rne(float f) {
+  std::uint32_t u = f32_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<std::uint16_t>(u >> 16);
 }
 
-MOEGRAD_HD float bf16_bits_to_float(std::uint16_t bits) {
-  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+MOEGRAD_HD float bf16_bits_to_float(std::uint16_t bits) { return f32_from_bits(static_cast<std::uint32_t>(bits) << 16); }
 
 struct ToBf16 {
   MOEGRAD_HD Bf16 operator()(float x) const { return Bf16{bf16_bits_rne(x)}; }

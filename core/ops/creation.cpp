@@ -12,6 +12,7 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
 #include "core/kernels/bf16_math.h"
+#include "core/kernels/convert.h"
 #include "core/kernels/scalar_math.h"
 
 namespace moegrad::core {
@@ -78,7 +79,12 @@ namespace {
 // bf16 converts from and to f32 only (round to nearest even; core/kernels/bf16_math.h).
 void copy_bf16(const Tensor& dst, const Tensor& s) {
   const DType d = dst.dtype(), from = s.dtype();
-  if (d == DType::bf16 && from == DType::f32) return run_map<Bf16, float>(dst, {s}, math::ToBf16{});
+  if (d == DType::bf16 && from == DType::f32) {
+    if (dst.is_contiguous() && s.is_contiguous())  // the GEMM operands: one vectorised pass
+      return backend<ConvertKernels>("copy_", dst.device())
+          .f32_to_bf16(s.data<float>(), dst.data<Bf16>(), dst.numel(), dst.device().index);
+    return run_map<Bf16, float>(dst, {s}, math::ToBf16{});
+  }
   if (d == DType::f32 && from == DType::bf16) return run_map<float, Bf16>(dst, {s}, math::FromBf16{});
   if (d == DType::bf16 && from == DType::bf16) return run_map<Bf16, Bf16>(dst, {s}, math::CopyBf16{});
   fail("copy_", "bf16 converts only from and to f32, not {} to {}", dtype_name(from), dtype_name(d));

@@ -1,7 +1,10 @@
 // bf16 mixed precision on every PyTorch reference fixture (issue 16): each module runs forward and
 // backward under Precision::bf16 and under FP32 on the same weights, inputs and recorded draws.
-//   - outputs, losses and gradients: |bf16 - fp32| <= kBound * 2^-8 * max|fp32| per tensor
-//     (2^-8: bf16's unit roundoff; the GEMM operands are rounded, sums stay FP32);
+// With u = 2^-8 (bf16's unit roundoff: the GEMM operands are rounded, the sums stay FP32):
+//   - outputs and losses: max|bf16 - fp32| <= 4 u max|fp32| per tensor (measured: at most 1.3 u);
+//   - gradients, norm-wise: ||bf16 - fp32|| <= 4 u ||fp32|| for the st-moe modules (measured: at
+//     most 2.4 u) and <= 32 u for every module (measured: at most 20 u, on zeta.Experts' three
+//     chained GEMMs with LeakyReLU and lucidrains.MoE in eval mode; the other modules stay under 3 u);
 //   - routing: the routers run FP32 on the same input, so every routing decision (the gating
 //     modules' dispatch != 0, the MoE layers' per-token experts) is the FP32 run's exactly.
 #include <doctest/doctest.h>
@@ -23,10 +26,8 @@ namespace train = moegrad::train;
 
 namespace {
 
-// Largest |bf16 - fp32| over max|fp32| seen on the fixtures: 0.04 (= 10 2^-8, a gradient through
-// two rounded GEMMs and a GEGLU); outputs stay under 2^-8 * 4. The bound leaves 1.6x headroom.
-constexpr double kBound = 16;
 constexpr double kEps = 1.0 / 256;
+constexpr double kOutputBound = 4, kGradBound = 32, kStGradBound = 4;  // in units of kEps
 
 struct Run {
   std::map<std::string, core::Tensor> outputs, grads;
@@ -55,12 +56,20 @@ Run run_fixture(const test::Fixture& fx, core::Precision precision) {
   return run;
 }
 
-// |got - want| / max|want| for one tensor (0 for an all-zero want that got matches).
+// max|got - want| / max|want| for one tensor (0 when they are equal).
 double relative_error(const core::Tensor& got, const core::Tensor& want) {
   const core::Tensor g = core::to_dtype(got, core::DType::f64), w = core::to_dtype(want, core::DType::f64);
   const double scale = w.numel() ? core::amax(core::abs(w)).item<double>() : 0.0;
   const double err = w.numel() ? core::amax(core::abs(core::sub(g, w))).item<double>() : 0.0;
   return err == 0 ? 0.0 : err / std::max(scale, 1e-30);
+}
+
+// ||got - want|| / ||want|| (2-norms over all elements; 0 when they are equal).
+double norm_error(const core::Tensor& got, const core::Tensor& want) {
+  const core::Tensor g = core::to_dtype(got, core::DType::f64), w = core::to_dtype(want, core::DType::f64);
+  const double err = w.numel() ? core::sum(core::square(core::sub(g, w))).item<double>() : 0.0;
+  const double scale = w.numel() ? core::sum(core::square(w)).item<double>() : 0.0;
+  return err == 0 ? 0.0 : std::sqrt(err / std::max(scale, 1e-300));
 }
 
 }  // namespace
@@ -81,20 +90,21 @@ TEST_CASE("bf16: every fixture's module within the bound of its FP32 run, routin
       if (key == "dispatch") test::check_equal("dispatch != 0", core::ne(got, 0.0), core::ne(want, 0.0));
       const double e = relative_error(got, want);
       worst_output = std::max(worst_output, e);
-      CHECK(e <= kBound * kEps);
+      CHECK(e <= kOutputBound * kEps);
     }
+    const bool st = name.rfind("st_", 0) == 0;
     for (const auto& [key, want] : fp.grads) {
       INFO("grad ", key);
-      const double e = relative_error(bf.grads.at(key), want);
+      const double e = norm_error(bf.grads.at(key), want);
       worst_grad = std::max(worst_grad, e);
-      CHECK(e <= kBound * kEps);
+      CHECK(e <= (st ? kStGradBound : kGradBound) * kEps);
     }
     if (fp.experts.defined()) {
       REQUIRE(bf.experts.defined());
       test::check_equal("per-token experts", bf.experts, fp.experts);
     }
   }
-  MESSAGE("worst |bf16 - fp32| / max|fp32|: outputs ", worst_output, ", gradients ", worst_grad, " (bound ",
-          kBound * kEps, ")");
+  MESSAGE("worst bf16 vs fp32, in units of 2^-8: outputs (max-norm) ", worst_output / kEps, ", gradients (2-norm) ",
+          worst_grad / kEps);
   CHECK(worst_output > 0);  // bf16 did change the GEMMs
 }

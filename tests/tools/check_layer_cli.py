@@ -290,16 +290,19 @@ def check_behaviours(moegrad, fixture_dir, work, checks):
         None if np.array_equal(outs[0][1], outs[1][1]) else "two runs with --seed 7 differ",
         None if outs[0][2] == 7 else f"seed attribute {outs[0][2]}"])
 
-    # --precision bf16: bf16 GEMM operands, FP32 everything else: within 16 2^-8 of the FP32 run
-    # (relative to each tensor's largest magnitude, as tests/reference/test_bf16_fixtures.cpp).
+    # --precision bf16: bf16 GEMM operands, FP32 everything else: within the bounds of
+    # tests/reference/test_bf16_fixtures.cpp for st-moe (u = 2^-8): output max-norm 4 u, gradients 2-norm 4 u.
     rc1, _, err1 = run(moegrad, files(d) + ["--backward"])
     os.replace(f"{d}/O.h5", f"{d}/O_fp32.h5")
     rc2, _, err2 = run(moegrad, files(d) + ["--backward", "--precision", "bf16"])
     with h5py.File(f"{d}/O.h5", "r") as bf, h5py.File(f"{d}/O_fp32.h5", "r") as fp:
         def within(key):
             got, want = bf[key][()].astype(np.float64), fp[key][()].astype(np.float64)
-            err = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
-            return None if err <= 16 / 256 else f"{key}: |bf16 - fp32| / max|fp32| = {err:.4g} > 16 2^-8"
+            if key.startswith("grad/"):
+                err = float(np.linalg.norm(got - want)) / max(float(np.linalg.norm(want)), 1e-300)
+            else:
+                err = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
+            return None if err <= 4 / 256 else f"{key}: bf16 vs fp32 relative error {err:.4g} > 4 2^-8"
         checks("--precision bf16 stays within its bound of FP32", [
             None if rc1 == 0 and rc2 == 0 else f"exit {rc1}/{rc2}: {err1.strip()} {err2.strip()}",
             None if bf.attrs.get("precision") == "bf16" and fp.attrs.get("precision") == "fp32" else "precision attributes",

@@ -1,4 +1,5 @@
-// The oneDNN engine: dnnl_sgemm, which takes moegrad's row-major convention as it is. oneDNN
+// The oneDNN engine: dnnl_sgemm (and dnnl_gemm_bf16bf16f32 for the bf16 -> f32 products of
+// --precision bf16), which take moegrad's row-major convention as it is. oneDNN
 // (Debian's build) threads with OpenMP, the same libgomp pool as OpenBLAS's OpenMP build and
 // moegrad's own loops: called inside a parallel region (gemm_grouped's experts side by side) it
 // runs on the calling thread alone, outside one on omp_get_max_threads() threads, so the two

@@ -96,6 +96,7 @@ struct Config {
   int repeat = 10, warmup = 2;
   bool quick = false;
   bool tf32 = false;
+  std::vector<core::Precision> precisions{core::Precision::fp32};  // --precision, each in turn
   moegrad::perf::FmaPeak fma;  // measured once per run on the CPU (zero on cuda)
 };
 
@@ -513,7 +514,12 @@ Sample sample(Model& m, const Workload& w, const Variable& x, const Tensor& g, c
   return s;
 }
 
-void bench(const Config& cfg, const Workload& w, const std::string& model_name, core::Device device) {
+// Returns the step's median time and peak growth (MiB), for the same-run precision comparison.
+std::pair<double, double> bench(const Config& cfg, const Workload& w, const std::string& model_name, core::Device device,
+                                core::Precision precision) {
+  // The layer's GEMMs (forward and backward) at `precision`; the cpu denominator stays the f32 sgemm
+  // (the cuda one, core::matmul, runs at `precision` too).
+  const core::GemmPrecisionScope precision_scope(precision);
   const TensorOptions topt{core::DType::f32, device};
   g_timed_device = device;
   core::Generator gen(1234), data_gen(99), bench_gen(7);
@@ -532,9 +538,9 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
 
   const int repeat = cfg.quick ? 1 : cfg.repeat, warmup = cfg.quick ? 1 : cfg.warmup;
   const double load_before = load1();
-  fmt::print(stderr, "bench_moe: {} {} on {}{} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
+  fmt::print(stderr, "bench_moe: {} {} on {}{}, {} (d{} h{} e{} k{}, {}x{} tokens): {} warm-up + {} repeats\n", w.name,
              model_name, device.str(), device.is_cpu() ? fmt::format(", {} GEMMs", core::cpu::gemm_engine().name()) : "",
-             w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
+             core::precision_name(precision), w.d, w.h, w.e, m.k, w.b, w.n, warmup, repeat);
   for (int i = 0; i < warmup; ++i) sample(m, w, x, g, bench_gen, gemm);
   std::vector<Sample> ss;
   for (int i = 0; i < repeat; ++i) ss.push_back(sample(m, w, x, g, bench_gen, gemm));
@@ -599,7 +605,8 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       "\"gemm_tflops\":{:.4f},\"gemm_step_tflops\":{:.4f},\"experts_gflops\":{:.2f},\"experts_step_gflops\":{:.2f},"
       "\"experts_ratio_fwd\":{:.3f},\"experts_ratio\":{:.3f},\"step_peak_mb\":{:.1f},\"peak_allocated_mb\":{:.1f},"
       "\"step_base_mb\":{:.1f},\"fma_peak_gflops\":{:.1f},\"fma_isa\":\"{}\",\"peak_fraction\":{:.3f},"
-      "\"reference_rows\":{},\"exchange_ms\":{:.3f},\"exchange_bwd_ms\":{:.3f},\"gemm_engine\":\"{}\"}}\n",
+      "\"reference_rows\":{},\"exchange_ms\":{:.3f},\"exchange_bwd_ms\":{:.3f},\"gemm_engine\":\"{}\","
+      "\"precision\":\"{}\"}}\n",
       w.name, model_name, device.str(), cfg.quick, w.d, w.h, w.e, m.k, w.b * w.n, rows, dropped, omp_get_max_threads(),
       repeat, fwd_ms, step_ms, fwd_gflops, gflops, gemm_fwd_ms, gemm_step_ms, gemm_gflops, gemm_step_gflops,
       fwd_gflops / gemm_gflops, gflops / gemm_step_gflops, route, dispatch, experts, combine, rdc_share, route_b,
@@ -608,7 +615,7 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
       experts_gflops, experts_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops,
       step_peak_mb, peak_allocated_mb, step_base_mb, cfg.fma.gflops, cfg.fma.isa,
       cfg.fma.gflops > 0 ? gflops / cfg.fma.gflops : 0.0, device.is_cpu() ? reference_rows(m, w) : 0, exchange,
-      exchange_b, device.is_cpu() ? core::cpu::gemm_engine().name() : "cublas");
+      exchange_b, device.is_cpu() ? core::cpu::gemm_engine().name() : "cublas", core::precision_name(precision));
   std::fflush(stdout);
   fmt::print(stderr,
              "  fwd {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM {:.1f}), step {:.2f} ms ({:.1f} GFLOP/s, {:.2f} of GEMM "
@@ -616,6 +623,18 @@ void bench(const Config& cfg, const Workload& w, const std::string& model_name, 
              fwd_ms, fwd_gflops, fwd_gflops / gemm_gflops, gemm_gflops, step_ms, gflops, gflops / gemm_step_gflops,
              gemm_step_gflops, experts_gflops / gemm_gflops, experts_step_gflops / gemm_step_gflops, 100 * rdc_share,
              100 * rdc_step_share, step_peak_mb);
+  return {step_ms, step_peak_mb};
+}
+
+// Runs every --precision on one (workload, model) and, with several, prints each one's step time
+// and peak over the first's (the same-run comparison: fp32,bf16 gives bf16's speed-up).
+void bench_precisions(const Config& cfg, const Workload& w, const std::string& model, core::Device device) {
+  std::vector<std::pair<double, double>> runs;
+  for (core::Precision p : cfg.precisions) runs.push_back(bench(cfg, w, model, device, p));
+  for (std::size_t i = 1; i < runs.size(); ++i)
+    fmt::print(stderr, "bench_moe: {} {} {} vs {}: step {:.2f} / {:.2f} ms (speed-up {:.2f}x), step peak +{:.1f} / +{:.1f} MiB\n",
+               w.name, model, core::precision_name(cfg.precisions[i]), core::precision_name(cfg.precisions[0]),
+               runs[i].first, runs[0].first, runs[0].first / runs[i].first, runs[i].second, runs[0].second);
 }
 
 int run_bench(Config cfg) {
@@ -641,10 +660,10 @@ int run_bench(Config cfg) {
     for (const char* model : {kLucidrains, kStMoE}) {
       if (cfg.model && *cfg.model != model) continue;
       try {
-        if (cfg.gemm.empty() || device.is_cuda()) bench(cfg, w, model, device);
+        if (cfg.gemm.empty() || device.is_cuda()) bench_precisions(cfg, w, model, device);
         for (const std::string& engine : device.is_cuda() ? std::vector<std::string>{} : cfg.gemm) {
           core::cpu::set_gemm_engine(engine);
-          bench(cfg, w, model, device);
+          bench_precisions(cfg, w, model, device);
         }
         // The next (workload, model) starts from an empty device cache: its peak and its first
         // allocations do not depend on what ran before. (The CPU cache is left as it was.)
@@ -663,8 +682,8 @@ int run_bench(Config cfg) {
 int main(int argc, char** argv) {
   CLI::App app{"MoE layers' forward and forward+backward on the fast path, one JSON line per measurement.",
                "bench_moe"};
-  app.footer("Train mode, f32, capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
-      "JSON keys: bench, workload, model, device, dtype, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
+  app.footer("Train mode, f32 parameters (--precision: the GEMMs'), capacity factor 1.25. On cuda every timer waits for the device (core::synchronize).\n"
+      "JSON keys: bench, workload, model, device, dtype, precision, quick, d, h, e, k, b, n, tokens, rows (kept),\n"
       "dropped (routed choices dropped by capacity), repeat, tf32, fwd_ms, step_ms, fwd_gflops, gflops\n"
       "(step), fwd_tflops, tflops; gemm_ref (cpu: cblas_per_expert = the GEMM engine's sgemm on the same\n"
       "per-expert GEMMs, threaded and scheduled as the layer's grouped GEMMs are; cuda:\n"
@@ -708,6 +727,13 @@ int main(int argc, char** argv) {
                                   "core/cpu/gemm_engine.h), each in turn on every (workload, model), layer and GEMM "
                                   "denominator alike (default: the one MOEGRAD_GEMM or the CPU selects)")
                        ->type_name("LIST");
+  std::string precisions;
+  auto* precision_opt =
+      app.add_option("--precision", precisions,
+                     "the layers' GEMM precisions to run, comma-separated, each in turn on every (workload, model): "
+                     "fp32, bf16 (bf16 operands, FP32 accumulation; core/precision.h); with several, the step time "
+                     "and peak of each over the first's (default fp32)")
+          ->type_name("LIST");
   app.add_flag("--tf32", cfg.tf32,
                "let cuBLAS use TF32 tensor cores for f32 GEMMs (core::set_allow_tf32), in the layers and the GEMM "
                "denominator alike (default off: FP32; no effect on cpu)")
@@ -716,6 +742,17 @@ int main(int argc, char** argv) {
     if (workload_opt->count() > 0) cfg.workload = workload;
     if (model_opt->count() > 0) cfg.model = model;
     cfg.repeat = static_cast<int>(repeat);
+    if (precision_opt->count() > 0) {
+      cfg.precisions.clear();
+      for (std::size_t p = 0; p <= precisions.size();) {
+        const std::size_t q = std::min(precisions.find(',', p), precisions.size());
+        const std::string name = precisions.substr(p, q - p);
+        if (name != "fp32" && name != "bf16")
+          throw cli::UsageError(fmt::format("--precision takes fp32 and/or bf16, comma-separated, got '{}'", name));
+        cfg.precisions.push_back(core::parse_precision(name, "--precision"));
+        p = q + 1;
+      }
+    }
     if (gemm_opt->count() > 0) {
       if (gemm.empty()) throw cli::UsageError("--gemm takes a comma-separated list of GEMM engines");
       for (std::size_t p = 0; p <= gemm.size();) {

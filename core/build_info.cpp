@@ -21,6 +21,7 @@ BuildInfo build_info() {
   info.omp_threads = omp_get_max_threads();
   info.blas = std::string("OpenBLAS ") + openblas_get_config();
   info.gemm = cpu::gemm_engine_summary();
+  info.gemm_bf16 = cpu::bf16_gemm_summary();
   return info;
 }
 

@@ -13,6 +13,7 @@ struct BuildInfo {
   int omp_threads = 1;      // OpenMP threads for CPU loops
   std::string blas;         // CPU BLAS and its configuration (f64 GEMMs; f32 ones without oneDNN)
   std::string gemm;         // the f32 CPU GEMM engine, why, and its library (cpu/gemm_engine.h)
+  std::string gemm_bf16;    // how the CPU's bf16 -> f32 GEMMs run (--precision bf16)
 };
 
 BuildInfo build_info();

@@ -11,6 +11,7 @@ std::size_t dtype_size(DType d) {
     case DType::i64: return 8;
     case DType::b8: return 1;
     case DType::u8: return 1;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -22,6 +23,7 @@ const char* dtype_name(DType d) {
     case DType::i64: return "i64";
     case DType::b8: return "bool";
     case DType::u8: return "u8";
+    case DType::bf16: return "bf16";
   }
   return "?";
 }

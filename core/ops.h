@@ -9,5 +9,6 @@
 #include "core/ops/reduce.h"
 #include "core/ops/views.h"
 #include "core/memory.h"
+#include "core/precision.h"
 #include "core/rng.h"
 #include "core/tensor.h"

@@ -14,6 +14,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/precision.h"
 #include "train/hdf5.h"
 #include "tools/cli.h"
 #include "train/json_read.h"
@@ -24,6 +25,7 @@ namespace {
 
 constexpr const char* kHelp = R"(usage: moegrad layer --spec S.json --weights W.h5 --input I.h5 --output O.h5
                      [--backward] [--mode train|eval] [--device cpu|cuda[:N]] [--seed N]
+                     [--precision fp32|bf16]
 
 Builds one MoE module as the original PyTorch class builds it, loads its PyTorch weights,
 runs it on tensors from an HDF5 file and writes its outputs (and, with --backward, the
@@ -64,6 +66,10 @@ gradients) to another HDF5 file.
                      are copied back to the host for writing. A CUDA device that is not
                      present is an error.
   --seed N           seed of the generator for the draws I.h5 does not give (default 0)
+  --precision P      fp32 (default) or bf16: the expert and dense GEMMs (forward and
+                     backward) take bf16 operands with FP32 accumulation; the weights,
+                     the router, the losses and everything written stay FP32 (float32
+                     weights only)
   -h, --help         show this help
 
 Errors print one line "moegrad layer: <message>" on stderr and exit with 1 (2 for usage
@@ -99,6 +105,7 @@ struct Options {
   std::string mode = "train";
   core::Device device = core::Device::cpu();
   std::uint64_t seed = 0;
+  core::Precision precision = core::Precision::fp32;
 };
 
 // The flags, through CLI11; --help prints help_text() (it lists the modules and the datasets).
@@ -122,6 +129,12 @@ void add_options(CLI::App& app, Options& o) {
       }, ""));
   app.add_option_function<std::string>("--seed", [&o](const std::string& v) { o.seed = train::parse_unsigned("--seed", v); })
       ->check(cli::checked_by([](const std::string& v) { train::parse_unsigned("--seed", v); }, ""));
+  app.add_option_function<std::string>("--precision",
+                                       [&o](const std::string& v) { o.precision = core::parse_precision(v, "--precision"); })
+      ->check(cli::checked_by([](const std::string& v) {
+        if (v != "fp32" && v != "bf16")
+          throw std::runtime_error(fmt::format("--precision must be fp32 or bf16, got '{}'", json::elide(v)));
+      }, ""));
 }
 
 // Required flags, checked after parsing (so --help works alone).
@@ -245,6 +258,9 @@ int run(const Options& o) {
   const Spec spec = read_spec(o.spec);
   const nn::StateDict weights = read_weights(o.weights);
   const core::DType dtype = dtype_of(weights);
+  if (o.precision == core::Precision::bf16 && dtype != core::DType::f32)
+    error("--precision bf16 needs float32 weights, got {}", core::dtype_name(dtype));
+  const core::GemmPrecisionScope precision(o.precision);  // forward and backward
 
   // Built and loaded on the CPU, then moved: the same module on every device.
   core::Generator gen(o.seed);
@@ -298,6 +314,7 @@ int run(const Options& o) {
     f.set_attribute("mode", o.mode);
     f.set_attribute("device", o.device.str());
     f.set_attribute("dtype", core::dtype_name(dtype));
+    f.set_attribute("precision", core::precision_name(o.precision));
     f.set_attribute("spec_json", json::dump(*spec.doc));
     f.set_attribute("inputs_json", json::dump(json::Json(in.read)));
     f.set_attribute("backward", o.backward ? 1 : 0);

@@ -50,6 +50,7 @@ int run_info(int argc, char** argv) {
     fmt::print("  cuda devices : {}\n", info.cuda_devices);
     fmt::print("  cpu blas     : {}\n", info.blas);
     fmt::print("  cpu gemm     : {}\n", info.gemm);
+    fmt::print("  cpu gemm bf16: {}\n", info.gemm_bf16);
     fmt::print("  omp threads  : {}\n", info.omp_threads);
     // Without joining an MPI job: the launcher's environment tells the world size.
     fmt::print("  distributed  : MPI {}, NCCL {}, launched as {} rank(s)\n", moegrad::dist::built_with_mpi() ? "yes" : "no",

@@ -103,6 +103,9 @@ void fields(TrainConfig& c, Visit&& v) {
   v(Field{"seed", kOptim, "seed of the data, the initialisation and the gate noise"}, c.seed);
   v(Field{"device", kOptim, "cpu, cuda or cuda:N: where the model, the batches and the optimizer state live",
           {.device = true}}, c.device);
+  v(Field{"precision", kOptim, "GEMM precision: fp32, or bf16 (bf16 operands, FP32 accumulation; parameters, optimizer "
+          "state, router, losses and checkpoints stay FP32); part of the run's identity",
+          {.choices = {"fp32", "bf16"}}}, c.precision);
   v(Field{"eval_every", kLog, "evaluate every N steps (0 = only at the end)", {0, kSteps}}, c.eval_every);
   v(Field{"eval_batches", kLog, "fixed batches per evaluation", {1, kWidth}}, c.eval_batches);
   v(Field{"log_every", kLog, "log (and write metrics) every N steps", {1, kSteps}}, c.log_every);
@@ -295,6 +298,7 @@ json::Json TrainConfig::identity() const {
   // Only where they matter, so that the synthetic tasks' checkpoints keep their identity.
   if (output_dim != 0) out["output_dim"] = output_dim;
   if (task == "text") out["heads"] = model.heads;
+  if (precision != "fp32") out["precision"] = precision;  // fp32 runs keep the identity they had before the option
   if (!data_identity.is_null()) out["train_data"] = data_identity;
   return out;
 }

@@ -45,6 +45,7 @@ struct TrainConfig {
   bool skip_nonfinite = false;
   std::uint64_t seed = 0;
   std::string device = "cpu";       // cpu, cuda or cuda:N (the model, batches, optimizer state)
+  std::string precision = "fp32";   // GEMM precision: fp32 or bf16 (core/precision.h)
   // evaluation, logging, checkpoints
   std::int64_t eval_every = 200;    // 0 = only at the end
   std::int64_t eval_batches = 4;

@@ -138,6 +138,7 @@ inline TypePair types_for(core::DType d) {
     case core::DType::i64: return {H5T_STD_I64LE, H5T_NATIVE_INT64};
     case core::DType::b8:
     case core::DType::u8: return {H5T_STD_U8LE, H5T_NATIVE_UINT8};
+    case core::DType::bf16: break;  // checkpoints and data files are f32
   }
   fail("hdf5", "unsupported dtype {}", core::dtype_name(d));
 }

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "core/precision.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "core/kernels/philox.h"
+#include "core/precision.h"
 #include "dist/world.h"
 #include "layers/moe/moe_layer.h"
 #include "train/inference.h"
@@ -538,6 +541,8 @@ MetricsFile Trainer::open_metrics(bool resumed) {
 
 TrainResult Trainer::run() {
   const auto t0 = Clock::now();
+  // --precision: the GEMMs of every forward and backward of this run (the routers keep FP32).
+  const core::GemmPrecisionScope precision(core::parse_precision(config_.precision, "train"));
   TrainResult result;
   // The locks are this run's: a Trainer may outlive its run (tests, the examples).
   struct Release {

@@ -1,6 +1,7 @@
 // Matrix product. 1-D operands are lifted to matrices with unsqueeze/squeeze (each its own
 // recorded view), so the node itself always sees [..., m, k] @ [..., k, n].
 #include "autograd/functions.h"
+#include "autograd/functions/gemm_inputs.h"
 #include "autograd/node.h"
 #include "autograd/registry.h"
 
@@ -10,12 +11,15 @@ MOEGRAD_DIFFERENTIABLE("matmul");
 
 namespace {
 Variable matmul_nd(const Variable& a, const Variable& b) {
-  return record("matmul", core::matmul(a.value(), b.value()), {a, b},
-                [A = a.value(), B = b.value()](const Tensor& gy, const Needs& need) {
-                  // Broadcast batch dims are summed back by the engine.
-                  return Grads{need[0] ? core::matmul(gy, B, false, true) : Tensor{},   // dA = gY·Bᵀ
-                               need[1] ? core::matmul(A, gy, true, false) : Tensor{}};  // dB = Aᵀ·gY
-                });
+  const core::Precision p = core::gemm_precision();  // recorded: backward runs its GEMMs the same way
+  const Tensor A = gemm_input(a.value(), p), B = gemm_input(b.value(), p);
+  return record("matmul", core::matmul(A, B), {a, b}, [A, B, p](const Tensor& gy, const Needs& need) {
+    const core::GemmPrecisionScope scope(p);
+    const Tensor g = gemm_input(gy, p);
+    // Broadcast batch dims are summed back by the engine.
+    return Grads{need[0] ? core::matmul(g, B, false, true) : Tensor{},   // dA = gY·Bᵀ
+                 need[1] ? core::matmul(A, g, true, false) : Tensor{}};  // dB = Aᵀ·gY
+  });
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 // GEMM. row and offsets are i64 constants. dispatch_rows and combine_rows are bilinear and
 // each other's adjoint; row_dot gives the gradient of the per-(t, j) factor.
 #include "autograd/functions.h"
+#include "autograd/functions/gemm_inputs.h"
 #include "autograd/node.h"
 #include "autograd/registry.h"
 
@@ -52,14 +53,18 @@ Variable grouped_matmul(const Variable& x, const Variable& w, const Tensor& offs
   const bool has_bias = bias.defined();
   std::vector<Variable> inputs{x, w};
   if (has_bias) inputs.push_back(bias);
+  const core::Precision p = core::gemm_precision();  // recorded: backward runs its GEMMs the same way
+  const Tensor X = gemm_input(x.value(), p), W = gemm_input(w.value(), p);
   return record("grouped_matmul",
-                core::grouped_matmul(x.value(), w.value(), offsets, transpose_w, has_bias ? bias.value() : Tensor{}),
-                inputs, [X = x.value(), W = w.value(), offsets, transpose_w, has_bias](const Tensor& g, const Needs& need) {
+                core::grouped_matmul(X, W, offsets, transpose_w, has_bias ? bias.value() : Tensor{}),
+                inputs, [X, W, offsets, transpose_w, has_bias, p](const Tensor& gy, const Needs& need) {
+                  const core::GemmPrecisionScope scope(p);
+                  const Tensor g = gemm_input(gy, p);
                   // y_e = x_e @ op(w_e) + b_e  =>  dx_e = g_e @ op(w_e)^T (the same w with the flag flipped),
-                  // db_e = the sum of g_e's rows.
+                  // db_e = the sum of g_e's rows (f32, from the incoming gradient).
                   Grads grads{need[0] ? core::grouped_matmul(g, W, offsets, !transpose_w) : Tensor{},
                               need[1] ? core::grouped_matmul_weight_grad(X, g, offsets, transpose_w) : Tensor{}};
-                  if (has_bias) grads.push_back(need[2] ? core::grouped_row_sums(g, offsets) : Tensor{});
+                  if (has_bias) grads.push_back(need[2] ? core::grouped_row_sums(gy, offsets) : Tensor{});
                   return grads;
                 });
 }

@@ -31,12 +31,15 @@ void blas_call(const RowMajorGemm& g, float alpha, const float* a, const float* 
 void blas_call(const RowMajorGemm& g, double alpha, const double* a, const double* b, double beta, double* c) {
   dgemm(to_col_major(g), alpha, b, a, beta, c);
 }
+void blas_call(const RowMajorGemm& g, float alpha, const Bf16* a, const Bf16* b, float beta, float* c) {
+  gemm_engine().gemm_bf16(g, alpha, a, b, beta, c);
+}
 
 // Selects the f32 engine (MOEGRAD_GEMM is read on first use, and may throw) before any parallel
 // region calls it.
 template <class T>
 void resolve_engine() {
-  if constexpr (std::is_same_v<T, float>) (void)gemm_engine();
+  if constexpr (!std::is_same_v<T, double>) (void)gemm_engine();
 }
 
 // C[m, n] (row stride ldc) = beta * C, with beta == 0 writing zeros (BLAS semantics).
@@ -72,8 +75,8 @@ void check_blas_range(const RowMajorGemm& g) {
 // blocks, one single-threaded BLAS call per thread. OpenBLAS 0.3.21's own threading does worse
 // on the narrow and short GEMMs of the MoE layers on 2 cores ([2048, 1024] @ [1024, 64]: 157 vs
 // 226 GFLOP/s; [40, 1024] @ [1024, 1024]: 130 vs 203) and no better on the square ones.
-template <class T>
-void gemm_split(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, int threads) {
+template <class T, class Out>
+void gemm_split(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c, int threads) {
   const bool by_rows = g.m * 4 >= g.n;
   const std::int64_t extent = by_rows ? g.m : g.n;
 #pragma omp parallel num_threads(threads)
@@ -83,7 +86,7 @@ void gemm_split(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, 
     if (hi > lo) {
       RowMajorGemm part = g;
       const T *pa = a, *pb = b;
-      T* pc = c;
+      Out* pc = c;
       if (by_rows) {  // rows lo..hi of op(A) and C
         part.m = hi - lo;
         pa += g.trans_a ? lo : lo * g.lda;
@@ -99,8 +102,8 @@ void gemm_split(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, 
 }
 
 // One product: split over the threads when it is large enough and nothing else runs.
-template <class T>
-void gemm_one(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c) {
+template <class T, class Out>
+void gemm_one(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c) {
   const int threads = omp_get_max_threads();
   if (g.m * g.n * g.k >= kSplitMacs && std::max(g.m, g.n) >= threads && may_thread_blas_calls(threads))
     gemm_split(g, alpha, a, b, beta, c, threads);
@@ -110,12 +113,12 @@ void gemm_one(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T*
 
 }  // namespace
 
-template <class T>
-void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+template <class T, class Out>
+void gemm_strided(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off) {
   if (batch == 0 || g.m == 0 || g.n == 0) return;
-  if (g.k == 0 || alpha == T(0)) {
+  if (g.k == 0 || alpha == Out(0)) {
     for (std::int64_t i = 0; i < batch; ++i) scale_rows(c + c_off[i], g.m, g.n, g.ldc, beta);
     return;
   }
@@ -144,8 +147,8 @@ std::vector<std::int64_t> side_by_side_order(const GemmGroups& items, int thread
   return order;
 }
 
-template <class T>
-void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+template <class T, class Out>
+void gemm_grouped(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
                   const GemmGroups& items) {
   if (items.size.empty()) return;
   // No exception may leave a parallel region: gemm_strided's only throw is the size check,
@@ -157,7 +160,7 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
   for_each_gemm_item(items, items.vary_k ? g.m * g.n : g.n * g.k, [&](std::int64_t i) {
     RowMajorGemm gi = g;
     (items.vary_k ? gi.k : gi.m) = items.size[i];
-    gemm_strided<T>(gi, alpha, a, b, beta, c, 1, &items.a_off[i], &items.b_off[i], &items.c_off[i]);
+    gemm_strided<T, Out>(gi, alpha, a, b, beta, c, 1, &items.a_off[i], &items.b_off[i], &items.c_off[i]);
   });
 }
 
@@ -165,6 +168,11 @@ template void gemm_grouped<float>(const RowMajorGemm&, float, const float*, cons
                                   float*, const GemmGroups&);
 template void gemm_grouped<double>(const RowMajorGemm&, double, const double*, const double*,
                                    double, double*, const GemmGroups&);
+
+template void gemm_grouped<Bf16, float>(const RowMajorGemm&, float, const Bf16*, const Bf16*, float, float*,
+                                        const GemmGroups&);
+template void gemm_strided<Bf16, float>(const RowMajorGemm&, float, const Bf16*, const Bf16*, float, float*,
+                                        std::int64_t, const std::int64_t*, const std::int64_t*, const std::int64_t*);
 
 template void gemm_strided<float>(const RowMajorGemm&, float, const float*, const float*, float,
                                   float*, std::int64_t, const std::int64_t*, const std::int64_t*,

@@ -10,13 +10,14 @@
 
 namespace moegrad::core::cpu {
 
-// Batched strided GEMM: for i in [0, batch): C + c_off[i] = alpha * op(A + a_off[i]) @
+// Batched strided GEMM (T = Out = float or double, or T = Bf16 with Out = float: bf16 operands,
+// f32 accumulation and C, through gemm_engine().gemm_bf16): for i in [0, batch): C + c_off[i] = alpha * op(A + a_off[i]) @
 // op(B + b_off[i]) + beta * (C + c_off[i]). Offsets are in elements; any offsets (including
 // repeated ones for broadcast operands) are fine for A and B; C's batches must not overlap.
 // k == 0 scales C by beta (beta == 0 writes zeros); m == 0 or n == 0 does nothing.
 // Throws moegrad::Error "[matmul] ..." if a size does not fit BLAS's integer type.
-template <class T>
-void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+template <class T, class Out = T>
+void gemm_strided(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off);
 
@@ -26,8 +27,8 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 // side by side, largest first, one per thread: small per-expert GEMMs then skip the threaded
 // BLAS's per-call splitting and synchronisation (64 experts of [40, 1024] @ [1024, 1024] on 2
 // cores: 114 -> 174 GFLOP/s). Otherwise one after another, each on all threads.
-template <class T>
-void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+template <class T, class Out = T>
+void gemm_grouped(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
                   const GemmGroups& items);
 
 // The order in which gemm_grouped runs the items side by side (largest first), or empty when
@@ -56,6 +57,11 @@ extern template void gemm_grouped<float>(const RowMajorGemm&, float, const float
 extern template void gemm_grouped<double>(const RowMajorGemm&, double, const double*,
                                           const double*, double, double*, const GemmGroups&);
 
+extern template void gemm_grouped<Bf16, float>(const RowMajorGemm&, float, const Bf16*, const Bf16*, float, float*,
+                                               const GemmGroups&);
+extern template void gemm_strided<Bf16, float>(const RowMajorGemm&, float, const Bf16*, const Bf16*, float, float*,
+                                               std::int64_t, const std::int64_t*, const std::int64_t*,
+                                               const std::int64_t*);
 extern template void gemm_strided<float>(const RowMajorGemm&, float, const float*, const float*,
                                          float, float*, std::int64_t, const std::int64_t*,
                                          const std::int64_t*, const std::int64_t*);

@@ -2,16 +2,26 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
 
 #include "core/error.h"
+#include "core/kernels/bf16_math.h"
 
 extern "C" char* openblas_get_config(void);
 
 namespace moegrad::core::cpu {
 namespace {
+
+// The stored [rows, cols] bf16 matrix with row stride ld, widened to a contiguous f32 one.
+const float* widen(const Bf16* src, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::vector<float>& dst) {
+  dst.resize(static_cast<std::size_t>(rows * cols));
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < cols; ++j) dst[r * cols + j] = math::bf16_bits_to_float(src[r * ld + j].bits);
+  return dst.data();
+}
 
 // cblas_sgemm on the column-major form of the product (to_col_major: operands swap places).
 class OpenBlasEngine final : public GemmEngine {
@@ -69,6 +79,19 @@ std::string g_why;  // guarded by g_mutex
 
 }  // namespace
 
+void GemmEngine::gemm_bf16(const RowMajorGemm& g, float alpha, const Bf16* a, const Bf16* b, float beta,
+                           float* c) const {
+  thread_local std::vector<float> wa, wb;  // reused: one pair per thread (grouped items run side by side)
+  const std::int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
+  const std::int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
+  RowMajorGemm w = g;
+  w.lda = std::max<std::int64_t>(1, a_cols);
+  w.ldb = std::max<std::int64_t>(1, b_cols);
+  sgemm(w, alpha, widen(a, a_rows, a_cols, g.lda, wa), widen(b, b_rows, b_cols, g.ldb, wb), beta, c);
+}
+
+std::string GemmEngine::describe_bf16() const { return std::string("bf16 widened to f32, then ") + name() + " sgemm"; }
+
 const GemmEngine& gemm_engine() {
   if (const GemmEngine* e = g_engine.load(std::memory_order_acquire)) return *e;
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -86,6 +109,8 @@ void set_gemm_engine(std::string_view name) {
   g_why = std::move(c.why);
   g_engine.store(c.engine, std::memory_order_release);
 }
+
+std::string bf16_gemm_summary() { return gemm_engine().describe_bf16(); }
 
 std::vector<std::string> gemm_engine_names() {
   std::vector<std::string> names{kOpenBlas.name()};

@@ -29,9 +29,17 @@ class GemmEngine {
   // Must not throw inside a parallel region: a failure there ends the program with one line.
   virtual void sgemm(const RowMajorGemm& g, float alpha, const float* a, const float* b, float beta,
                      float* c) const = 0;
+  // The same product with bf16 operands and f32 accumulation, alpha, beta and C (the mixed
+  // precision GEMMs, core/precision.h), under the same rules as sgemm. This default widens op(A)
+  // and op(B) to f32 (exact) in per-thread buffers and calls sgemm: any x86-64, the same inputs;
+  // oneDNN overrides it with its bf16 GEMM (vdpbf16ps) where the CPU has AVX512_BF16.
+  virtual void gemm_bf16(const RowMajorGemm& g, float alpha, const Bf16* a, const Bf16* b, float beta,
+                         float* c) const;
+  // How gemm_bf16 runs, e.g. "oneDNN gemm_bf16bf16f32 (avx512_core_bf16)".
+  virtual std::string describe_bf16() const;
 };
 
-// The engine f32 GEMMs use now.
+// The engine f32 and bf16 -> f32 GEMMs use now.
 const GemmEngine& gemm_engine();
 
 // Selects an engine by name ("auto" = the CPU-based default). Throws moegrad::Error naming the
@@ -45,6 +53,8 @@ std::vector<std::string> gemm_engine_names();
 // One line for `moegrad info`: the engine in use and why ("onednn: oneDNN 2.6.3 (avx512_core),
 // auto: the CPU has AVX-512" / "openblas: ..., MOEGRAD_GEMM=openblas").
 std::string gemm_engine_summary();
+// One line for `moegrad info`: how the bf16 -> f32 GEMMs of --precision bf16 run.
+std::string bf16_gemm_summary();
 
 // The oneDNN engine, or nullptr when the build has no oneDNN (gemm_engine_onednn.cpp).
 const GemmEngine* onednn_gemm_engine();

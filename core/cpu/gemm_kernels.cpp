@@ -6,15 +6,16 @@
 namespace moegrad::core::cpu {
 namespace {
 
-template <class T>
-void strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, std::int64_t batch,
+template <class T, class Out>
+void strided(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c, std::int64_t batch,
              const std::int64_t* a_off, const std::int64_t* b_off, const std::int64_t* c_off, int) {
-  gemm_strided<T>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off);
+  gemm_strided<T, Out>(g, alpha, a, b, beta, c, batch, a_off, b_off, c_off);
 }
 
-template <class T>
-void grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmGroups& items, int) {
-  gemm_grouped<T>(g, alpha, a, b, beta, c, items);
+template <class T, class Out>
+void grouped(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c, const GemmGroups& items,
+             int) {
+  gemm_grouped<T, Out>(g, alpha, a, b, beta, c, items);
 }
 
 }  // namespace
@@ -22,8 +23,10 @@ void grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* 
 
 namespace moegrad::core {
 
-template <class T> const GemmKernels<T> GemmKernels<T>::cpu = {&cpu::strided<T>, &cpu::grouped<T>};
+template <class T, class Out>
+const GemmKernels<T, Out> GemmKernels<T, Out>::cpu = {&cpu::strided<T, Out>, &cpu::grouped<T, Out>};
 template const GemmKernels<float> GemmKernels<float>::cpu;
 template const GemmKernels<double> GemmKernels<double>::cpu;
+template const GemmKernels<Bf16, float> GemmKernels<Bf16, float>::cpu;
 
 }  // namespace moegrad::core

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/cuda/loops.cuh"
+#include "core/kernels/bf16_math.h"
 #include "core/kernels/scalar_math.h"
 
 namespace moegrad::core::cuda {
@@ -104,5 +105,10 @@ MOEGRAD_FILL(double)
 MOEGRAD_FILL(int64_t)
 MOEGRAD_FILL(bool)
 MOEGRAD_FILL(uint8_t)
+
+// bf16 conversions (copy_): f32 -> bf16 (round to nearest even), bf16 -> f32, bf16 -> bf16.
+template void map<Bf16, float>(const Tensor&, const A1&, math::ToBf16);
+template void map<float, Bf16>(const Tensor&, const A1&, math::FromBf16);
+template void map<Bf16, Bf16>(const Tensor&, const A1&, math::CopyBf16);
 
 }  // namespace moegrad::core::cuda

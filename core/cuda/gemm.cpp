@@ -1,7 +1,8 @@
 // The CUDA GemmKernels tables (core/kernels/gemm.h) through cuBLAS: one handle per device, bound
 // to the device's stream. Uniform offset steps (contiguous batches, or a broadcast operand with
 // step 0) become one cublas<t>gemmStridedBatched call; other batches one call per product. f32
-// uses TF32 tensor cores only when core::allow_tf32() (core/memory.h) is set.
+// uses TF32 tensor cores only when core::allow_tf32() (core/memory.h) is set; bf16 operands
+// (GemmKernels<Bf16, float>) go through cublasGemmEx with FP32 accumulation.
 #include "core/kernels/gemm.h"
 
 #include <cublas_v2.h>
@@ -81,6 +82,24 @@ void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const double* alpha, 
                                                  as_int(g.ldc), s_c, batch));
 }
 
+// bf16 operands, f32 accumulation and C (core/precision.h): cublasGemmEx / its strided-batched
+// form with CUDA_R_16BF inputs and CUBLAS_COMPUTE_32F.
+void gemm_one(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const Bf16* first,
+              const Bf16* second, const float* beta, float* c) {
+  MOEGRAD_CUBLAS_CHECK(cublasGemmEx(h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n),
+                                    as_int(g.k), alpha, first, CUDA_R_16BF, as_int(g.ld_first), second, CUDA_R_16BF,
+                                    as_int(g.ld_second), beta, c, CUDA_R_32F, as_int(g.ldc), CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+}
+void gemm_batched(cublasHandle_t h, const ColMajorGemm& g, const float* alpha, const Bf16* first,
+                  long long s_first, const Bf16* second, long long s_second, const float* beta, float* c,
+                  long long s_c, int batch) {
+  MOEGRAD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      h, op_of(g.trans_first), op_of(g.trans_second), as_int(g.m), as_int(g.n), as_int(g.k), alpha, first,
+      CUDA_R_16BF, as_int(g.ld_first), s_first, second, CUDA_R_16BF, as_int(g.ld_second), s_second, beta, c,
+      CUDA_R_32F, as_int(g.ldc), s_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 // offsets[i] = offsets[0] + i * step for all i (step may be 0: a broadcast operand).
 bool uniform_step(const std::int64_t* off, std::int64_t batch, std::int64_t& step) {
   step = batch > 1 ? off[1] - off[0] : 0;
@@ -91,8 +110,8 @@ bool uniform_step(const std::int64_t* off, std::int64_t batch, std::int64_t& ste
 
 }  // namespace
 
-template <class T>
-void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c,
+template <class T, class Out>
+void gemm_strided(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
                   std::int64_t batch, const std::int64_t* a_off, const std::int64_t* b_off,
                   const std::int64_t* c_off, int device) {
   if (batch == 0 || g.m == 0 || g.n == 0) return;
@@ -110,16 +129,16 @@ void gemm_strided(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 }
 
 // Grouped items: one strided-batched call per distinct size, items of a size in their order.
-template <class T>
-void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmGroups& items,
-                  int device) {
+template <class T, class Out>
+void gemm_grouped(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c,
+                  const GemmGroups& items, int device) {
   std::map<std::int64_t, GemmGroups> by_size;  // size -> its items, in order
   for (std::size_t i = 0; i < items.size.size(); ++i)
     by_size[items.size[i]].add(items.size[i], items.a_off[i], items.b_off[i], items.c_off[i]);
   for (const auto& [size, batch] : by_size) {
     RowMajorGemm gi = g;
     (items.vary_k ? gi.k : gi.m) = size;
-    gemm_strided<T>(gi, alpha, a, b, beta, c, static_cast<std::int64_t>(batch.size.size()), batch.a_off.data(),
+    gemm_strided<T, Out>(gi, alpha, a, b, beta, c, static_cast<std::int64_t>(batch.size.size()), batch.a_off.data(),
                     batch.b_off.data(), batch.c_off.data(), device);
   }
 }
@@ -128,8 +147,10 @@ void gemm_grouped(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta
 
 namespace moegrad::core {
 
-template <class T> const GemmKernels<T> GemmKernels<T>::cuda = {&cuda::gemm_strided<T>, &cuda::gemm_grouped<T>};
+template <class T, class Out>
+const GemmKernels<T, Out> GemmKernels<T, Out>::cuda = {&cuda::gemm_strided<T, Out>, &cuda::gemm_grouped<T, Out>};
 template const GemmKernels<float> GemmKernels<float>::cuda;
 template const GemmKernels<double> GemmKernels<double>::cuda;
+template const GemmKernels<Bf16, float> GemmKernels<Bf16, float>::cuda;
 
 }  // namespace moegrad::core

@@ -1,11 +1,13 @@
 // The GEMM family, declared once for every backend: row-major operands described once
 // (RowMajorGemm), the row-major -> column-major swap written once (to_col_major, used by the
 // CBLAS and cuBLAS calls), the grouped MoE products (GemmGroups), and the kernels per dtype T
-// (GemmKernels<T>: CBLAS in core/cpu/gemm_kernels.cpp over core/cpu/blas_gemm.h, cuBLAS in
+// (GemmKernels<T, Out>: CBLAS / oneDNN in core/cpu/gemm_kernels.cpp over core/cpu/blas_gemm.h, cuBLAS in
 // core/cuda/gemm.cpp; reached through backend<GemmKernels<T>>, core/backend.h).
 #pragma once
 #include <cstdint>
 #include <vector>
+
+#include "core/dtype.h"  // Bf16
 
 namespace moegrad::core {
 
@@ -55,23 +57,25 @@ struct GemmGroups {
 };
 
 // Pointers are on `device` (the CPU ignores the index); offsets are host arrays in elements.
-// Neither kernel synchronises (CUDA runs on the device's stream).
-template <class T>
+// Neither kernel synchronises (CUDA runs on the device's stream). T is the operands' type and Out
+// the result's: GemmKernels<float> and <double>, and GemmKernels<Bf16, float> for the mixed
+// precision products (bf16 A and B, f32 accumulation, alpha, beta and C; core/precision.h).
+template <class T, class Out = T>
 struct GemmKernels {
   // for i in [0, batch): C + c_off[i] = alpha * op(A + a_off[i]) @ op(B + b_off[i]) + beta *
   // (C + c_off[i]). Any offsets (repeated ones for broadcast operands) for A and B; C's batches
   // must not overlap. k == 0 scales C by beta (beta == 0 writes zeros); m == 0 or n == 0 does
   // nothing. "[matmul] ..." if a size does not fit the library's integer type.
-  void (*strided)(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, std::int64_t batch,
+  void (*strided)(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c, std::int64_t batch,
                   const std::int64_t* a_off, const std::int64_t* b_off, const std::int64_t* c_off, int device);
   // Every item of `items` (one per expert with rows): the CPU runs them side by side when they
   // balance over the threads (cpu::gemm_grouped), CUDA as one strided-batched call per distinct
   // size (one call in the padded layout, where every expert has the same row count).
-  void (*grouped)(const RowMajorGemm& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmGroups& items,
+  void (*grouped)(const RowMajorGemm& g, Out alpha, const T* a, const T* b, Out beta, Out* c, const GemmGroups& items,
                   int device);
 
-  static const GemmKernels cpu;   // core/cpu/gemm_kernels.cpp (f32, f64)
-  static const GemmKernels cuda;  // core/cuda/gemm.cpp (f32, f64; CUDA builds only)
+  static const GemmKernels cpu;   // core/cpu/gemm_kernels.cpp (f32, f64, bf16 -> f32)
+  static const GemmKernels cuda;  // core/cuda/gemm.cpp (f32, f64, bf16 -> f32; CUDA builds only)
 };
 
 }  // namespace moegrad::core

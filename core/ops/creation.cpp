@@ -11,6 +11,8 @@
 #include "core/ops/map.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/views.h"
+#include "core/kernels/bf16_math.h"
+#include "core/kernels/convert.h"
 #include "core/kernels/scalar_math.h"
 
 namespace moegrad::core {
@@ -73,9 +75,26 @@ template <> Tensor from_vector<bool>(const std::vector<bool>& values, const Shap
   return to_device(host, device);
 }
 
+namespace {
+// bf16 converts from and to f32 only (round to nearest even; core/kernels/bf16_math.h).
+void copy_bf16(const Tensor& dst, const Tensor& s) {
+  const DType d = dst.dtype(), from = s.dtype();
+  if (d == DType::bf16 && from == DType::f32) {
+    if (dst.is_contiguous() && s.is_contiguous())  // the GEMM operands: one vectorised pass
+      return backend<ConvertKernels>("copy_", dst.device())
+          .f32_to_bf16(s.data<float>(), dst.data<Bf16>(), dst.numel(), dst.device().index);
+    return run_map<Bf16, float>(dst, {s}, math::ToBf16{});
+  }
+  if (d == DType::f32 && from == DType::bf16) return run_map<float, Bf16>(dst, {s}, math::FromBf16{});
+  if (d == DType::bf16 && from == DType::bf16) return run_map<Bf16, Bf16>(dst, {s}, math::CopyBf16{});
+  fail("copy_", "bf16 converts only from and to f32, not {} to {}", dtype_name(from), dtype_name(d));
+}
+}  // namespace
+
 void copy_(const Tensor& dst, const Tensor& src) {
   common_device("copy_", {&dst, &src});
   const Tensor s = expand(src, dst.shape());  // throws "[expand] ..." if src doesn't broadcast
+  if (dst.dtype() == DType::bf16 || src.dtype() == DType::bf16) return copy_bf16(dst, s);
   visit_dtype(dst.dtype(), "copy_", [&](auto dtag) {
     using D = typename decltype(dtag)::type;
     visit_dtype(src.dtype(), "copy_", [&](auto stag) {
@@ -137,9 +156,10 @@ Tensor to_device(const Tensor& t, Device device) {
 
 template <class T> std::vector<T> Tensor::to_vector() const {
   MOEGRAD_CHECK(defined(), "to_vector", "tensor is undefined");
-  const Tensor host = contiguous(to_device(*this, Device::cpu()));
+  // bf16 is read through f32 (exact).
+  const Tensor host = contiguous(to_device(dtype_ == DType::bf16 ? to_dtype(*this, DType::f32) : *this, Device::cpu()));
   std::vector<T> out(static_cast<std::size_t>(numel_));
-  visit_dtype(dtype_, "to_vector", [&](auto tag) {
+  visit_dtype(host.dtype(), "to_vector", [&](auto tag) {
     using S = typename decltype(tag)::type;
     const S* src = host.data<S>();
     for (std::int64_t i = 0; i < numel_; ++i) out[i] = static_cast<T>(src[i]);

@@ -1,5 +1,6 @@
-// matmul / matmul_into: argument checks, NumPy-style batch broadcasting and 1-D handling, and
-// the choice of a copy-free BLAS layout per operand. The GEMM itself is the gemm family
+// matmul / matmul_into: argument checks, NumPy-style batch broadcasting and 1-D handling, the
+// operands' precision (gemm_operands.h: bf16 x bf16 -> f32 under Precision::bf16) and the choice
+// of a copy-free BLAS layout per operand. The GEMM itself is the gemm family
 // (core/kernels/gemm.h) of the operands' device.
 #include "core/ops/linalg.h"
 
@@ -8,6 +9,7 @@
 
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/gemm_operands.h"
 #include "core/backend.h"
 #include "core/kernels/gemm.h"
 #include "core/ops/views.h"
@@ -24,9 +26,11 @@ struct Plan {
   Shape batch;
   Shape out_shape;
   std::int64_t m = 0, n = 0, k = 0;
-  DType dtype = DType::f32;
+  GemmDTypes dtypes{DType::f32, DType::f32};  // the kernel's operands and result (gemm_operands.h)
   Device device;
 };
+
+Tensor broadcast_shrunk(const Tensor& t);
 
 std::string operand_str(const Tensor& t, bool trans) {
   return shape_str(t.shape()) + (trans && t.dim() >= 2 ? "^T" : "");
@@ -37,8 +41,7 @@ Plan make_plan(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   check_defined(kOp, b, "b");
   Plan p;
   p.device = common_device(kOp, {&a, &b});
-  p.dtype = common_dtype(kOp, {&a, &b});
-  MOEGRAD_CHECK(is_floating(p.dtype), kOp, "needs f32 or f64, got {}", dtype_name(p.dtype));
+  p.dtypes = gemm_dtypes(kOp, common_dtype(kOp, {&a, &b}));
   MOEGRAD_CHECK(a.dim() >= 1 && b.dim() >= 1, kOp, "needs operands of at least 1 dim, got {} and {}",
                 describe(a), describe(b));
   // A 1-D operand is a row of a (or a column of b); trans flags do not apply to it.
@@ -55,6 +58,9 @@ Plan make_plan(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   p.out_shape = p.batch;
   if (a.dim() > 1) p.out_shape.push_back(p.m);
   if (b.dim() > 1) p.out_shape.push_back(p.n);
+  // bf16 operands: f32 ones are rounded here once (broadcast batch dims stay unexpanded).
+  if (p.a.dtype() != p.dtypes.operands) p.a = gemm_operand(broadcast_shrunk(p.a), p.dtypes.operands);
+  if (p.b.dtype() != p.dtypes.operands) p.b = gemm_operand(broadcast_shrunk(p.b), p.dtypes.operands);
   return p;
 }
 
@@ -89,17 +95,20 @@ Shape batch_strides(const Tensor& t, const Shape& batch) {
   return s;
 }
 
-// A contiguous copy of t for BLAS. Stride-0 (broadcast) batch dims are copied once and stay
-// broadcast: they shrink to size 1, which batch_strides maps back to stride 0.
-Tensor contiguous_matrices(const Tensor& t) {
+// t with its stride-0 (broadcast) batch dims shrunk to size 1, which batch_strides maps back to
+// stride 0: a copy of it copies them once.
+Tensor broadcast_shrunk(const Tensor& t) {
   Shape shape = t.shape();
   for (std::int64_t d = 0; d + 2 < t.dim(); ++d)
     if (t.stride(d) == 0) shape[d] = std::min<std::int64_t>(shape[d], 1);
-  return contiguous(shape == t.shape() ? t : as_strided(t, shape, t.strides(), t.offset()));
+  return shape == t.shape() ? t : as_strided(t, shape, t.strides(), t.offset());
 }
 
-template <class T>
-void run(const Plan& p, T* out, double alpha, double beta) {
+// A contiguous copy of t for BLAS; broadcast batch dims stay broadcast.
+Tensor contiguous_matrices(const Tensor& t) { return contiguous(broadcast_shrunk(t)); }
+
+template <class T, class Out>
+void run(const Plan& p, Out* out, double alpha, double beta) {
   const std::int64_t nbatch = shape_numel(p.batch);
   if (nbatch == 0 || p.m == 0 || p.n == 0) return;
 
@@ -136,7 +145,8 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       RowMajorGemm big = g;
       big.m = nbatch * p.m;
       const std::int64_t zero = 0;
-      backend<GemmKernels<T>>("matmul", p.device).strided(big, T(alpha), pa, pb, T(beta), out, 1, &zero, &zero, &zero, p.device.index);
+      backend<GemmKernels<T, Out>>("matmul", p.device)
+          .strided(big, Out(alpha), pa, pb, Out(beta), out, 1, &zero, &zero, &zero, p.device.index);
       return;
     }
   }
@@ -157,15 +167,17 @@ void run(const Plan& p, T* out, double alpha, double beta) {
       idx[d] = 0;
     }
   }
-  backend<GemmKernels<T>>("matmul", p.device)
-      .strided(g, T(alpha), pa, pb, T(beta), out, nbatch, off_a.data(), off_b.data(), off_c.data(), p.device.index);
+  backend<GemmKernels<T, Out>>("matmul", p.device)
+      .strided(g, Out(alpha), pa, pb, Out(beta), out, nbatch, off_a.data(), off_b.data(), off_c.data(), p.device.index);
 }
 
 void dispatch(const Plan& p, const Tensor& out, double alpha, double beta) {
-  if (p.dtype == DType::f32)
-    run<float>(p, out.data<float>(), alpha, beta);
+  if (p.dtypes.operands == DType::bf16)
+    run<Bf16, float>(p, out.data<float>(), alpha, beta);
+  else if (p.dtypes.operands == DType::f32)
+    run<float, float>(p, out.data<float>(), alpha, beta);
   else
-    run<double>(p, out.data<double>(), alpha, beta);
+    run<double, double>(p, out.data<double>(), alpha, beta);
 }
 
 // Element range [lo, hi] a view touches in its storage (strides are non-negative here).
@@ -189,7 +201,7 @@ bool overlaps(const Tensor& x, const Tensor& y) {
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const Plan p = make_plan(a, b, trans_a, trans_b);
-  Tensor out = empty_for(kOp, p.out_shape, {p.dtype, p.device});
+  Tensor out = empty_for(kOp, p.out_shape, {p.dtypes.result, p.device});
   dispatch(p, out, 1.0, 0.0);
   return out;
 }
@@ -199,7 +211,8 @@ void matmul_into(const Tensor& out, const Tensor& a, const Tensor& b, bool trans
   const Plan p = make_plan(a, b, trans_a, trans_b);
   check_defined(kOp, out, "out");
   common_device(kOp, {&out, &a});
-  common_dtype(kOp, {&out, &a});
+  MOEGRAD_CHECK(out.dtype() == p.dtypes.result, kOp, "out is {} but the product of {} and {} is {}", describe(out),
+                describe(a), describe(b), dtype_name(p.dtypes.result));
   MOEGRAD_CHECK(out.shape() == p.out_shape, kOp, "out has shape {} but the product has shape {}",
                 shape_str(out.shape()), shape_str(p.out_shape));
   MOEGRAD_CHECK(out.is_contiguous(), kOp, "out must be contiguous, got strides {}",

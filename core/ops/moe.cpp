@@ -8,6 +8,7 @@
 #include "core/checked_math.h"
 #include "core/ops/creation.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/gemm_operands.h"
 #include "core/backend.h"
 #include "core/kernels/gemm.h"
 #include "core/kernels/moe.h"
@@ -78,6 +79,13 @@ struct GroupPlan {
   GemmGroups items;
   std::vector<std::int64_t> empty;  // groups without rows
 };
+
+// f(TypeTag<operand type>, TypeTag<result type>) for the kernel of gemm_dtypes' choice.
+template <class F>
+void visit_gemm(const GemmDTypes& dt, const char* op, F&& f) {
+  if (dt.operands == DType::bf16) return f(TypeTag<Bf16>{}, TypeTag<float>{});
+  visit_floating(dt.operands, op, [&](auto tag) { f(tag, tag); });
+}
 
 GroupPlan plan_groups(const std::vector<std::int64_t>& off, bool vary_k, Steps a, Steps b, Steps c) {
   GroupPlan plan;
@@ -197,7 +205,10 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   check_defined(op, x, "x");
   check_defined(op, w, "w");
   const Device dev = bias.defined() ? common_device(op, {&x, &w, &bias}) : common_device(op, {&x, &w});
-  const DType dt = bias.defined() ? float_dtype(op, {&x, &w, &bias}) : float_dtype(op, {&x, &w});
+  const GemmDTypes dt = gemm_dtypes(op, common_dtype(op, {&x, &w}));  // bf16 operands -> f32 out
+  if (bias.defined())
+    MOEGRAD_CHECK(bias.dtype() == dt.result, op, "bias must be {} (the product's dtype), got {}", dtype_name(dt.result),
+                  describe(bias));
   check_matrix(op, x, "x", "[R, a]");
   MOEGRAD_CHECK(w.dim() == 3, op, "w must be {}, got {}", transpose_w ? "[E, b, a]" : "[E, a, b]",
                 describe(w));
@@ -208,7 +219,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
     MOEGRAD_CHECK(bias.dim() == 2 && bias.size(0) == w.size(0) && bias.size(1) == out_cols, op,
                   "bias must be [E, b] = [{}, {}] for w {}, got {}", w.size(0), out_cols, describe(w), describe(bias));
   const auto off = read_offsets(op, offsets, w.size(0), x.size(0));
-  Tensor out = empty_for(op, {x.size(0), out_cols}, {dt, dev});
+  Tensor out = empty_for(op, {x.size(0), out_cols}, {dt.result, dev});
   if (out.numel() == 0) return out;
   if (bias.defined()) {  // each group's rows start as its bias row; the GEMM then adds (beta = 1)
     const std::int64_t E = w.size(0), m = equal_group_rows(off);
@@ -225,7 +236,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
     return out;
   }
   // x_e [m, in] @ op(w_e) [in, out_cols] -> out_e [m, out_cols]; w_e stored [out_cols, in] or [in, out_cols].
-  const Tensor xc = contiguous(x), wc = contiguous(w);
+  const Tensor xc = contiguous(gemm_operand(x, dt.operands)), wc = contiguous(gemm_operand(w, dt.operands));
   const GroupPlan plan = plan_groups(off, /*vary_k=*/false, {in, 0}, {0, in * out_cols}, {out_cols, 0});
   RowMajorGemm g;
   g.trans_b = transpose_w;
@@ -234,10 +245,11 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, b
   g.lda = in;
   g.ldb = transpose_w ? in : out_cols;
   g.ldc = out_cols;
-  visit_floating(dt, op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    backend<GemmKernels<T>>(op, dev).grouped(g, T(1), xc.data<T>(), wc.data<T>(), bias.defined() ? T(1) : T(0),
-                                             out.data<T>(), plan.items, dev.index);
+  visit_gemm(dt, op, [&](auto in, auto res) {
+    using T = typename decltype(in)::type;
+    using Out = typename decltype(res)::type;
+    backend<GemmKernels<T, Out>>(op, dev).grouped(g, Out(1), xc.data<T>(), wc.data<T>(), bias.defined() ? Out(1) : Out(0),
+                                                  out.data<Out>(), plan.items, dev.index);
   });
   return out;
 }
@@ -261,7 +273,7 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   check_defined(op, x, "x");
   check_defined(op, gy, "gy");
   const Device dev = common_device(op, {&x, &gy});
-  const DType dt = float_dtype(op, {&x, &gy});
+  const GemmDTypes dt = gemm_dtypes(op, common_dtype(op, {&x, &gy}));
   check_matrix(op, x, "x", "[R, a]");
   check_matrix(op, gy, "gy", "[R, b]");
   MOEGRAD_CHECK(x.size(0) == gy.size(0), op, "x {} and gy {} differ in R", describe(x),
@@ -269,10 +281,11 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   const auto off = read_offsets(op, offsets, -1, x.size(0));
   const std::int64_t groups = static_cast<std::int64_t>(off.size()) - 1;
   const std::int64_t a = x.size(1), b = gy.size(1);
-  Tensor out = empty_for(op, transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt, dev});
+  Tensor out = empty_for(op, transpose_w ? Shape{groups, b, a} : Shape{groups, a, b}, {dt.result, dev});
   if (out.numel() == 0) return out;
   // dW_e = x_e^T @ gy_e [a, b], or gy_e^T @ x_e [b, a]: the first operand transposed by the BLAS.
-  const Tensor first = contiguous(transpose_w ? gy : x), second = contiguous(transpose_w ? x : gy);
+  const Tensor first = contiguous(gemm_operand(transpose_w ? gy : x, dt.operands));
+  const Tensor second = contiguous(gemm_operand(transpose_w ? x : gy, dt.operands));
   const std::int64_t p = first.size(1), q = second.size(1);  // dW_e is [p, q]
   const GroupPlan plan = plan_groups(off, /*vary_k=*/true, {p, 0}, {q, 0}, {0, a * b});
   for (const std::int64_t e : plan.empty) fill_(select(out, 0, e), 0.0);  // no rows: an exact zero gradient
@@ -283,10 +296,11 @@ Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tenso
   g.lda = p;
   g.ldb = q;
   g.ldc = q;
-  visit_floating(dt, op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    backend<GemmKernels<T>>(op, dev).grouped(g, T(1), first.data<T>(), second.data<T>(), T(0), out.data<T>(),
-                                             plan.items, dev.index);
+  visit_gemm(dt, op, [&](auto in, auto res) {
+    using T = typename decltype(in)::type;
+    using Out = typename decltype(res)::type;
+    backend<GemmKernels<T, Out>>(op, dev).grouped(g, Out(1), first.data<T>(), second.data<T>(), Out(0),
+                                                  out.data<Out>(), plan.items, dev.index);
   });
   return out;
 }

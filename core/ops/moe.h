@@ -47,6 +47,8 @@ bool rows_distinct(const Tensor& row, std::int64_t num_rows);
 // out[off[e]:off[e+1]] = x[off[e]:off[e+1]] @ (transpose_w ? w[e]^T : w[e]).
 // With bias [E, b], each row of group e starts from bias[e] and the GEMM adds to it (beta = 1):
 // no per-row bias tensor and no separate add pass.
+// x and w f32 or f64 (equal), or both bf16; bf16 operands, and f32 ones while
+// core::gemm_precision() is bf16 (core/precision.h), give an f32 product (bias f32).
 Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets, bool transpose_w,
                       const Tensor& bias = {});
 
@@ -60,6 +62,7 @@ std::int64_t equal_group_rows(const std::vector<std::int64_t>& off);
 
 // The weight gradient of grouped_matmul, in w's layout (E = offsets.numel() - 1):
 // [E, a, b] = x_e^T @ gy_e, or [E, b, a] = gy_e^T @ x_e with transpose_w. Empty groups give 0.
+// Precision as grouped_matmul's (bf16 operands give f32).
 Tensor grouped_matmul_weight_grad(const Tensor& x, const Tensor& gy, const Tensor& offsets,
                                   bool transpose_w);
 

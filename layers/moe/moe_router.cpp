@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include "core/precision.h"
 #include "layers/activation.h"
 #include "layers/check.h"
 #include "layers/linear.h"
@@ -32,7 +33,10 @@ Variable MoERouter::forward(const Variable& x, const moe::Draws& draws) {
   const char* op = "MoERouter";
   MOEGRAD_CHECK(x.defined(), op, "input is undefined");
   check_last_dim(op, x, dim_, "dim");
-  Variable logits = layers_->forward(x);
+  Variable logits = [&] {  // the router runs FP32 whatever the GEMM precision (core/precision.h)
+    const core::GemmPrecisionScope fp32(core::Precision::fp32);
+    return layers_->forward(x);
+  }();
   if (mechanism_ == "softmax") return ag::softmax(logits, -1);
   Tensor noise = draws.gumbel_noise.defined()
                      ? moe::draw_or_take(draws.gumbel_noise, logits.shape(), "gumbel_noise", op,

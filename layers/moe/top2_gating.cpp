@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/precision.h"
 #include "layers/check.h"
 #include "layers/moe/draws.h"
 
@@ -61,7 +62,11 @@ moe::GateResult Top2Gating::route(const Variable& x, const Tensor& importance, c
   const TensorOptions topt{x.dtype(), x.value().device()};
 
   // logits [*outer, b, n, e]: w [*outer, d, e] broadcasts over b as [*outer, 1, d, e].
-  Variable logits = ag::matmul(x, no ? ag::unsqueeze(w, no) : w);
+  // The router runs FP32 whatever the GEMM precision (core/precision.h).
+  Variable logits = [&] {
+    const core::GemmPrecisionScope fp32(core::Precision::fp32);
+    return ag::matmul(x, no ? ag::unsqueeze(w, no) : w);
+  }();
   core::assert_finite(logits.value(), op, "gate logits (the input or w_gating has NaN/Inf)");  // deferred on a GPU
   Variable probs = ag::reshape(ag::softmax(logits, -1), {T, e});
 

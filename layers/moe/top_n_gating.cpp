@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/precision.h"
 #include "layers/check.h"
 #include "layers/moe/draws.h"
 
@@ -54,7 +55,11 @@ moe::GateResult TopNGating::route(const Variable& x, bool noise_gates, double no
   MOEGRAD_CHECK(n > 0 && b > 0, op, "input has no tokens: {}", core::describe(x.value()));
   const TensorOptions topt{x.dtype(), x.value().device()};
 
-  Variable logits = to_gates_->forward(x);  // [b, n, e]
+  // The router runs FP32 whatever the GEMM precision (core/precision.h): logits, softmax, top-k.
+  Variable logits = [&] {
+    const core::GemmPrecisionScope fp32(core::Precision::fp32);
+    return to_gates_->forward(x);  // [b, n, e]
+  }();
   core::assert_finite(logits.value(), op, "gate logits (the input or to_gates.weight has NaN/Inf)");  // deferred on a GPU
   Variable noised = logits;
   if (noise_gates) {  // the draw comes first, as in the original

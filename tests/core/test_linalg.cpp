@@ -309,7 +309,7 @@ TEST_CASE("linalg: errors") {
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 2, 3}), zeros({3, 3, 4})), Contains("[matmul]"), Error);
   // dtypes
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}, {DType::i64}), zeros({3, 2}, {DType::i64})),
-                       Contains("[matmul] needs f32 or f64"), Error);
+                       Contains("[matmul] needs f32, f64 or bf16, got i64"), Error);
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}), zeros({3, 2}, {DType::f64})), Contains("[matmul]"),
                        Error);
   // 0-d operands

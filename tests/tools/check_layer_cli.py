@@ -245,6 +245,12 @@ def check_errors(moegrad, fixture_dir, work, checks):
 
 # ---- behaviours -----------------------------------------------------------------------------
 
+def grad_keys(o):
+    keys = []
+    o["grad"].visititems(lambda k, v: keys.append("grad/" + k) if isinstance(v, h5py.Dataset) else None)
+    return keys
+
+
 def check_behaviours(moegrad, fixture_dir, work, checks):
     d = os.path.join(work, "behaviours")
     with h5py.File(os.path.join(fixture_dir, "st_moe_train.h5"), "r") as fx:
@@ -284,6 +290,32 @@ def check_behaviours(moegrad, fixture_dir, work, checks):
         None if np.array_equal(outs[0][1], outs[1][1]) else "two runs with --seed 7 differ",
         None if outs[0][2] == 7 else f"seed attribute {outs[0][2]}"])
 
+    # --precision bf16: bf16 GEMM operands, FP32 everything else: within the bounds of
+    # tests/reference/test_bf16_fixtures.cpp for st-moe (u = 2^-8): output max-norm 4 u, gradients 2-norm 4 u.
+    rc1, _, err1 = run(moegrad, files(d) + ["--backward"])
+    os.replace(f"{d}/O.h5", f"{d}/O_fp32.h5")
+    rc2, _, err2 = run(moegrad, files(d) + ["--backward", "--precision", "bf16"])
+    with h5py.File(f"{d}/O.h5", "r") as bf, h5py.File(f"{d}/O_fp32.h5", "r") as fp:
+        def within(key):
+            got, want = bf[key][()].astype(np.float64), fp[key][()].astype(np.float64)
+            if key.startswith("grad/"):
+                err = float(np.linalg.norm(got - want)) / max(float(np.linalg.norm(want)), 1e-300)
+            else:
+                err = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
+            return None if err <= 4 / 256 else f"{key}: bf16 vs fp32 relative error {err:.4g} > 4 2^-8"
+        checks("--precision bf16 stays within its bound of FP32", [
+            None if rc1 == 0 and rc2 == 0 else f"exit {rc1}/{rc2}: {err1.strip()} {err2.strip()}",
+            None if bf.attrs.get("precision") == "bf16" and fp.attrs.get("precision") == "fp32" else "precision attributes",
+            None if bf["output"].dtype == np.float32 else f"output dtype {bf['output'].dtype}",
+            None if not np.array_equal(bf["output"][()], fp["output"][()]) else "bf16 output equals FP32's",
+            within("output")] + [within(k) for k in grad_keys(bf)] + [
+            None if len(grad_keys(bf)) > 1 else "no gradients written"])
+    rc, _, err = run(moegrad, files(d) + ["--precision", "fp16"])
+    checks("--precision fp16 is one usage error", [
+        None if rc == 2 else f"exit {rc}",
+        None if len(err.strip().splitlines()) == 1 and "--precision must be fp32 or bf16, got 'fp16'" in err
+        else f"stderr {err!r}"])
+
     # float64 weights: the module computes in float64 and the inputs are converted.
     with h5py.File(f"{d}/W.h5", "a") as w:
         for k in list(w["model"].keys()):
@@ -299,6 +331,11 @@ def check_behaviours(moegrad, fixture_dir, work, checks):
             None if rc == 0 else f"exit {rc}: {err.strip()}",
             None if o["output"].dtype == np.float64 else f"output dtype {o['output'].dtype}",
             close("output", o["output"][()], want, 1e-5, 1e-6)])
+    rc, _, err = run(moegrad, files(d) + ["--precision", "bf16"])
+    checks("--precision bf16 with float64 weights is one error", [
+        None if rc == 1 else f"exit {rc}",
+        None if len(err.strip().splitlines()) == 1 and "--precision bf16 needs float32 weights, got f64" in err
+        else f"stderr {err!r}"])
 
 
 def main():

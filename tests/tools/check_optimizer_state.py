@@ -27,11 +27,14 @@ import h5py
 import numpy as np
 
 BIN, FIXTURES, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
-BITWISE = len(sys.argv) < 5 or sys.argv[4] in ("", "Release")
+# Bit for bit only where the fixture's machine and build are reproduced: its values depend on the
+# CPU OpenBLAS ran on (the fixture came from a Zen 4 host; a Zen 5 host differs in the last bits),
+# so by default the comparisons with it allow 1e-5 relative; MOEGRAD_FIXTURE_BITWISE=1 asks for bits.
+BITWISE = os.environ.get("MOEGRAD_FIXTURE_BITWISE") == "1" and (len(sys.argv) < 5 or sys.argv[4] in ("", "Release"))
 
 
 def same(x, y):
-    """Bit for bit in the fixture's build type, to 1e-5 relative in another."""
+    """Bit for bit when asked (MOEGRAD_FIXTURE_BITWISE=1, Release), else to 1e-5 relative."""
     if BITWISE:
         return np.array_equal(x, y)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)

@@ -160,6 +160,12 @@ Engine direct(const std::string& name, Product product) {
 }
 
 #ifdef MOEGRAD_BENCH_BLIS
+// What BLIS's skx kernels execute: AVX-512F, DQ, BW and VL.
+bool cpu_runs_skx() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
 // BLIS through dlopen: its typed gemm with strides (transposes as swapped strides).
 struct Blis {
   decltype(&bli_sgemm_ex) sgemm = nullptr;
@@ -170,6 +176,11 @@ struct Blis {
   std::string why_not;
 
   Blis() {
+    // skx's kernels are AVX-512 code: forced on a CPU without it they die of SIGILL.
+    if (!cpu_runs_skx()) {
+      why_not = "this CPU lacks AVX-512 (F, DQ, BW, VL), which BLIS's skx kernels need";
+      return;
+    }
     // BLIS reads BLIS_ARCH_TYPE (a numeric arch_t) once, at its initialisation.
     setenv("BLIS_ARCH_TYPE", std::to_string(static_cast<int>(BLIS_ARCH_SKX)).c_str(), 1);
     void* h = nullptr;
@@ -244,7 +255,7 @@ int run_bench(const Config& cfg) {
       blis.product(g, a, b, c);
     }));
   } else {
-    blis_version = "unavailable: " + blis.why_not;
+    blis_version = "BLIS unavailable: " + blis.why_not;
   }
 #endif
   std::vector<Engine> engines;

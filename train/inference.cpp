@@ -84,18 +84,26 @@ LayerRouting RoutingTotals::stats() const {
   return out;
 }
 
+json::Json routing_stats_json(const nn::moe::RoutingStats& s, bool with_counts) {
+  json::Json l = json::Json::object();
+  l["tokens_per_expert"] = s.tokens_per_expert;
+  if (with_counts) {
+    l["routed_per_expert"] = s.routed_per_expert;
+    l["routed"] = s.routed;
+    l["kept"] = s.kept;
+  }
+  l["dropped_fraction"] = s.dropped_fraction;
+  l["dead_experts"] = s.dead_experts;
+  l["max_load_over_mean"] = s.max_load_over_mean;
+  return l;
+}
+
 json::Json routing_json(const LayerRouting& routing) {
   json::Json layers = json::Json::array();
   for (const auto& [name, s] : routing) {
     json::Json l = json::Json::object();
     l["name"] = name;
-    l["tokens_per_expert"] = s.tokens_per_expert;
-    l["routed_per_expert"] = s.routed_per_expert;
-    l["routed"] = s.routed;
-    l["kept"] = s.kept;
-    l["dropped_fraction"] = s.dropped_fraction;
-    l["dead_experts"] = s.dead_experts;
-    l["max_load_over_mean"] = s.max_load_over_mean;
+    l.update(routing_stats_json(s, /*with_counts=*/true));
     layers.push_back(std::move(l));
   }
   return layers;

@@ -72,6 +72,9 @@ class RoutingTotals {
   const std::vector<std::pair<std::string, std::shared_ptr<nn::moe::MoELayer>>>& layers_;
   std::vector<std::vector<std::int64_t>> kept_, routed_;
 };
+// One layer's statistics: tokens_per_expert, [routed_per_expert, routed, kept,] dropped_fraction,
+// dead_experts, max_load_over_mean (the training metrics leave the counts out).
+json::Json routing_stats_json(const nn::moe::RoutingStats& s, bool with_counts);
 json::Json routing_json(const LayerRouting& routing);  // [{"name", "tokens_per_expert", ...}]
 std::string routing_text(const LayerRouting& routing);  // "\nlayer NAME: ..." per layer
 

@@ -131,14 +131,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, optim::Na
 
 json::Json routing_json(const std::vector<nn::moe::RoutingStats>& layers) {
   json::Json out = json::Json::array();
-  for (const auto& s : layers) {
-    json::Json layer;
-    layer["tokens_per_expert"] = s.tokens_per_expert;
-    layer["dropped_fraction"] = s.dropped_fraction;
-    layer["dead_experts"] = s.dead_experts;
-    layer["max_load_over_mean"] = s.max_load_over_mean;
-    out.push_back(std::move(layer));
-  }
+  for (const auto& s : layers) out.push_back(routing_stats_json(s, /*with_counts=*/false));
   return out;
 }
 

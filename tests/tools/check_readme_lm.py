@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs the README's "A small MoE language model" section: each line of its sh blocks, in order, in a
 scratch folder (build/release/moegrad replaced by the binary under test; the `cat` and `tail` lines
-through bash), shortened so that it runs in seconds: --steps 1000 becomes --steps 20 (and the
-checkpoint name step-000001000 step-000000020), --warmup 50 becomes 2, --eval-every 250 becomes
+through bash), shortened so that it runs in seconds: --steps 14000 becomes --steps 20 (and the
+checkpoint name step-000014000 step-000000020), --warmup 100 becomes 2, --eval-every 2000 becomes
 10. The corpus is Debian's fortunes package (scripts/lib/common.sh installs it). Checks that each
 command succeeds, that the runs report bits per byte, that generate prints the prompt and 200
 bytes, that the `tail` line cuts the 10% the runs hold out, and that eval --text predicts each of
@@ -31,8 +31,11 @@ if not os.path.isdir("/usr/share/games/fortunes"):
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(os.path.join(work, "build"))
 os.chdir(work)
-SHORTER = [("--steps 1000", "--steps 20"), ("step-000001000", "step-000000020"), ("--warmup 50", "--warmup 2"),
-           ("--eval-every 250", "--eval-every 10")]
+SHORTER = [("--steps 14000", "--steps 20"), ("step-000014000", "step-000000020"), ("--warmup 100", "--warmup 2"),
+           ("--eval-every 2000", "--eval-every 10")]
+# Every shortening must apply, or a README edit would run the full-length training here.
+missing = [a for a, _ in SHORTER if a not in section]
+assert not missing, f"the README's commands no longer contain {missing}: update SHORTER"
 outputs = []
 for line in "\n".join(shell).splitlines():
     command = line.split(" #")[0].strip()

@@ -9,6 +9,7 @@
 
 #include "core/precision.h"
 #include "train/checkpoint.h"
+#include "tests/test_files.h"
 #include "train/trainer.h"
 
 namespace core = moegrad::core;
@@ -18,13 +19,6 @@ using doctest::Contains;
 using moegrad::Error;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moegrad-test-bf16-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 // The default run (`moegrad train` without flags: 16 experts on 16 clusters), shortened.
 train::TrainConfig demo(const std::string& precision, std::int64_t steps) {
@@ -52,7 +46,8 @@ TEST_CASE("bf16 training: the default model's eval loss within 5% of FP32's") {
 }
 
 TEST_CASE("bf16 training: FP32 checkpoints, and no resume at another precision") {
-  const fs::path d = fresh_dir("resume");
+  const moegrad::test::TempDir tmp;
+  const fs::path& d = tmp.path;
   auto c = demo("bf16", 4);
   c.warmup = 1;
   c.ckpt_dir = (d / "ckpt").string();

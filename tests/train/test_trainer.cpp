@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/test_files.h"
 #include "train/trainer.h"
 
 namespace core = moegrad::core;
@@ -14,13 +15,6 @@ using doctest::Contains;
 using moegrad::Error;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moegrad-test-trainer-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 train::TrainConfig small(const std::string& task, const fs::path& dir) {
   train::TrainConfig c;
@@ -73,7 +67,8 @@ void check_same_parameters(train::Trainer& a, train::Trainer& b) {
 TEST_CASE("trainer: stopping at step K and resuming equals one uninterrupted run, bit for bit") {
   for (const char* task : {"clustered-regression", "sequence"}) {
     CAPTURE(task);
-    const fs::path one = fresh_dir(std::string("one-") + task), two = fresh_dir(std::string("two-") + task);
+    const moegrad::test::TempDir tmp_one, tmp_two;
+    const fs::path &one = tmp_one.path, &two = tmp_two.path;
     train::Trainer full(small(task, one), nullptr);
     const auto r_full = full.run();
     CHECK(r_full.end_step == 9);
@@ -100,7 +95,8 @@ TEST_CASE("trainer: stopping at step K and resuming equals one uninterrupted run
 }
 
 TEST_CASE("trainer: a checkpoint of another model is refused with the file's name") {
-  const fs::path d = fresh_dir("mismatch");
+  const moegrad::test::TempDir tmp;
+  const fs::path& d = tmp.path;
   auto c = small("clustered-regression", d);
   c.steps = 3;
   train::Trainer(c, nullptr).run();
@@ -111,7 +107,8 @@ TEST_CASE("trainer: a checkpoint of another model is refused with the file's nam
 }
 
 TEST_CASE("trainer: a non-finite loss stops with the step and the first op, or is skipped") {
-  const fs::path d = fresh_dir("nonfinite");
+  const moegrad::test::TempDir tmp;
+  const fs::path& d = tmp.path;
   auto c = small("clustered-regression", d);
   c.ckpt_dir.clear();
   c.resume = "none";

@@ -6,9 +6,10 @@ checkpoint name step-000014000 step-000000020), --warmup 100 becomes 2, --eval-e
 10, --eval-batches 64 becomes 4, and the held-out file that eval --text reads is cut to its last
 HELD_OUT bytes once the `tail` line is checked to cut the 10% the runs hold out (a sanitizer build
 takes minutes over the whole 257 KB). The corpus is Debian's fortunes package
-(scripts/lib/common.sh installs it). Checks that each command succeeds, that the runs report bits per byte, that generate prints the prompt and 200
-bytes, that the `tail` line cuts the 10% the runs hold out, and that eval --text predicts each of
-its bytes but the first once and writes bits per byte = loss / ln 2.
+(scripts/lib/common.sh installs it). Checks that each command succeeds, that the runs report bits
+per byte, that generate prints the prompt and 200 bytes, that the `tail` line cuts the 10% the runs
+hold out, and that eval --text predicts each of its bytes but the first once and writes bits per
+byte = loss / ln 2.
 
 usage: check_readme_lm.py MOEGRAD_BIN README.md WORK_DIR
 """

@@ -122,6 +122,23 @@ void bench_elementwise(const Config& cfg) {
   bench_bandwidth(cfg, "sum(dim=0)", shape, (n + cols) * f, [&] { Tensor z = sum(x, {0}); });
 }
 
+// Operands broadcast along the last dim (a per-row scale expanded over [rows, H]), as the MoE
+// experts' GEGLU with its gate weight and softmax's normalisation meet them: the rows of the
+// expert MLP, H = 128 as in the README's language model.
+void bench_row_broadcast(const Config& cfg) {
+  const std::int64_t rows = cfg.quick ? 2048 : 16384, H = 128;
+  const double n = static_cast<double>(rows * H), f = sizeof(float);
+  const std::string shape = fmt::format("[{}x{}] and [{}x1]", rows, H, rows);
+  Generator gen(3);
+  const Tensor x = rand({rows, H}, {}, &gen), s = rand({rows, 1}, {}, &gen), h = rand({rows, 2 * H}, {}, &gen);
+  const Tensor gy = rand({rows, H}, {}, &gen), dh = empty({rows, 2 * H}), dmult = empty({rows, H});
+  bench_bandwidth(cfg, "mul (row broadcast)", shape, 2 * n * f, [&] { Tensor z = mul(x, s); });
+  bench_bandwidth(cfg, "div (row broadcast)", shape, 2 * n * f, [&] { Tensor z = div(x, s); });
+  bench_bandwidth(cfg, "geglu (row mult)", shape, 3 * n * f, [&] { Tensor z = geglu(h, s); });
+  bench_bandwidth(cfg, "geglu_backward (row mult)", shape, 7 * n * f,
+                  [&] { geglu_backward(gy, h, s, true, true, dh, dmult); });
+}
+
 int run_all(Config cfg) {
   if (cfg.quick) {
     cfg.samples = 5;
@@ -139,6 +156,7 @@ int run_all(Config cfg) {
     bench_matmul(cfg, 8, 256, 256, 1024);
   }
   bench_elementwise(cfg);
+  bench_row_broadcast(cfg);
   return 0;  // an exception ends the run with exit 1 (cli::run)
 }
 

@@ -14,8 +14,18 @@ namespace {
 template <class F, class... P>
 void for_each_element(std::int64_t n, const F& f, P*... ptrs) {
   const int nthreads = threads_for(n);
-#pragma omp parallel for simd num_threads(nthreads) if (nthreads > 1) schedule(static)
-  for (std::int64_t i = 0; i < n; ++i) f(ptrs[i]...);
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    const std::int64_t t = omp_get_thread_num(), parts = omp_get_num_threads();
+    const std::int64_t i0 = n * t / parts, i1 = n * (t + 1) / parts;
+    call_vectorised([&]() MOEGRAD_VECTOR_BODY {  // baseline or AVX2 build (core/cpu/vector_isa.h)
+      // A local copy: the stores through ptrs could alias f's members as far as the compiler
+      // knows, which would reload them per element and keep the loop scalar.
+      const F local = f;
+#pragma omp simd
+      for (std::int64_t i = i0; i < i1; ++i) local(ptrs[i]...);
+    });
+  }
 }
 
 template <class T>

@@ -10,7 +10,7 @@
 //               BLIS_ARCH_TYPE (its only run-time selector), BLIS threading each product; the
 //               library is dlopen'ed privately (RTLD_LOCAL | RTLD_DEEPBIND) so its BLAS/CBLAS
 //               symbols never replace OpenBLAS's in moegrad
-// Cases: each (M x K x N) as the forward product A[M, K] @ B[K, N] and the backward's two
+// Cases (or --shapes): each (M x K x N) as the forward product A[M, K] @ B[K, N] and the backward's two
 // (dA = dC @ B^T: M x N x K with B transposed; dB = A^T @ dC: K x M x N with A transposed), same
 // FLOPs; and grouped cases, 16 experts of the small-M shapes through gemm_grouped (the library
 // columns loop over the experts). Every engine's first result (C filled with NaN, beta = 0) is
@@ -72,8 +72,46 @@ void add_product(std::vector<Case>& cases, std::int64_t m, std::int64_t k, std::
   cases.push_back({shape + " dB=A^T@dC", RowMajorGemm{true, false, k, n, m, k, n, n}, items});
 }
 
-std::vector<Case> make_cases(bool quick) {
+// One --shapes entry: [ITEMS*]MxKxN with positive sizes (ITEMS > 1: grouped).
+struct ShapeSpec {
+  std::int64_t items = 1, m = 0, k = 0, n = 0;
+};
+
+ShapeSpec parse_shape(const std::string& text) {
+  ShapeSpec s;
+  std::string rest = text;
+  const auto bad = [&]() -> moegrad::cli::UsageError {
+    return moegrad::cli::UsageError(
+        fmt::format("--shapes: '{}' is not [ITEMS*]MxKxN with positive integers (e.g. 1024x64x256 or 8*128x64x256)",
+                    text));
+  };
+  const auto number = [&](std::string part) {
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos) throw bad();
+    const std::int64_t v = std::stoll(part);
+    if (v <= 0) throw bad();
+    return v;
+  };
+  if (const std::size_t star = rest.find('*'); star != std::string::npos) {
+    s.items = number(rest.substr(0, star));
+    rest = rest.substr(star + 1);
+  }
+  const std::size_t x1 = rest.find('x'), x2 = x1 == std::string::npos ? x1 : rest.find('x', x1 + 1);
+  if (x2 == std::string::npos) throw bad();
+  s.m = number(rest.substr(0, x1));
+  s.k = number(rest.substr(x1 + 1, x2 - x1 - 1));
+  s.n = number(rest.substr(x2 + 1));
+  if (s.items * s.m * s.k > (std::int64_t{1} << 31) || s.items * s.k * s.n > (std::int64_t{1} << 31) ||
+      s.items * s.m * s.n > (std::int64_t{1} << 31))
+    throw moegrad::cli::UsageError(fmt::format("--shapes: '{}' needs an operand of over 2^31 floats", text));
+  return s;
+}
+
+std::vector<Case> make_cases(bool quick, const std::vector<ShapeSpec>& shapes) {
   std::vector<Case> cases;
+  if (!shapes.empty()) {
+    for (const ShapeSpec& s : shapes) add_product(cases, s.m, s.k, s.n, s.items);
+    return cases;
+  }
   if (quick) {
     add_product(cases, 33, 70, 45, 1);
     add_product(cases, 5, 64, 40, 3);
@@ -220,6 +258,7 @@ struct Blis {
 
 struct Config {
   bool quick = false;
+  std::vector<ShapeSpec> shapes;     // empty: the expert shapes
   std::vector<std::string> engines;  // empty: all available
   double seconds = 0.2;              // per engine and case, about
 };
@@ -282,7 +321,7 @@ int run_bench(const Config& cfg) {
   bool all_ok = true;
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  for (const Case& cs : make_cases(cfg.quick)) {
+  for (const Case& cs : make_cases(cfg.quick, cfg.shapes)) {
     Operands op;
     op.a.resize(static_cast<std::size_t>(cs.a_size() * cs.items));
     op.b.resize(static_cast<std::size_t>(cs.b_size() * cs.items));
@@ -343,12 +382,23 @@ int main(int argc, char** argv) {
       ->type_name("LIST");
   app.add_flag("--quick", cfg.quick, "tiny shapes, 1 repeat (smoke test; figures not meaningful)")
       ->disable_flag_override();
-  return moegrad::cli::run(app, argc, argv, [&] {
-    for (std::size_t p = 0; p <= list.size();) {
-      const std::size_t q = std::min(list.find(',', p), list.size());
-      if (q > p) cfg.engines.push_back(list.substr(p, q - p));
+  std::string shapes;
+  app.add_option("--shapes", shapes,
+                 "comma-separated [ITEMS*]MxKxN products to time instead of the expert shapes, e.g.\n"
+                 "1024x64x256,8*256x64x256 (ITEMS > 1: that many products side by side, grouped)")
+      ->type_name("LIST");
+  const auto split = [](const std::string& text) {
+    std::vector<std::string> parts;
+    for (std::size_t p = 0; p <= text.size();) {
+      const std::size_t q = std::min(text.find(',', p), text.size());
+      if (q > p) parts.push_back(text.substr(p, q - p));
       p = q + 1;
     }
+    return parts;
+  };
+  return moegrad::cli::run(app, argc, argv, [&] {
+    cfg.engines = split(list);
+    for (const std::string& s : split(shapes)) cfg.shapes.push_back(parse_shape(s));
     return run_bench(cfg);
   });
 }

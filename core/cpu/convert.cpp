@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/cpu/loops.h"  // kParallelGrain
+#include "core/cpu/vector_isa.h"
 #include "core/kernels/bf16_math.h"
 #include "core/kernels/convert.h"
 
@@ -41,17 +42,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void avx512_range(const f
   scalar_range(in, out, i, hi);
 }
 
-bool has_avx512_bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512bf16");
-  return yes;
-}
 #endif
 
 void f32_to_bf16(const float* in, Bf16* out, std::int64_t n, int) {
   auto range = &scalar_range;
 #ifdef MOEGRAD_HAVE_AVX512_BF16_PATH
-  if (has_avx512_bf16()) range = &avx512_range;
+  if (cpu_has_avx512_bf16()) range = &avx512_range;
 #endif
   const int threads = n >= kParallelGrain && !omp_in_parallel() ? omp_get_max_threads() : 1;
 #pragma omp parallel num_threads(threads) if (threads > 1)

@@ -99,6 +99,19 @@ template <class T> const T* staged(const T* p, std::int64_t step, std::int64_t l
   return buf;
 }
 
+// One row of `inner` elements whose inputs start at in[I] with steps step[I] (each 0 or 1):
+// chunk(j0, len, p...) for each run [j0, j0 + len) of at most kStageLen, p[I] pointing at input
+// I's elements j0.. or at a buffer repeating its value.
+template <class... In, std::size_t... I, class Chunk>
+void for_each_staged_chunk(std::index_sequence<I...>, const std::tuple<const In*...>& in, const std::int64_t* step,
+                           std::int64_t inner, const Chunk& chunk) {
+  [[maybe_unused]] StageBufs<std::index_sequence<I...>, In...> bufs;
+  for (std::int64_t j0 = 0; j0 < inner; j0 += kStageLen) {
+    const std::int64_t len = std::min(kStageLen, inner - j0);
+    chunk(j0, len, staged(std::get<I>(in) + j0 * step[I], step[I], len, stage_buf<I>(bufs))...);
+  }
+}
+
 // The same for K outputs over contiguous runs. Outputs may alias inputs only at the same index,
 // which the simd loop allows (each lane reads its inputs before writing its outputs).
 template <class T, std::size_t K, class F, class... In>
@@ -136,26 +149,24 @@ void map_impl(const Tensor& out, const std::array<Tensor, sizeof...(In)>& ins, F
 
   // General case: rows of the innermost dim; rows contiguous in every operand (row slices such as
   // the halves of a chunked tensor) take the vectorised flat loop.
+  // The innermost steps are the same for every row: decide the row loop once.
+  std::int64_t last_step[N];
+  for (std::size_t k = 0; k < N; ++k) last_step[k] = L.strides[k][L.ndim - 1];
   bool unit = true;
-  for (std::size_t k = 0; k < N; ++k) unit = unit && L.strides[k][L.ndim - 1] == 1;
+  for (std::size_t k = 0; k < N; ++k) unit = unit && last_step[k] == 1;
+  const bool stage = !unit && last_step[0] == 1 && unit_or_broadcast(last_step + 1, N - 1);
   for_each_row<N>(L, n, [&](const std::int64_t* off, const std::int64_t* step, std::int64_t inner) {
-    if (unit) {
-      flat_range(out_ptr + off[0], 0, inner, f, (std::get<I>(in_ptrs) + off[I + 1])...);
-      return;
-    }
-    const std::int64_t si[N] = {step[0], step[I + 1]...};
     Out* o = out_ptr + off[0];
-    if (si[0] == 1 && unit_or_broadcast(si + 1, N - 1)) {
-      [[maybe_unused]] StageBufs<std::index_sequence<I...>, In...> bufs;
-      for (std::int64_t j0 = 0; j0 < inner; j0 += kStageLen) {
-        const std::int64_t len = std::min(kStageLen, inner - j0);
-        flat_range(o + j0, 0, len, f,
-                   staged(std::get<I>(in_ptrs) + off[I + 1] + j0 * si[I + 1], si[I + 1], len,
-                          stage_buf<I>(bufs))...);
-      }
-      return;
+    if (unit) {
+      flat_range(o, 0, inner, f, (std::get<I>(in_ptrs) + off[I + 1])...);
+    } else if (stage) {
+      for_each_staged_chunk(std::index_sequence<I...>{}, std::tuple<const In*...>{std::get<I>(in_ptrs) + off[I + 1]...},
+                            step + 1, inner, [&](std::int64_t j0, std::int64_t len, const In*... p) {
+                              flat_range(o + j0, 0, len, f, p...);
+                            });
+    } else {
+      for (std::int64_t j = 0; j < inner; ++j) o[j * step[0]] = f((std::get<I>(in_ptrs) + off[I + 1])[j * step[I + 1]]...);
     }
-    for (std::int64_t j = 0; j < inner; ++j) o[j * si[0]] = f((std::get<I>(in_ptrs) + off[I + 1])[j * si[I + 1]]...);
   });
 }
 
@@ -181,8 +192,13 @@ void map_outputs_impl(const std::array<Tensor, K>& outs, const std::array<Tensor
     for (std::size_t k = 0; k < K; ++k) o[k] = out_ptrs[k] + off[k];
     flat_range_outputs<T, K>(o, i0, i1, f, (std::get<I>(in_ptrs) + off[K + I])...);
   };
+  std::int64_t last_step[N];  // the same for every row: decide the row loop once
+  for (std::size_t k = 0; k < N; ++k) last_step[k] = L.strides[k][L.ndim - 1];
   bool unit = true;  // every operand contiguous along the innermost dim
-  for (std::size_t k = 0; k < N; ++k) unit = unit && L.strides[k][L.ndim - 1] == 1;
+  for (std::size_t k = 0; k < N; ++k) unit = unit && last_step[k] == 1;
+  bool outs_unit = true;
+  for (std::size_t k = 0; k < K; ++k) outs_unit = outs_unit && last_step[k] == 1;
+  const bool stage = !unit && outs_unit && unit_or_broadcast(last_step + K, sizeof...(In));
   if (unit && L.ndim == 1) {  // one contiguous run: split it over the threads
     const int nthreads = threads_for(n);
     const std::int64_t zero[N] = {};
@@ -198,18 +214,13 @@ void map_outputs_impl(const std::array<Tensor, K>& outs, const std::array<Tensor
       unit_run(off, 0, inner);
       return;
     }
-    bool outs_unit = true;
-    for (std::size_t k = 0; k < K; ++k) outs_unit = outs_unit && step[k] == 1;
-    if (outs_unit && unit_or_broadcast(step + K, sizeof...(In))) {
-      [[maybe_unused]] StageBufs<std::index_sequence<I...>, In...> bufs;
-      for (std::int64_t j0 = 0; j0 < inner; j0 += kStageLen) {
-        const std::int64_t len = std::min(kStageLen, inner - j0);
-        std::array<T*, K> o;
-        for (std::size_t k = 0; k < K; ++k) o[k] = out_ptrs[k] + off[k] + j0;
-        flat_range_outputs<T, K>(o, 0, len, f,
-                                 staged(std::get<I>(in_ptrs) + off[K + I] + j0 * step[K + I], step[K + I], len,
-                                        stage_buf<I>(bufs))...);
-      }
+    if (stage) {
+      for_each_staged_chunk(std::index_sequence<I...>{}, std::tuple<const In*...>{std::get<I>(in_ptrs) + off[K + I]...},
+                            step + K, inner, [&](std::int64_t j0, std::int64_t len, const In*... p) {
+                              std::array<T*, K> o;
+                              for (std::size_t k = 0; k < K; ++k) o[k] = out_ptrs[k] + off[k] + j0;
+                              flat_range_outputs<T, K>(o, 0, len, f, p...);
+                            });
       return;
     }
     for (std::int64_t j = 0; j < inner; ++j) {

@@ -1,4 +1,4 @@
-// Hot CPU loops compiled twice, for baseline x86-64 (SSE2, what the project builds for) and for
+// The CPU's vector features, asked once at run time, and hot CPU loops compiled twice, for baseline x86-64 (SSE2, what the project builds for) and for
 // AVX2 (twice the lanes), the build picked once at run time from the CPU's features, so one
 // binary runs on any x86-64 and uses the wider vectors where they exist.
 //
@@ -12,6 +12,13 @@ namespace moegrad::core::cpu {
 
 inline bool cpu_has_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+
+// AVX-512 (F, BW) with BF16's conversions and dot products (core/cpu/convert.cpp).
+inline bool cpu_has_avx512_bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512bf16");
   return yes;
 }
 

@@ -5,6 +5,7 @@
 //               OPENBLAS_CORETYPE=SkylakeX for OpenBLAS's AVX-512 kernels (the line's
 //               "openblas_core" says which kernels ran; tests and CI never set it)
 //   onednn      the same moegrad path with the oneDNN engine (dnnl_sgemm per call)
+//   onednn_small_k  the same path, oneDNN for products with k <= 256 and OpenBLAS above
 //   onednn_own  dnnl_sgemm called directly, oneDNN threading the product itself
 //   blis_skx    BLIS 0.9.0's typed API (bli_sgemm_ex), its skx configuration forced through
 //               BLIS_ARCH_TYPE (its only run-time selector), BLIS threading each product; the
@@ -378,7 +379,7 @@ int main(int argc, char** argv) {
   Config cfg;
   std::string list;
   app.add_option("--engines", list,
-                 "comma-separated among openblas, onednn, onednn_own, blis_skx (default: all built)")
+                 "comma-separated among openblas, onednn, onednn_small_k, onednn_own, blis_skx (default: all built)")
       ->type_name("LIST");
   app.add_flag("--quick", cfg.quick, "tiny shapes, 1 repeat (smoke test; figures not meaningful)")
       ->disable_flag_override();

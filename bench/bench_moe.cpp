@@ -723,7 +723,7 @@ int main(int argc, char** argv) {
                "tiny shapes (both devices), 1 warm-up + 1 repeat (smoke test; figures not meaningful)")
       ->disable_flag_override();
   auto* gemm_opt = app.add_option("--gemm", gemm,
-                                  "cpu: the f32 GEMM engines to run, comma-separated (openblas, onednn, auto; "
+                                  "cpu: the f32 GEMM engines to run, comma-separated (openblas, onednn, onednn_small_k, auto; "
                                   "core/cpu/gemm_engine.h), each in turn on every (workload, model), layer and GEMM "
                                   "denominator alike (default: the one MOEGRAD_GEMM or the CPU selects)")
                        ->type_name("LIST");

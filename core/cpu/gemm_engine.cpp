@@ -27,7 +27,7 @@ const float* widen(const Bf16* src, std::int64_t rows, std::int64_t cols, std::i
 class OpenBlasEngine final : public GemmEngine {
  public:
   const char* name() const override { return "openblas"; }
-  std::string describe() const override { return std::string("OpenBLAS ") + openblas_get_config(); }
+  std::string describe() const override { return openblas_get_config(); }  // "OpenBLAS 0.3.21 ..."
   void sgemm(const RowMajorGemm& row, float alpha, const float* a, const float* b, float beta,
              float* c) const override {
     const ColMajorGemm g = to_col_major(row);
@@ -41,17 +41,60 @@ class OpenBlasEngine final : public GemmEngine {
 
 const OpenBlasEngine kOpenBlas;
 
+// oneDNN for products whose inner dimension k is at most kSmallK, OpenBLAS for the rest: the
+// default on AVX2 CPUs without AVX-512. Measured on Zen 3 (docs/benchmarks.md, "GEMM engines"),
+// dnnl_sgemm leads at k <= 256 (the language model's k = 64-256 products: 0.66-0.98 of the
+// one-core peak against 0.55-0.82) and trails at k >= 512 (256x4096x1024: 0.41 against 0.70).
+// The split depends on the shape alone, so a run's results do not depend on timing.
+class OneDnnSmallKEngine final : public GemmEngine {
+ public:
+  static constexpr std::int64_t kSmallK = 256;
+  explicit OneDnnSmallKEngine(const GemmEngine& dnnl) : dnnl_(dnnl) {}
+  const char* name() const override { return "onednn_small_k"; }
+  std::string describe() const override {
+    return dnnl_.describe() + " for k <= " + std::to_string(kSmallK) + ", else " + kOpenBlas.describe();
+  }
+  void sgemm(const RowMajorGemm& g, float alpha, const float* a, const float* b, float beta,
+             float* c) const override {
+    pick(g).sgemm(g, alpha, a, b, beta, c);
+  }
+  void gemm_bf16(const RowMajorGemm& g, float alpha, const Bf16* a, const Bf16* b, float beta,
+                 float* c) const override {
+    pick(g).gemm_bf16(g, alpha, a, b, beta, c);
+  }
+  std::string describe_bf16() const override {
+    return dnnl_.describe_bf16() + " for k <= " + std::to_string(kSmallK) + "; " + kOpenBlas.describe_bf16() + " above";
+  }
+
+ private:
+  const GemmEngine& pick(const RowMajorGemm& g) const { return g.k <= kSmallK ? dnnl_ : kOpenBlas; }
+  const GemmEngine& dnnl_;
+};
+
+const GemmEngine* onednn_small_k_engine() {
+  static const GemmEngine* engine = [] () -> const GemmEngine* {
+    const GemmEngine* dnnl = onednn_gemm_engine();
+    if (!dnnl) return nullptr;
+    static const OneDnnSmallKEngine split(*dnnl);
+    return &split;
+  }();
+  return engine;
+}
+
 struct Choice {
   const GemmEngine* engine = nullptr;
   std::string why;
 };
 
-// The CPU-based default: oneDNN's AVX-512 kernels where it has them (2x the AVX2 FMA rate, and
-// 2-3x OpenBLAS on the MoE layers' 32-40-row expert products), OpenBLAS elsewhere.
+// The CPU-based default (docs/benchmarks.md, "GEMM engines"): oneDNN where it has AVX-512
+// kernels (2x the AVX2 FMA rate on Zen 5, and ahead at the expert shapes on Zen 4); with AVX2
+// alone oneDNN for small k and OpenBLAS for the rest (Zen 3); OpenBLAS on older CPUs.
 Choice auto_choice() {
-  if (const GemmEngine* dnnl = onednn_gemm_engine(); dnnl && onednn_has_avx512())
-    return {dnnl, "auto: oneDNN has AVX-512 kernels for this CPU"};
-  return {&kOpenBlas, onednn_gemm_engine() ? "auto: no AVX-512 on this CPU" : "auto: built without oneDNN"};
+  if (!onednn_gemm_engine()) return {&kOpenBlas, "auto: built without oneDNN"};
+  if (onednn_has_avx512()) return {onednn_gemm_engine(), "auto: oneDNN has AVX-512 kernels for this CPU"};
+  if (onednn_has_avx2())
+    return {onednn_small_k_engine(), "auto: AVX2 without AVX-512, oneDNN ahead at k <= 256 only"};
+  return {&kOpenBlas, "auto: no AVX2 on this CPU"};
 }
 
 std::string names_joined() {
@@ -69,6 +112,13 @@ Choice resolve(std::string_view name, const char* source) {
     MOEGRAD_CHECK(dnnl, source, "gemm engine 'onednn' is not in this build (configured without oneDNN; available: {})",
                   names_joined());
     return {dnnl, std::string(source) + "=onednn"};
+  }
+  if (name == "onednn_small_k") {
+    const GemmEngine* split = onednn_small_k_engine();
+    MOEGRAD_CHECK(split, source,
+                  "gemm engine 'onednn_small_k' is not in this build (configured without oneDNN; available: {})",
+                  names_joined());
+    return {split, std::string(source) + "=onednn_small_k"};
   }
   fail(source, "unknown gemm engine '{}' (available: {})", name, names_joined());
 }
@@ -115,6 +165,7 @@ std::string bf16_gemm_summary() { return gemm_engine().describe_bf16(); }
 std::vector<std::string> gemm_engine_names() {
   std::vector<std::string> names{kOpenBlas.name()};
   if (const GemmEngine* dnnl = onednn_gemm_engine()) names.emplace_back(dnnl->name());
+  if (const GemmEngine* split = onednn_small_k_engine()) names.emplace_back(split->name());
   return names;
 }
 

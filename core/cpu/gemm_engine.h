@@ -3,9 +3,11 @@
 // OpenBLAS dgemm (gradcheck's reference path). Engines:
 //   openblas  cblas_sgemm (any x86-64; the AVX2 kernels under OPENBLAS_CORETYPE=Haswell)
 //   onednn    dnnl_sgemm (oneDNN; its own dispatch on the CPU's ISA), when the build found it
-// The default is chosen at run time from the CPU: oneDNN where it reports AVX-512 (avx512_core),
-// else OpenBLAS (docs/benchmarks.md, "GEMM engines", gives the measurement behind the choice).
-// MOEGRAD_GEMM=openblas|onednn|auto in the environment, read on first use, or set_gemm_engine
+//   onednn_small_k  oneDNN for products with inner dimension k <= 256, OpenBLAS for the rest
+// The default is chosen at run time from the CPU: onednn where oneDNN reports AVX-512 kernels
+// (avx512_core), onednn_small_k where it reports AVX2, else OpenBLAS (docs/benchmarks.md, "GEMM
+// engines", gives the measurements behind the choice).
+// MOEGRAD_GEMM=openblas|onednn|onednn_small_k|auto in the environment, read on first use, or set_gemm_engine
 // overrides it.
 #pragma once
 #include <string>
@@ -47,11 +49,12 @@ const GemmEngine& gemm_engine();
 // Not to be called while GEMMs run on other threads.
 void set_gemm_engine(std::string_view name);
 
-// The engines this build can run: "openblas", then "onednn" when the build found oneDNN.
+// The engines this build can run: "openblas", then "onednn" and "onednn_small_k" when the build
+// found oneDNN.
 std::vector<std::string> gemm_engine_names();
 
-// One line for `moegrad info`: the engine in use and why ("onednn: oneDNN 2.6.3 (avx512_core),
-// auto: the CPU has AVX-512" / "openblas: ..., MOEGRAD_GEMM=openblas").
+// One line for `moegrad info`: the engine in use and why ("onednn (auto: oneDNN has AVX-512
+// kernels for this CPU): oneDNN 2.6.3 (avx512_core_bf16)" / "openblas (MOEGRAD_GEMM=openblas): ...").
 std::string gemm_engine_summary();
 // One line for `moegrad info`: how the bf16 -> f32 GEMMs of --precision bf16 run.
 std::string bf16_gemm_summary();
@@ -60,5 +63,7 @@ std::string bf16_gemm_summary();
 const GemmEngine* onednn_gemm_engine();
 // Whether oneDNN would run its AVX-512 kernels on this CPU (false without oneDNN).
 bool onednn_has_avx512();
+// Whether oneDNN would run its AVX2 (or wider) kernels on this CPU (false without oneDNN).
+bool onednn_has_avx2();
 
 }  // namespace moegrad::core::cpu

@@ -8,4 +8,6 @@ const GemmEngine* onednn_gemm_engine() { return nullptr; }
 
 bool onednn_has_avx512() { return false; }
 
+bool onednn_has_avx2() { return false; }
+
 }  // namespace moegrad::core::cpu

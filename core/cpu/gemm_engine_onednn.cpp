@@ -88,4 +88,6 @@ const GemmEngine* onednn_gemm_engine() {
 
 bool onednn_has_avx512() { return isa_at_least(dnnl_get_effective_cpu_isa(), dnnl_cpu_isa_avx512_core); }
 
+bool onednn_has_avx2() { return isa_at_least(dnnl_get_effective_cpu_isa(), dnnl_cpu_isa_avx2); }
+
 }  // namespace moegrad::core::cpu

@@ -208,8 +208,11 @@ TEST_CASE("gemm engines: the override picks what it names, auto follows the CPU,
   CHECK(std::string(gemm_engine().name()) == "openblas");
   CHECK(gemm_engine_summary().rfind("openblas (set_gemm_engine=openblas): OpenBLAS ", 0) == 0);
   set_gemm_engine("auto");
-  const bool dnnl_default = onednn_gemm_engine() != nullptr && onednn_has_avx512();
-  CHECK(std::string(gemm_engine().name()) == (dnnl_default ? "onednn" : "openblas"));
+  const char* expected = onednn_gemm_engine() == nullptr ? "openblas"
+                         : onednn_has_avx512()            ? "onednn"
+                         : onednn_has_avx2()              ? "onednn_small_k"
+                                                          : "openblas";
+  CHECK(std::string(gemm_engine().name()) == expected);
   CHECK(gemm_engine_summary().find("(auto: ") != std::string::npos);
   if (onednn_gemm_engine()) {
     set_gemm_engine("onednn");
@@ -223,4 +226,36 @@ TEST_CASE("gemm engines: the override picks what it names, auto follows the CPU,
   CHECK_THROWS_WITH_AS(set_gemm_engine("mkl"), doctest::Contains("[set_gemm_engine] unknown gemm engine 'mkl' (available: openblas"),
                        moegrad::Error);
   CHECK(std::string(gemm_engine().name()) == "openblas");  // a bad name leaves the choice as it was
+}
+
+TEST_CASE("gemm engines: onednn_small_k runs oneDNN's product for k <= 256 and OpenBLAS's above") {
+  const std::vector<std::string> names = gemm_engine_names();
+  if (std::find(names.begin(), names.end(), "onednn_small_k") == names.end()) {
+    MESSAGE("skipped: no oneDNN in this build");
+    return;
+  }
+  EngineGuard guard;
+  // Each engine's bits for one product; the split engine must give exactly one of them.
+  const auto product = [](const char* engine, const RowMajorGemm& g, const std::vector<float>& a,
+                          const std::vector<float>& b) {
+    set_gemm_engine(engine);
+    std::vector<float> c(static_cast<std::size_t>(c_elems(g)), 0.0f);
+    const std::int64_t zero = 0;
+    gemm_strided<float>(g, 1.0f, a.data(), b.data(), 0.0f, c.data(), 1, &zero, &zero, &zero);
+    return c;
+  };
+  for (const std::int64_t k : {64, 256, 257, 1024}) {
+    CAPTURE(k);
+    const RowMajorGemm g{false, false, 37, 45, k, k, 45, 45};
+    const auto a = random_floats(a_elems(g), 21), b = random_floats(b_elems(g), 22);
+    const auto split = product("onednn_small_k", g, a, b);
+    const auto dnnl = product("onednn", g, a, b), blas = product("openblas", g, a, b);
+    const auto& want = k <= 256 ? dnnl : blas;
+    CHECK(std::memcmp(split.data(), want.data(), split.size() * sizeof(float)) == 0);
+    // The check tells the engines apart only where their bits differ (they sum in other orders).
+    if (std::memcmp(dnnl.data(), blas.data(), dnnl.size() * sizeof(float)) == 0)
+      MESSAGE("oneDNN and OpenBLAS gave the same bits at k = ", k);
+  }
+  set_gemm_engine("onednn_small_k");
+  CHECK(gemm_engine_summary().find(" for k <= 256, else OpenBLAS ") != std::string::npos);
 }

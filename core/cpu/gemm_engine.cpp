@@ -72,7 +72,7 @@ class OneDnnSmallKEngine final : public GemmEngine {
 };
 
 const GemmEngine* onednn_small_k_engine() {
-  static const GemmEngine* engine = [] () -> const GemmEngine* {
+  static const GemmEngine* engine = []() -> const GemmEngine* {
     const GemmEngine* dnnl = onednn_gemm_engine();
     if (!dnnl) return nullptr;
     static const OneDnnSmallKEngine split(*dnnl);

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "bench/fma_peak.h"
+#include "core/checked_math.h"
 #include "core/cpu/blas_gemm.h"
 #include "core/cpu/gemm_engine.h"
 #include "tools/cli.h"
@@ -101,8 +102,13 @@ ShapeSpec parse_shape(const std::string& text) {
   s.m = number(rest.substr(0, x1));
   s.k = number(rest.substr(x1 + 1, x2 - x1 - 1));
   s.n = number(rest.substr(x2 + 1));
-  if (s.items * s.m * s.k > (std::int64_t{1} << 31) || s.items * s.k * s.n > (std::int64_t{1} << 31) ||
-      s.items * s.m * s.n > (std::int64_t{1} << 31))
+  // Each operand (items of A, B or C) within 2^31 floats; the products are taken without overflow.
+  const auto fits = [&](std::int64_t a, std::int64_t b) {
+    std::int64_t size = 0;
+    return moegrad::core::mul_fits(s.items, a, size) && moegrad::core::mul_fits(size, b, size) &&
+           size <= (std::int64_t{1} << 31);
+  };
+  if (!fits(s.m, s.k) || !fits(s.k, s.n) || !fits(s.m, s.n))
     throw moegrad::cli::UsageError(fmt::format("--shapes: '{}' needs an operand of over 2^31 floats", text));
   return s;
 }
@@ -388,18 +394,11 @@ int main(int argc, char** argv) {
                  "comma-separated [ITEMS*]MxKxN products to time instead of the expert shapes, e.g.\n"
                  "1024x64x256,8*256x64x256 (ITEMS > 1: that many products side by side, grouped)")
       ->type_name("LIST");
-  const auto split = [](const std::string& text) {
-    std::vector<std::string> parts;
-    for (std::size_t p = 0; p <= text.size();) {
-      const std::size_t q = std::min(text.find(',', p), text.size());
-      if (q > p) parts.push_back(text.substr(p, q - p));
-      p = q + 1;
-    }
-    return parts;
-  };
   return moegrad::cli::run(app, argc, argv, [&] {
-    cfg.engines = split(list);
-    for (const std::string& s : split(shapes)) cfg.shapes.push_back(parse_shape(s));
+    for (const std::string& e : moegrad::cli::split_commas(list))  // empty pieces skipped
+      if (!e.empty()) cfg.engines.push_back(e);
+    for (const std::string& s : moegrad::cli::split_commas(shapes))
+      if (!s.empty()) cfg.shapes.push_back(parse_shape(s));
     return run_bench(cfg);
   });
 }

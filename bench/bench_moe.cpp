@@ -744,27 +744,21 @@ int main(int argc, char** argv) {
     cfg.repeat = static_cast<int>(repeat);
     if (precision_opt->count() > 0) {
       cfg.precisions.clear();
-      for (std::size_t p = 0; p <= precisions.size();) {
-        const std::size_t q = std::min(precisions.find(',', p), precisions.size());
-        const std::string name = precisions.substr(p, q - p);
+      for (const std::string& name : cli::split_commas(precisions)) {
         if (name != "fp32" && name != "bf16")
           throw cli::UsageError(fmt::format("--precision takes fp32 and/or bf16, comma-separated, got '{}'", name));
         cfg.precisions.push_back(core::parse_precision(name, "--precision"));
-        p = q + 1;
       }
     }
     if (gemm_opt->count() > 0) {
       if (gemm.empty()) throw cli::UsageError("--gemm takes a comma-separated list of GEMM engines");
-      for (std::size_t p = 0; p <= gemm.size();) {
-        const std::size_t q = std::min(gemm.find(',', p), gemm.size());
-        const std::string name = gemm.substr(p, q - p);
+      for (const std::string& name : cli::split_commas(gemm)) {
         try {
           core::cpu::set_gemm_engine(name);  // checks the name
         } catch (const std::exception& e) {
           throw cli::UsageError(fmt::format("--gemm: {}", e.what()));
         }
         cfg.gemm.push_back(name);
-        p = q + 1;
       }
     }
     return run_bench(cfg);

@@ -12,10 +12,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "train/config.h"
 
@@ -32,6 +34,18 @@ inline std::string one_line(std::string s) {
   std::string out;
   for (char c : s) out += c == '\n' ? std::string("; ") : std::string(1, c);
   return out;
+}
+
+// A comma-separated flag value, piece by piece as written: "a,,b" -> {"a", "", "b"}, "" -> {""}
+// (each caller decides what an empty piece means).
+inline std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  for (std::size_t p = 0; p <= text.size();) {
+    const std::size_t q = std::min(text.find(',', p), text.size());
+    parts.push_back(text.substr(p, q - p));
+    p = q + 1;
+  }
+  return parts;
 }
 
 // "[config] --steps must be >= 1, got 0" -> "--steps must be >= 1, got 0".

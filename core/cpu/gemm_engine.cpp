@@ -43,8 +43,8 @@ const OpenBlasEngine kOpenBlas;
 
 // oneDNN for products whose inner dimension k is at most kSmallK, OpenBLAS for the rest: the
 // default on AVX2 CPUs without AVX-512. Measured on Zen 3 (docs/benchmarks.md, "GEMM engines"),
-// dnnl_sgemm leads at k <= 256 (the language model's k = 64-256 products: 0.66-0.98 of the
-// one-core peak against 0.55-0.82) and trails at k >= 512 (256x4096x1024: 0.41 against 0.70).
+// dnnl_sgemm leads at k <= 256 (the language model's forward and dA products: 0.56-0.77 of the
+// 2-thread peak against 0.44-0.64) and trails at long k (256x4096x1024: 0.41 against 0.70).
 // The split depends on the shape alone, so a run's results do not depend on timing.
 class OneDnnSmallKEngine final : public GemmEngine {
  public:

@@ -1,6 +1,7 @@
-// The CPU's vector features, asked once at run time, and hot CPU loops compiled twice, for baseline x86-64 (SSE2, what the project builds for) and for
-// AVX2 (twice the lanes), the build picked once at run time from the CPU's features, so one
-// binary runs on any x86-64 and uses the wider vectors where they exist.
+// The CPU's vector features, asked once at run time, and hot CPU loops compiled twice: for
+// baseline x86-64 (SSE2, what the project builds for) and for AVX2 (twice the lanes), the build
+// picked from those features, so one binary runs on any x86-64 and uses the wider vectors where
+// they exist.
 //
 // Results do not depend on the pick: the AVX2 build leaves FMA out (GCC would contract a * b + c
 // into one rounding there), so both builds do the same IEEE operations in the same order.

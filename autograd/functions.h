@@ -74,6 +74,9 @@ Variable norm(const Variable& x, double p = 2.0, const Dims& dims = {}, bool kee
 Variable softmax(const Variable& x, std::int64_t dim);
 Variable log_softmax(const Variable& x, std::int64_t dim);
 Variable cumsum(const Variable& x, std::int64_t dim, bool exclusive = false, bool reverse = false);
+// st-moe's RMSNorm fused (autograd/functions/normalization.cpp): x [..., D] ->
+// (x / max(||x||_2 over D, eps)) * gamma * scale, gamma broadcast to x (usually [D]).
+Variable rms_norm(const Variable& x, const Variable& gamma, double scale, double eps);
 
 // ---- linear algebra -----------------------------------------------------------------------
 Variable matmul(const Variable& a, const Variable& b);
@@ -84,6 +87,9 @@ Variable matmul(const Variable& a, const Variable& b);
 // Saves q, k, v, out and the rows' log-sum-exp [B, H, T]; backward recomputes the
 // probabilities block by block, so no [B, H, T, T] tensor is kept for backward.
 Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, double scale);
+// The rotary position embedding in one pass (core/ops/rotary.h): x [..., D], D even, rotated
+// pair by pair by angles whose cos and sin (constants) broadcast to [..., D / 2]; differentiable in x.
+Variable rotary(const Variable& x, const Tensor& cos, const Tensor& sin);
 
 // ---- views and shape ----------------------------------------------------------------------
 Variable reshape(const Variable& x, const Shape& shape);

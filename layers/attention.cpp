@@ -8,11 +8,11 @@
 
 namespace moegrad::nn {
 
-Variable apply_rotary(const Variable& x, double base) {
-  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, "rotary", "x must be [..., T, D] with D even, got {}",
-                core::describe(x.value()));
-  const std::int64_t t = x.size(-2), d = x.size(-1), half = d / 2;
-  // cos, sin [T, D / 2], computed in double and stored in x's dtype on x's device.
+RotaryTables rotary_tables(std::int64_t t, std::int64_t d, double base, DType dtype, core::Device device) {
+  MOEGRAD_CHECK(t >= 0 && d > 0 && d % 2 == 0, "rotary", "needs T >= 0 and an even head width D > 0, got T {} and D {}",
+                t, d);
+  const std::int64_t half = d / 2;
+  // cos, sin [T, D / 2] of theta = t * base^(-2 i / D), computed in double, stored in dtype.
   std::vector<double> c(static_cast<std::size_t>(t * half)), s(c.size());
   for (std::int64_t p = 0; p < t; ++p)
     for (std::int64_t i = 0; i < half; ++i) {
@@ -21,11 +21,26 @@ Variable apply_rotary(const Variable& x, double base) {
       s[static_cast<std::size_t>(p * half + i)] = std::sin(theta);
     }
   const auto table = [&](const std::vector<double>& v) {
-    return ag::constant(core::to_device(core::to_dtype(core::from_vector<double>(v, {t, half}), x.dtype()), x.device()));
+    return core::to_device(core::to_dtype(core::from_vector<double>(v, {t, half}), dtype), device);
   };
-  const Variable cos = table(c), sin = table(s);
-  const Variable x1 = ag::narrow(x, -1, 0, half), x2 = ag::narrow(x, -1, half, half);
-  return ag::cat({ag::sub(ag::mul(x1, cos), ag::mul(x2, sin)), ag::add(ag::mul(x1, sin), ag::mul(x2, cos))}, -1);
+  return {t, d, base, dtype, device, table(c), table(s)};
+}
+
+bool RotaryTables::fits(std::int64_t t_, std::int64_t d_, double base_, DType dtype_, core::Device device_) const {
+  return cos.defined() && t == t_ && d == d_ && base == base_ && dtype == dtype_ && device == device_;
+}
+
+Variable apply_rotary(const Variable& x, const RotaryTables& tables) {
+  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-2) == tables.t && x.size(-1) == tables.d, "rotary",
+                "x must be [..., T, D] = [..., {}, {}] for these tables, got {}", tables.t, tables.d,
+                core::describe(x.value()));
+  return ag::rotary(x, tables.cos, tables.sin);
+}
+
+Variable apply_rotary(const Variable& x, double base) {
+  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, "rotary", "x must be [..., T, D] with D even, got {}",
+                core::describe(x.value()));
+  return apply_rotary(x, rotary_tables(x.size(-2), x.size(-1), base, x.dtype(), x.device()));
 }
 
 CausalSelfAttention::CausalSelfAttention(std::int64_t dim, std::int64_t heads, TensorOptions options,
@@ -51,7 +66,10 @@ Variable CausalSelfAttention::forward(const Variable& x) {
   const auto heads = [&](const Variable& y) {
     return ag::permute(ag::reshape(y, {b, t, heads_, head_dim_}), {0, 2, 1, 3});
   };
-  const Variable q = apply_rotary(heads(q_->forward(x))), k = apply_rotary(heads(k_->forward(x)));
+  // The angle tables are kept while T, the dtype and the device stay (every training step).
+  if (!rotary_.fits(t, head_dim_, kRotaryBase, x.dtype(), x.device()))
+    rotary_ = rotary_tables(t, head_dim_, kRotaryBase, x.dtype(), x.device());
+  const Variable q = apply_rotary(heads(q_->forward(x)), rotary_), k = apply_rotary(heads(k_->forward(x)), rotary_);
   const Variable v = heads(v_->forward(x));
   const Variable o = ag::causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
   return out_->forward(ag::reshape(ag::contiguous(ag::permute(o, {0, 2, 1, 3})), {b, t, dim_}));

@@ -12,8 +12,22 @@
 
 namespace moegrad::nn {
 
+constexpr double kRotaryBase = 10000.0;
+
+// The angles of positions 0 .. t-1 for head width d: cos and sin [t, d / 2] in dtype on device.
+struct RotaryTables {
+  std::int64_t t = 0, d = 0;
+  double base = 0;
+  DType dtype = DType::f32;
+  core::Device device;
+  Tensor cos, sin;
+  bool fits(std::int64_t t, std::int64_t d, double base, DType dtype, core::Device device) const;
+};
+RotaryTables rotary_tables(std::int64_t t, std::int64_t d, double base, DType dtype, core::Device device);
+
 // Rotates x [..., T, D] by position (t = 0 .. T-1 along dim -2), D even; differentiable in x.
-Variable apply_rotary(const Variable& x, double base = 10000.0);
+Variable apply_rotary(const Variable& x, double base = kRotaryBase);
+Variable apply_rotary(const Variable& x, const RotaryTables& tables);
 
 class CausalSelfAttention : public UnaryModule {
  public:
@@ -28,6 +42,7 @@ class CausalSelfAttention : public UnaryModule {
  private:
   std::int64_t dim_, heads_, head_dim_;
   std::shared_ptr<Linear> q_, k_, v_, out_;
+  RotaryTables rotary_;  // of the last forward's T, dtype and device
 };
 
 }  // namespace moegrad::nn

@@ -1,7 +1,6 @@
 #include "layers/rms_norm.h"
 
 #include <cmath>
-#include <limits>
 
 #include "layers/check.h"
 
@@ -16,9 +15,8 @@ Variable RMSNorm::forward(const Variable& x) {
   const Variable& g = gamma();
   check_input("RMSNorm", x, g.value());
   check_last_dim("RMSNorm", x, dim_, "dim");
-  // F.normalize(x, dim=-1) * gamma * scale, in that order.
-  const Variable n = ag::clamp(ag::norm(x, 2.0, {-1}, true), 1e-12, std::numeric_limits<double>::infinity());
-  return ag::mul(ag::mul(ag::div(x, n), g), scale_);
+  // F.normalize(x, dim=-1) * gamma * scale, rounded in that order, as one fused op.
+  return ag::rms_norm(x, g, scale_, 1e-12);
 }
 
 }  // namespace moegrad::nn

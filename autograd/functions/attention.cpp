@@ -6,10 +6,11 @@
 #include "autograd/node.h"
 #include "autograd/registry.h"
 #include "core/ops/attention.h"
+#include "core/ops/rotary.h"
 
 namespace moegrad::ag {
 
-MOEGRAD_DIFFERENTIABLE("causal_attention");
+MOEGRAD_DIFFERENTIABLE("causal_attention", "rotary");
 
 Variable causal_attention(const Variable& q, const Variable& k, const Variable& v, double scale) {
   MOEGRAD_CHECK(q.defined() && k.defined() && v.defined(), "causal_attention", "q, k and v must be defined");
@@ -19,6 +20,14 @@ Variable causal_attention(const Variable& q, const Variable& k, const Variable& 
                   core::AttentionGrads d = core::causal_attention_backward(Q, K, V, O, L, g, scale);
                   return Grads{d.dq, d.dk, d.dv};
                 });
+}
+
+// A rotation's adjoint is the rotation back: dx = rotary(g, cos, sin, inverse).
+Variable rotary(const Variable& x, const Tensor& cos, const Tensor& sin) {
+  MOEGRAD_CHECK(x.defined(), "rotary", "x must be defined");
+  return record("rotary", core::rotary(x.value(), cos, sin), {x}, [cos, sin](Tensor g, const Needs&) {
+    return Grads{core::rotary(g, cos, sin, /*inverse=*/true)};
+  });
 }
 
 }  // namespace moegrad::ag

@@ -82,6 +82,15 @@ MOEGRAD_BINARY(math::LogicalOr, bool, bool)
 MOEGRAD_GEGLU(float)
 MOEGRAD_GEGLU(double)
 
+// RMSNorm (core/ops/rms_norm.cpp) and the rotary embedding (core/ops/rotary.cpp).
+#define MOEGRAD_TRANSFORMER(T)                                                                           \
+  template void map<T, T, T, T>(const Tensor&, const A3&, math::NormalizeScale);                         \
+  template void map<T, T, T, T, T>(const Tensor&, const A4&, math::MulSubMul);                           \
+  template void map_outputs<T, 2, T, T, T, T>(const std::array<Tensor, 2>&, const A4&, math::Rotary);    \
+  template void map_outputs<T, 2, T, T, T, T>(const std::array<Tensor, 2>&, const A4&, math::RotaryInverse);
+MOEGRAD_TRANSFORMER(float)
+MOEGRAD_TRANSFORMER(double)
+
 #define MOEGRAD_SELECT(T) template void map<T, bool, T, T>(const Tensor&, const A3&, math::Select);
 MOEGRAD_SELECT(float)
 MOEGRAD_SELECT(double)

@@ -147,6 +147,28 @@ struct GegluGradsInput {
 struct GegluGradMult {
   template <class T> MOEGRAD_HD T operator()(T gy, T value, T gate, T) const { return gy * (Gelu{}(gate) * value); }
 };
+// RMSNorm (core/ops/rms_norm.h): ((x / n) * g) * scale, in the order st-moe's
+// F.normalize(x) * gamma * scale rounds it; with g = the incoming gradient it is d gamma.
+struct NormalizeScale {
+  double scale;
+  template <class T> MOEGRAD_HD T operator()(T x, T n, T g) const { return x / n * g * T(scale); }
+};
+// a * b - c * d (RMSNorm's d x = u * (s / n) - x * (s (x . u) / n^3)).
+struct MulSubMul {
+  template <class T> MOEGRAD_HD T operator()(T a, T b, T c, T d) const { return a * b - c * d; }
+};
+// The rotary embedding of a pair (x1, x2) by an angle with cosine c and sine s
+// (core/ops/rotary.h), and its inverse (the rotation by -angle: the forward's gradient).
+struct Rotary {
+  template <class T> MOEGRAD_HD Values<T, 2> operator()(T x1, T x2, T c, T s) const {
+    return {{x1 * c - x2 * s, x1 * s + x2 * c}};
+  }
+};
+struct RotaryInverse {
+  template <class T> MOEGRAD_HD Values<T, 2> operator()(T x1, T x2, T c, T s) const {
+    return {{x1 * c + x2 * s, x2 * c - x1 * s}};
+  }
+};
 struct SiluBackward {
   template <class T> MOEGRAD_HD T operator()(T gy, T x) const {
     const T s = Sigmoid{}(x);

@@ -1,6 +1,8 @@
 // The gradient-check catalogue: one entry per differentiable op (each a CTest test).
 // The last case fails if an op registered in autograd has no entry here.
+#include <cmath>
 #include <set>
+#include <vector>
 
 #include "dist/autograd_collectives.h"
 #include "dist/local_group.h"
@@ -130,6 +132,15 @@ GRADCHECK("norm") {
   check("p=3 dim 0 keepdim", [](const V& v) { return ag::norm(v[0], 3.0, {0}, true); }, {I({3, 4}, Domain::away_from_zero)});
   check("p=1", [](const V& v) { return ag::norm(v[0], 1.0, {1}); }, {S({3, 4}, Domain::away_from_zero)});
 }
+GRADCHECK("rms_norm") {
+  auto rms = [](double scale, double eps) {
+    return [scale, eps](const V& v) { return ag::rms_norm(v[0], v[1], scale, eps); };
+  };
+  check("[3, 4], gamma [4]", rms(2.0, 1e-12), {I({3, 4}), I({4})});
+  check("strided [2, 3, 5]", rms(1.5, 1e-12), {S({2, 3, 5}), I({5})});
+  check("transposed x, gamma per row", rms(3.0, 1e-12), {T({3, 5}), I({3, 1})});
+  check("every row clamped to eps", rms(2.0, 50.0), {I({2, 4}), S({4})});
+}
 GRADCHECK("softmax") {
   check("dim -1", [](const V& v) { return ag::softmax(v[0], -1); }, {I({3, 5})});
   check("dim 0", [](const V& v) { return ag::softmax(v[0], 0); }, {T({3, 4})});
@@ -169,6 +180,20 @@ GRADCHECK("causal_attention") {
   check("strided q, transposed k", attn(1.0), {S({1, 2, 4, 3}), T({1, 2, 4, 3}), I({1, 2, 4, 3})});
   check("T=65 over two blocks", attn(0.7), {I({1, 1, 65, 2}), I({1, 1, 65, 2}), I({1, 1, 65, 2})});
   check("T=1", attn(1.0), {I({2, 1, 1, 4}), I({2, 1, 1, 4}), I({2, 1, 1, 4})});
+}
+GRADCHECK("rotary") {
+  // Angles for T = 3 positions of D / 2 = 2 pairs; cos and sin of the same angles.
+  const std::vector<double> angle{0.0, 0.0, 0.9, -0.4, 2.1, 0.3};
+  std::vector<double> c, s;
+  for (const double a : angle) c.push_back(std::cos(a)), s.push_back(std::sin(a));
+  const auto cos = moegrad::core::from_vector<double>(c, {3, 2}), sin = moegrad::core::from_vector<double>(s, {3, 2});
+  const auto fn = [cos, sin](const V& v) { return ag::rotary(v[0], on(cos, v[0]), on(sin, v[0])); };
+  check("[2, 3, 4]", fn, {I({2, 3, 4})});
+  check("strided [2, 2, 3, 4]", fn, {S({2, 2, 3, 4})});
+  check("per-row angles broadcast [3, 1]", [cos](const V& v) {
+    const auto col = moegrad::core::narrow(on(cos, v[0]), 1, 0, 1);
+    return ag::rotary(v[0], col, moegrad::core::neg(col));
+  }, {T({3, 2})});
 }
 
 // ---- views -----------------------------------------------------------------------------------

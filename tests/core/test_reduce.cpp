@@ -478,3 +478,20 @@ TEST_CASE("reduce: error paths") {
   CHECK_THROWS_WITH_AS(log_softmax_backward(y, y, 2), doctest::Contains("[log_softmax_backward]"),
                        Error);
 }
+
+TEST_CASE("all_finite: Inf and NaN anywhere, finite values whose sum overflows, views, empty and integer tensors") {
+  const float big = std::numeric_limits<float>::max();
+  CHECK(all_finite(full({1000}, big)));  // the sum overflows; every element is finite
+  CHECK(all_finite(full({1000}, -big, {DType::f64})));
+  for (const double bad : {INFINITY, -INFINITY, NAN})
+    for (const DType dt : {DType::f32, DType::f64}) {
+      Tensor x = zeros({7, 5}, {dt});
+      fill_(select(select(x, 0, 6), 0, 4), bad);  // the last element
+      CHECK_FALSE(all_finite(x));
+      CHECK_FALSE(all_finite(transpose(x, 0, 1)));
+      CHECK(all_finite(narrow(x, 0, 0, 6)));  // a view without it
+    }
+  CHECK(all_finite(Tensor{}));
+  CHECK(all_finite(zeros({0, 3})));
+  CHECK(all_finite(full({3}, 5.0, {DType::i64})));
+}

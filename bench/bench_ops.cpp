@@ -1,6 +1,7 @@
 // Core op throughput against same-run denominators, one JSON line per measurement:
 //   matmul      GFLOP/s through core::matmul vs a direct cblas_sgemm of the same shape;
-//   elementwise / reductions  GB/s through core ops vs memcpy of the same traffic.
+//   elementwise / reductions  GB/s through core ops vs memcpy of the same traffic;
+//   fused       forward + backward of a fused autograd op vs the unfused graph it replaced.
 // Traffic counts bytes read plus bytes written (memcpy of S bytes = 2 S). Timings are medians
 // of several samples after warm-up; core and the denominator are sampled alternately.
 #include <cblas.h>
@@ -11,10 +12,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "autograd/autograd.h"
 #include "core/ops.h"
 #include "tools/cli.h"
 
@@ -139,6 +143,49 @@ void bench_row_broadcast(const Config& cfg) {
                   [&] { geglu_backward(gy, h, s, true, true, dh, dmult); });
 }
 
+// Forward + backward (sum(w * y), w fixed) through a fused op and through the unfused autograd
+// graph it replaced, at the shapes of the README's language model (1024 tokens of width 64; q and
+// k [16, 4, 64, 16] as heads permuted from [16, 64, 4, 16]): ms per call and unfused / fused.
+void bench_fused(const Config& cfg) {
+  const auto report = [&](const std::string& op, const std::string& shape, const std::function<void()>& fused,
+                          const std::function<void()>& unfused) {
+    const auto [ms, unfused_ms] = time_pair(cfg, fused, unfused);
+    fmt::print(
+        "{{\"bench\":\"fused\",\"device\":\"cpu\",\"dtype\":\"f32\",\"op\":\"{}\",\"shape\":\"{}\","
+        "\"ms\":{:.4f},\"unfused_ms\":{:.4f},\"speedup\":{:.2f}}}\n",
+        op, shape, ms, unfused_ms, unfused_ms / ms);
+    std::fflush(stdout);
+  };
+  Generator gen(4);
+  const auto run = [](const ag::Variable& y, const Tensor& w) { ag::sum(ag::mul(y, ag::constant(w))).backward(); };
+  {
+    const Tensor x0 = randn({16, 64, 64}, {}, &gen), w = randn({16, 64, 64}, {}, &gen);
+    const ag::Variable x(x0, true), g(ones({64}), true);
+    const double scale = 8.0, eps = 1e-12;
+    report("rms_norm fwd+bwd", "[16x64x64], gamma [64]", [&] { run(ag::rms_norm(x, g, scale, eps), w); }, [&] {
+      const ag::Variable n = ag::clamp(ag::norm(x, 2.0, {-1}, true), eps, std::numeric_limits<double>::infinity());
+      run(ag::mul(ag::mul(ag::div(x, n), g), scale), w);
+    });
+  }
+  {
+    const std::int64_t B = 16, T = 64, H = 4, D = 16;
+    const Tensor angle = mul(rand({T, D / 2}, {}, &gen), 6.0);
+    std::vector<double> c, s;
+    for (const double a : angle.to_vector<double>()) c.push_back(std::cos(a)), s.push_back(std::sin(a));
+    const Tensor cos = to_dtype(from_vector<double>(c, {T, D / 2}), DType::f32);
+    const Tensor sin = to_dtype(from_vector<double>(s, {T, D / 2}), DType::f32);
+    const ag::Variable x(randn({B, T, H, D}, {}, &gen), true);
+    const Tensor w = randn({B, H, T, D}, {}, &gen);
+    report("rotary fwd+bwd", "[16x64x4x16] permuted to [16x4x64x16]",
+           [&] { run(ag::rotary(ag::permute(x, {0, 2, 1, 3}), cos, sin), w); }, [&] {
+             const ag::Variable p = ag::permute(x, {0, 2, 1, 3});
+             const ag::Variable x1 = ag::narrow(p, -1, 0, D / 2), x2 = ag::narrow(p, -1, D / 2, D / 2);
+             const ag::Variable cv = ag::constant(cos), sv = ag::constant(sin);
+             run(ag::cat({ag::sub(ag::mul(x1, cv), ag::mul(x2, sv)), ag::add(ag::mul(x1, sv), ag::mul(x2, cv))}, -1), w);
+           });
+  }
+}
+
 int run_all(Config cfg) {
   if (cfg.quick) {
     cfg.samples = 5;
@@ -157,6 +204,7 @@ int run_all(Config cfg) {
   }
   bench_elementwise(cfg);
   bench_row_broadcast(cfg);
+  bench_fused(cfg);
   return 0;  // an exception ends the run with exit 1 (cli::run)
 }
 

@@ -22,7 +22,8 @@ Variable causal_attention(const Variable& q, const Variable& k, const Variable& 
                 });
 }
 
-// A rotation's adjoint is the rotation back: dx = rotary(g, cos, sin, inverse).
+// The gradient is the transposed map, dx = rotary(g, cos, sin, inverse) (for true angles the
+// rotation back).
 Variable rotary(const Variable& x, const Tensor& cos, const Tensor& sin) {
   MOEGRAD_CHECK(x.defined(), "rotary", "x must be defined");
   return record("rotary", core::rotary(x.value(), cos, sin), {x}, [cos, sin](Tensor g, const Needs&) {

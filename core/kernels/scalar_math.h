@@ -158,7 +158,7 @@ struct MulSubMul {
   template <class T> MOEGRAD_HD T operator()(T a, T b, T c, T d) const { return a * b - c * d; }
 };
 // The rotary embedding of a pair (x1, x2) by an angle with cosine c and sine s
-// (core/ops/rotary.h), and its inverse (the rotation by -angle: the forward's gradient).
+// (core/ops/rotary.h), and its transpose (the rotation by -angle: the forward's gradient).
 struct Rotary {
   template <class T> MOEGRAD_HD Values<T, 2> operator()(T x1, T x2, T c, T s) const {
     return {{x1 * c - x2 * s, x1 * s + x2 * c}};

@@ -95,7 +95,7 @@ Variable norm(const Variable& x, double p, const Dims& dims, bool keepdim) {
   return record("norm", y, {x}, [X = x.value(), y, p, dims, keepdim](const Tensor& gy, const Needs&) {
     // d ||x||_p / dx = sign(x)|x|^(p-1) / ||x||^(p-1); zero where the norm is zero. The
     // denominator and both masks are computed at y's (reduced) shape and then expanded: three
-    // passes over x's shape instead of six (RMSNorm's backward runs this on every block).
+    // passes over x's shape instead of six.
     const auto expand = [&](const Tensor& t) { return expand_reduced(t, X.shape(), dims, keepdim); };
     Tensor num = p == 2.0 ? X : core::mul(core::sign(X), core::pow(core::abs(X), p - 1.0));
     Tensor den = p == 2.0 ? y : core::pow(y, p - 1.0);

@@ -23,16 +23,19 @@ RotaryTables rotary_tables(std::int64_t t, std::int64_t d, double base, DType dt
   const auto table = [&](const std::vector<double>& v) {
     return core::to_device(core::to_dtype(core::from_vector<double>(v, {t, half}), dtype), device);
   };
-  return {t, d, base, dtype, device, table(c), table(s)};
+  return {base, table(c), table(s)};
 }
 
-bool RotaryTables::fits(std::int64_t t_, std::int64_t d_, double base_, DType dtype_, core::Device device_) const {
-  return cos.defined() && t == t_ && d == d_ && base == base_ && dtype == dtype_ && device == device_;
+bool RotaryTables::fits(std::int64_t positions, std::int64_t width, double angle_base, DType dtype,
+                        core::Device device) const {
+  return cos.defined() && t() == positions && d() == width && base == angle_base && cos.dtype() == dtype &&
+         cos.device() == device;
 }
 
 Variable apply_rotary(const Variable& x, const RotaryTables& tables) {
-  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-2) == tables.t && x.size(-1) == tables.d, "rotary",
-                "x must be [..., T, D] = [..., {}, {}] for these tables, got {}", tables.t, tables.d,
+  MOEGRAD_CHECK(tables.cos.defined() && tables.sin.defined(), "rotary", "the tables are empty (make them with rotary_tables)");
+  MOEGRAD_CHECK(x.dim() >= 2 && x.size(-2) == tables.t() && x.size(-1) == tables.d(), "rotary",
+                "x must be [..., T, D] = [..., {}, {}] for these tables, got {}", tables.t(), tables.d(),
                 core::describe(x.value()));
   return ag::rotary(x, tables.cos, tables.sin);
 }

@@ -14,14 +14,15 @@ namespace moegrad::nn {
 
 constexpr double kRotaryBase = 10000.0;
 
-// The angles of positions 0 .. t-1 for head width d: cos and sin [t, d / 2] in dtype on device.
+// The angles of positions 0 .. t-1 for head width d: cos and sin [t, d / 2] in dtype on device
+// (t, d, dtype and device are read off the tables).
 struct RotaryTables {
-  std::int64_t t = 0, d = 0;
   double base = 0;
-  DType dtype = DType::f32;
-  core::Device device;
   Tensor cos, sin;
-  bool fits(std::int64_t t, std::int64_t d, double base, DType dtype, core::Device device) const;
+  std::int64_t t() const { return cos.size(0); }
+  std::int64_t d() const { return 2 * cos.size(1); }
+  // Whether these are the tables of (positions, width, angle_base, dtype, device).
+  bool fits(std::int64_t positions, std::int64_t width, double angle_base, DType dtype, core::Device device) const;
 };
 RotaryTables rotary_tables(std::int64_t t, std::int64_t d, double base, DType dtype, core::Device device);
 

@@ -99,6 +99,21 @@ TEST_CASE("apply_rotary: position 0 unchanged, norms kept, q.k depends on the of
   CHECK(dot(5, 5) == doctest::Approx(dot(0, 0)).epsilon(1e-4));
 }
 
+TEST_CASE("apply_rotary with tables: the tables' own sizes, bad tables one line") {
+  const nn::RotaryTables tables = nn::rotary_tables(6, 8, nn::kRotaryBase, core::DType::f32, core::Device::cpu());
+  CHECK(tables.t() == 6);
+  CHECK(tables.d() == 8);
+  CHECK(tables.fits(6, 8, nn::kRotaryBase, core::DType::f32, core::Device::cpu()));
+  CHECK_FALSE(tables.fits(6, 8, nn::kRotaryBase, core::DType::f64, core::Device::cpu()));
+  CHECK_FALSE(tables.fits(5, 8, nn::kRotaryBase, core::DType::f32, core::Device::cpu()));
+  const ag::Variable x = ag::constant(core::ones({2, 6, 8}));
+  CHECK(nn::apply_rotary(x, tables).value().to_vector<float>() == nn::apply_rotary(x).value().to_vector<float>());
+  CHECK_THROWS_WITH_AS(nn::apply_rotary(x, nn::RotaryTables{}), Contains("the tables are empty"), Error);
+  CHECK_THROWS_WITH_AS(nn::apply_rotary(ag::constant(core::ones({2, 5, 8})), tables), Contains("[..., 6, 8]"), Error);
+  CHECK_THROWS_WITH_AS(nn::rotary_tables(6, 7, nn::kRotaryBase, core::DType::f32, core::Device::cpu()),
+                       Contains("even head width"), Error);
+}
+
 TEST_CASE("language model: logits [b, n, 256], losses, and causality for st_moe and dense") {
   for (const char* kind : {"st_moe", "dense"}) {
     CAPTURE(kind);

@@ -12,6 +12,7 @@
 
 #include "autograd/autograd.h"
 #include "core/ops/attention.h"
+#include "tests/autograd/expect_close.h"
 
 using namespace moegrad;
 namespace core = moegrad::core;
@@ -20,6 +21,7 @@ using core::DType;
 using core::Shape;
 using core::Tensor;
 using doctest::Contains;
+using fused_test::expect_close;
 
 namespace {
 
@@ -35,18 +37,6 @@ Variable naive_attention(const Variable& q, const Variable& k, const Variable& v
   Variable s = ag::mul(ag::matmul(q, ag::transpose(k, -1, -2)), scale);
   s = ag::add(s, ag::constant(causal_mask(q.size(2), q.dtype())));
   return ag::matmul(ag::softmax(s, -1), v);
-}
-
-void expect_close(const char* what, const Tensor& got, const Tensor& want, double atol, double rtol) {
-  INFO(what);
-  REQUIRE(got.shape() == want.shape());
-  REQUIRE(got.dtype() == want.dtype());
-  const auto g = got.to_vector<double>(), w = want.to_vector<double>();
-  int bad = 0;
-  for (std::size_t i = 0; i < g.size(); ++i)
-    if (!(std::abs(g[i] - w[i]) <= atol + rtol * std::abs(w[i])) && bad++ < 5)
-      FAIL_CHECK("element ", i, ": fused ", g[i], " vs naive ", w[i]);
-  CHECK(bad == 0);
 }
 
 // Forward and the gradients of sum(w * out) through both paths.

@@ -12,6 +12,7 @@
 #include "autograd/autograd.h"
 #include "core/ops/rms_norm.h"
 #include "core/ops/rotary.h"
+#include "tests/autograd/expect_close.h"
 
 using namespace moegrad;
 namespace core = moegrad::core;
@@ -19,19 +20,9 @@ using ag::Variable;
 using core::DType;
 using core::Tensor;
 using doctest::Contains;
+using fused_test::expect_close;
 
 namespace {
-
-void expect_close(const char* what, const Tensor& got, const Tensor& want, double atol, double rtol) {
-  INFO(what);
-  REQUIRE(got.shape() == want.shape());
-  const auto g = got.to_vector<double>(), w = want.to_vector<double>();
-  int bad = 0;
-  for (std::size_t i = 0; i < g.size(); ++i)
-    if (!(std::abs(g[i] - w[i]) <= atol + rtol * std::abs(w[i])) && bad++ < 5)
-      FAIL_CHECK("element ", i, ": fused ", g[i], " vs unfused ", w[i]);
-  CHECK(bad == 0);
-}
 
 void expect_same_bits(const Tensor& got, const Tensor& want) {
   REQUIRE(got.shape() == want.shape());

@@ -1,6 +1,7 @@
 // RMSNorm as st-moe-pytorch computes it, fused: y = F.normalize(x, dim=-1) * gamma * scale,
 // i.e. (x / max(||x||, eps)) * gamma * scale with the norm over the last dim. Two passes forward
-// (the norms, then y) and four backward, instead of the ten of the unfused graph.
+// (the norms, then y) and five backward (four for d x, one for d gamma), where the unfused graph
+// took about fifteen.
 #pragma once
 #include <array>
 
